@@ -1,0 +1,51 @@
+/**
+ * Every error TokenSec raises, on the server and in the browser, is a TokenSecError with a
+ * stable `code`. Branch on `code`, never on `message`: messages may be reworded.
+ *
+ * Server errors also carry `status`/`statusCode` and `expose` (the http-errors convention that
+ * Express's error handlers read), like csurf's EBADCSRFTOKEN.
+ */
+export type TokenSecErrorCode =
+  // server, per request
+  | 'ERR_TOKENSEC_HEADER_TOO_LARGE'
+  | 'ERR_TOKENSEC_MALFORMED_HEADER'
+  | 'ERR_TOKENSEC_UNSUPPORTED_VERSION'
+  | 'ERR_TOKENSEC_UNSUPPORTED_ALGORITHM'
+  | 'ERR_TOKENSEC_INVALID_PUBLIC_KEY'
+  | 'ERR_TOKENSEC_NO_SECRET'
+  | 'ERR_TOKENSEC_SECRET_MISMATCH'
+  | 'ERR_TOKENSEC_NO_CSRF_MIDDLEWARE'
+  | 'ERR_TOKENSEC_SECRET_FAILED'
+  | 'ERR_TOKENSEC_PAYLOAD_FAILED'
+  | 'ERR_TOKENSEC_PAYLOAD_TIMEOUT'
+  | 'ERR_TOKENSEC_INVALID_PAYLOAD'
+  | 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE'
+  // browser client
+  | 'ERR_TOKENSEC_INSECURE_CONTEXT'
+  | 'ERR_TOKENSEC_INVALID_OPTIONS'
+  | 'ERR_TOKENSEC_UNSUPPORTED_BROWSER'
+  | 'ERR_TOKENSEC_NETWORK'
+  | 'ERR_TOKENSEC_HTTP_STATUS'
+  | 'ERR_TOKENSEC_NO_RESPONSE_HEADER'
+  | 'ERR_TOKENSEC_MALFORMED_RESPONSE'
+  | 'ERR_TOKENSEC_DECRYPTION_FAILED';
+
+export class TokenSecError extends Error {
+  readonly code: TokenSecErrorCode;
+  /** HTTP status: on the server, the status to answer with; in the browser, the status received. */
+  readonly status?: number;
+  readonly statusCode?: number;
+  /** True for 4xx: the message is safe to show to the client (it never holds a payload or secret). */
+  readonly expose?: boolean;
+
+  constructor(code: TokenSecErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TokenSecError';
+    this.code = code;
+    if (status !== undefined) {
+      this.status = status;
+      this.statusCode = status;
+      this.expose = status < 500;
+    }
+  }
+}

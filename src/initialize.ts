@@ -1,0 +1,79 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { checkOptions, describe, optionError, type Middleware } from './options.js';
+
+export interface CookieOptions {
+  /** Cookie name. Default `tokensec` (the name the browser client reads). */
+  name?: string;
+  /** Default `/`. */
+  path?: string;
+  domain?: string;
+  /** Default `strict`. `none` requires `secure: true`. */
+  sameSite?: 'strict' | 'lax' | 'none';
+  /** Default: true when the request arrived over HTTPS (`req.secure` behind Express's trust proxy). */
+  secure?: boolean;
+  /** Must stay false: the browser client reads this cookie. */
+  httpOnly?: false;
+}
+
+export interface InitializeOptions {
+  /** Put the CSRF token in a cookie for the browser client: `true` for the defaults, or an object merged over them. */
+  cookie?: boolean | CookieOptions;
+}
+
+interface InitializeRequest extends IncomingMessage {
+  csrfToken?: () => string;
+  secure?: boolean;
+}
+
+export const DEFAULT_COOKIE = 'tokensec';
+const COOKIE_OPTIONS = ['name', 'path', 'domain', 'sameSite', 'secure', 'httpOnly'] as const;
+// RFC 6265 cookie-name (a token) and the characters allowed in Path and Domain attribute values.
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const ATTRIBUTE_VALUE = /^[\x21-\x3a\x3c-\x7e]+$/;
+
+function cookieSettings(cookie: unknown) {
+  const given = cookie === true ? {} : checkOptions('initialize', cookie, COOKIE_OPTIONS);
+  const { name = DEFAULT_COOKIE, path = '/', domain, sameSite = 'strict', secure, httpOnly } = given;
+  const fail = (message: string) => optionError('initialize', `cookie option ${message}`);
+  if (typeof name !== 'string' || !COOKIE_NAME.test(name)) throw fail('"name" must be a cookie name such as "tokensec".');
+  if (typeof path !== 'string' || !path.startsWith('/') || !ATTRIBUTE_VALUE.test(path)) throw fail('"path" must be a URL path such as "/".');
+  if (domain !== undefined && (typeof domain !== 'string' || !ATTRIBUTE_VALUE.test(domain))) throw fail('"domain" must be a host name.');
+  if (sameSite !== 'strict' && sameSite !== 'lax' && sameSite !== 'none') throw fail('"sameSite" must be "strict", "lax" or "none".');
+  if (secure !== undefined && typeof secure !== 'boolean') throw fail(`"secure" must be true or false, got ${describe(secure)}.`);
+  if (sameSite === 'none' && secure !== true) throw fail('"sameSite: none" needs "secure: true" (browsers drop such cookies otherwise).');
+  if (httpOnly !== undefined && httpOnly !== false) {
+    throw fail('"httpOnly" must be false: the browser client reads this cookie. To keep it HttpOnly, drop "cookie" and pass csrfToken to TokenSec.handshake() yourself.');
+  }
+  const fixed = `; Path=${path}${domain ? `; Domain=${domain}` : ''}; SameSite=${sameSite[0].toUpperCase()}${sameSite.slice(1)}`;
+  return { name, fixed, secure: secure as boolean | undefined };
+}
+
+function appendSetCookie(res: ServerResponse, cookie: string): void {
+  const current = res.getHeader('set-cookie');
+  const list = current === undefined ? [] : Array.isArray(current) ? current : [String(current)];
+  res.setHeader('Set-Cookie', [...list, cookie]);
+}
+
+/**
+ * Hands the CSRF token to the browser client: when a CSRF middleware has put `req.csrfToken`
+ * on the request and `cookie` is set, sets a script-readable cookie holding `req.csrfToken()`.
+ * Otherwise it only calls `next()`.
+ */
+export function initialize<Req extends InitializeRequest = InitializeRequest, Res extends ServerResponse = ServerResponse>(
+  options: InitializeOptions = {},
+): Middleware<Req, Res> {
+  const { cookie } = checkOptions('initialize', options, ['cookie']);
+  if (cookie !== undefined && typeof cookie !== 'boolean' && (typeof cookie !== 'object' || cookie === null)) {
+    throw optionError('initialize', `option "cookie" must be true, false or an object of cookie settings, got ${describe(cookie)}.`);
+  }
+  const settings = cookie ? cookieSettings(cookie) : undefined;
+
+  return function tokenSecInitialize(req, res, next) {
+    if (settings && typeof req.csrfToken === 'function') {
+      const secure = settings.secure ?? (req.secure ?? (req.socket as TLSSocket).encrypted === true);
+      appendSetCookie(res, `${settings.name}=${encodeURIComponent(req.csrfToken())}${settings.fixed}${secure ? '; Secure' : ''}`);
+    }
+    next();
+  };
+}

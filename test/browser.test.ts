@@ -1,0 +1,57 @@
+/** Real browser: Chromium loads the client by script tag from an app protected by csurf. */
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from './browser.js';
+import { TOKEN, csrfApp, listen } from './helpers.js';
+
+const page = (options: string) => `<!doctype html>
+<title>TokenSec</title>
+<script src="/tokensec.js"></script>
+<script>
+  window.result = TokenSec.handshake(${options}).then(
+    (payload) => ({ payload, algorithm: null }),
+    (error) => ({ name: error.name, code: error.code, status: error.status, message: error.message }),
+  );
+</script>`;
+
+describe('Chromium', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium();
+  });
+  afterAll(() => browser?.close());
+
+  async function run(options: string, handshakeOptions = {}) {
+    const { app, errors } = csrfApp(handshakeOptions, page(options));
+    const server = await listen(app);
+    const context = await browser.newContext();
+    try {
+      const tab = await context.newPage();
+      await tab.goto(`${server.origin}/`);
+      const result = await tab.evaluate(() => (window as unknown as { result: Promise<unknown> }).result);
+      const cookies = await context.cookies();
+      return { result, errors, cookies };
+    } finally {
+      await context.close();
+      await server.close();
+    }
+  }
+
+  it('script tag + csurf: TokenSec.handshake() reads the tokensec cookie and gets the exact payload', async () => {
+    const { result, errors, cookies } = await run(`{ uri: '/token' }`);
+    expect(result).toEqual({ payload: TOKEN, algorithm: null });
+    expect(errors).toEqual([]);
+    expect(cookies.map((c) => c.name).sort()).toEqual(['_csrf', 'tokensec']);
+  });
+
+  it.each(['x25519', 'p256'])('%s key agreement in the browser', async (algorithm) => {
+    const { result } = await run(`{ uri: '/token', algorithm: '${algorithm}' }`);
+    expect(result).toEqual({ payload: TOKEN, algorithm: null });
+  });
+
+  it('a CSRF token that csurf refuses gives ERR_TOKENSEC_HTTP_STATUS 403', async () => {
+    const { result, errors } = await run(`{ uri: '/token', csrfToken: 'forged' }`);
+    expect(result).toMatchObject({ name: 'TokenSecError', code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(errors.map((e) => e.code)).toEqual(['EBADCSRFTOKEN']);
+  });
+});

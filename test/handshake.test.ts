@@ -1,0 +1,301 @@
+import express from 'express';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handshake as clientHandshake } from '../client/index.js';
+import { openResponse, requestHeader, createKeys } from '../client/protocol.js';
+import tokenSec, { TokenSecError } from '../src/index.js';
+import { TOKEN, csrfApp, listen, visit } from './helpers.js';
+
+describe('round trip: the client code against a listening app with csurf', () => {
+  const { app, errors } = csrfApp();
+  let server: Awaited<ReturnType<typeof listen>>;
+  beforeAll(async () => {
+    server = await listen(app);
+  });
+  afterAll(() => server.close());
+
+  it.each(['x25519', 'p256'] as const)('%s: the client gets the exact payload', async (algorithm) => {
+    const { cookie, csrfToken } = await visit(server.origin);
+    const payload = await clientHandshake({ uri: `${server.origin}/token`, csrfToken, headers: { cookie }, algorithm });
+    expect(payload).toBe(TOKEN);
+  });
+
+  it('picks X25519 by default', async () => {
+    const keys = await createKeys(crypto.subtle);
+    expect(keys.algorithm).toBe('x25519');
+    expect(keys.privateKey.extractable).toBe(false);
+  });
+
+  it('supports the callback form', async () => {
+    const { cookie, csrfToken } = await visit(server.origin);
+    const payload = await new Promise((resolve, reject) =>
+      clientHandshake({ uri: `${server.origin}/token`, csrfToken, headers: { cookie } }, (error, value) => (error ? reject(error) : resolve(value))),
+    );
+    expect(payload).toBe(TOKEN);
+  });
+
+  it('csurf refuses a handshake without a valid CSRF token: the client reports the status', async () => {
+    const { cookie } = await visit(server.origin);
+    const error = await clientHandshake({ uri: `${server.origin}/token`, csrfToken: 'forged', headers: { cookie } }).catch((e) => e);
+    expect(error).toBeInstanceOf(TokenSecError);
+    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(errors.at(-1)?.code).toBe('EBADCSRFTOKEN');
+  });
+
+  it('a secret that differs from the CSRF token sent is refused with 403 ERR_TOKENSEC_SECRET_MISMATCH', async () => {
+    const { cookie, csrfToken } = await visit(server.origin);
+    const error = await clientHandshake({ uri: `${server.origin}/token`, csrfToken, secret: 'something else', headers: { cookie } }).catch((e) => e);
+    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(errors.at(-1)?.code).toBe('ERR_TOKENSEC_SECRET_MISMATCH');
+  });
+
+  it('a response moved to another handshake does not decrypt', async () => {
+    const { cookie, csrfToken } = await visit(server.origin);
+    const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
+    const send = async () => {
+      const keys = await createKeys(crypto.subtle);
+      const response = await fetch(`${server.origin}/token`, {
+        method: 'POST',
+        headers: { cookie, 'x-csrf-token': csrfToken, 'x-tokensec-handshake': await requestHeader(crypto.subtle, keys, csrfToken, target) },
+      });
+      return { keys, value: response.headers.get('x-tokensec-handshake')! };
+    };
+    const first = await send();
+    const second = await send();
+    expect(await openResponse(crypto.subtle, first.keys, csrfToken, target, first.value)).toBe(TOKEN);
+    await expect(openResponse(crypto.subtle, first.keys, csrfToken, target, second.value)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+  });
+});
+
+/** A minimal app without CSRF middleware, for driving the handshake middleware directly. */
+function secretApp(options: Parameters<typeof tokenSec.handshake>[0], after?: express.RequestHandler) {
+  const app = express();
+  const seen: unknown[] = [];
+  app.post('/token', tokenSec.handshake(options), after ?? ((_req, res) => res.json({ next: true })));
+  app.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    seen.push(err);
+    res.status(err.status ?? 500).json({ code: err.code });
+  });
+  return { app, seen };
+}
+
+/** Makes a real request header with the client code, for a request to POST /token. */
+async function header(secret: string, algorithm: 'x25519' | 'p256' = 'x25519', path = '/token') {
+  const keys = await createKeys(crypto.subtle, algorithm);
+  const target = { header: 'x-tokensec-handshake', method: 'POST', path };
+  return { keys, target, value: await requestHeader(crypto.subtle, keys, secret, target) };
+}
+
+describe('handshake middleware', () => {
+  it('passes requests without the header straight to next(), untouched', async () => {
+    const { app } = secretApp({ payload: TOKEN, secret: 's' });
+    const response = await request(app).post('/token').expect(200, { next: true });
+    expect(response.headers['x-tokensec-handshake']).toBeUndefined();
+    expect(response.headers['cache-control']).toBeUndefined();
+  });
+
+  it('answers with no-store, Vary and the encrypted payload, then calls next() (terminate: false)', async () => {
+    const { app } = secretApp({ payload: TOKEN, secret: 's' });
+    const { keys, target, value } = await header('s');
+    const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200, { next: true });
+    expect(response.headers['cache-control']).toBe('no-store');
+    expect(response.headers.vary).toMatch(/x-tokensec-handshake/i);
+    const sealed = response.headers['x-tokensec-handshake'];
+    expect(sealed).not.toContain(TOKEN.slice(0, 20));
+    expect(await openResponse(crypto.subtle, keys, 's', target, sealed)).toBe(TOKEN);
+    // The payload travels only encrypted: not in the body, not in any other header.
+    expect(JSON.stringify(response.headers) + response.text).not.toContain('eyJzdWIiOiJ1c2VyLTQy');
+  });
+
+  it('ends the response itself with terminate: true', async () => {
+    let reached = false;
+    const { app } = secretApp({ payload: TOKEN, secret: 's', terminate: true }, (_req, res) => {
+      reached = true;
+      res.send('no');
+    });
+    const { value } = await header('s');
+    const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
+    expect(response.text).toBe('');
+    expect(reached).toBe(false);
+    expect(response.headers['x-tokensec-handshake']).toMatch(/^v2\./);
+  });
+
+  it('keeps Vary values already set', async () => {
+    const app = express();
+    app.post('/token', (_req, res, next) => {
+      res.setHeader('Vary', 'Origin');
+      next();
+    }, tokenSec.handshake({ payload: TOKEN, secret: 's', terminate: true }));
+    const { value } = await header('s');
+    const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
+    expect(response.headers.vary).toBe('Origin, x-tokensec-handshake');
+  });
+
+  it('awaits an async payload function and gives it req and res', async () => {
+    let args: unknown[] = [];
+    const { app } = secretApp({
+      payload: async (req, res) => {
+        args = [req.method, typeof res.setHeader];
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return `token-for-${req.headers['x-user']}`;
+      },
+      secret: 's',
+      terminate: true,
+    });
+    const { keys, target, value } = await header('s', 'p256');
+    const response = await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'ann').expect(200);
+    expect(args).toEqual(['POST', 'function']);
+    expect(await openResponse(crypto.subtle, keys, 's', target, response.headers['x-tokensec-handshake'])).toBe('token-for-ann');
+  });
+
+  it('sends no header for an empty payload, and still calls next() or ends', async () => {
+    for (const terminate of [false, true]) {
+      const { app } = secretApp({ payload: () => '', secret: 's', terminate });
+      const { value } = await header('s');
+      const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
+      expect(response.headers['x-tokensec-handshake']).toBeUndefined();
+      expect(response.text).toBe(terminate ? '' : '{"next":true}');
+    }
+  });
+
+  it('takes the secret from a function of the request', async () => {
+    const { app } = secretApp({ payload: TOKEN, secret: (req) => `user-secret-${req.headers['x-user']}`, terminate: true });
+    const { keys, target, value } = await header('user-secret-bo');
+    const ok = await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'bo').expect(200);
+    expect(await openResponse(crypto.subtle, keys, 'user-secret-bo', target, ok.headers['x-tokensec-handshake'])).toBe(TOKEN);
+    await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'al').expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
+  });
+
+  it('binds the path as sent, including a mount point', async () => {
+    const app = express();
+    const router = express.Router();
+    router.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's', terminate: true }));
+    app.use('/api', router);
+    const good = await header('s', 'x25519', '/api/token');
+    await request(app).post('/api/token?x=1').set('x-tokensec-handshake', good.value).expect(200);
+    const unmounted = await header('s', 'x25519', '/token');
+    await request(app).post('/api/token').set('x-tokensec-handshake', unmounted.value).expect(403);
+  });
+
+  describe('bad input: a 4xx TokenSecError with a stable code, passed to next(err)', () => {
+    const cases: [string, () => Promise<string>, number, string][] = [
+      ['too long', async () => `v2.x25519.${'A'.repeat(300)}`, 431, 'ERR_TOKENSEC_HEADER_TOO_LARGE'],
+      ['garbage', async () => 'hello world', 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
+      ['empty', async () => '', 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
+      ['unknown version', async () => (await header('s')).value.replace('v2.', 'v9.'), 400, 'ERR_TOKENSEC_UNSUPPORTED_VERSION'],
+      ['a TokenSec 0.x client', async () => 'U2FsdGVkX1+abcdefghijklmnopqrstuvwxyz0123456789=', 400, 'ERR_TOKENSEC_UNSUPPORTED_VERSION'],
+      ['unknown algorithm', async () => (await header('s')).value.replace('x25519', 'x448'), 400, 'ERR_TOKENSEC_UNSUPPORTED_ALGORITHM'],
+      ['key one character short', async () => truncateKey((await header('s')).value), 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
+      ['small-order key with a valid binding', async () => (await smallOrderHeader()), 400, 'ERR_TOKENSEC_INVALID_PUBLIC_KEY'],
+      ['wrong secret', async () => (await header('not s')).value, 403, 'ERR_TOKENSEC_SECRET_MISMATCH'],
+    ];
+    it.each(cases)('%s → %i %s', async (_, make, status, code) => {
+      const { app, seen } = secretApp({ payload: TOKEN, secret: 's' });
+      const response = await request(app).post('/token').set('x-tokensec-handshake', await make()).expect(status);
+      expect(response.body).toEqual({ code });
+      expect(seen[0]).toBeInstanceOf(TokenSecError);
+      expect(seen[0]).toMatchObject({ status, statusCode: status, expose: true, code });
+      expect(response.headers['x-tokensec-handshake']).toBeUndefined();
+    });
+
+    it('no CSRF token in x-csrf-token → 403 ERR_TOKENSEC_NO_SECRET', async () => {
+      const { app, errors } = csrfApp();
+      // csurf also accepts its token as ?_csrf=, so the request gets past it without the header.
+      const { cookie, csrfToken } = await visit((await listenOnce(app)).origin);
+      const { value } = await header(csrfToken);
+      await request(app).post(`/token?_csrf=${encodeURIComponent(csrfToken)}`).set('cookie', cookie).set('x-tokensec-handshake', value).expect(403);
+      expect(errors.at(-1)?.code).toBe('ERR_TOKENSEC_NO_SECRET');
+    });
+
+    it('default secret without any CSRF middleware → 500 ERR_TOKENSEC_NO_CSRF_MIDDLEWARE (fails closed)', async () => {
+      const { app, seen } = secretApp({ payload: TOKEN });
+      const { value } = await header('anything');
+      await request(app).post('/token').set('x-tokensec-handshake', value).set('x-csrf-token', 'anything').expect(500);
+      expect(seen[0]).toMatchObject({ code: 'ERR_TOKENSEC_NO_CSRF_MIDDLEWARE', expose: false });
+    });
+  });
+
+  describe('failures of the app', () => {
+    const SECRET_PAYLOAD = 'super-secret-token-value';
+    it.each([
+      ['throws', () => { throw new Error('db down'); }, 500, 'ERR_TOKENSEC_PAYLOAD_FAILED'],
+      ['rejects', () => Promise.reject(new Error('db down')), 500, 'ERR_TOKENSEC_PAYLOAD_FAILED'],
+      ['returns a number', () => 42 as unknown as string, 500, 'ERR_TOKENSEC_INVALID_PAYLOAD'],
+      ['returns too much', () => 'x'.repeat(6145), 500, 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE'],
+    ] as const)('payload function that %s → %i %s', async (_, payload, status, code) => {
+      const { app, seen } = secretApp({ payload, secret: 's' });
+      const { value } = await header('s');
+      const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(status, { code });
+      expect(seen[0]).toMatchObject({ code, expose: false });
+      expect(response.headers['x-tokensec-handshake']).toBeUndefined();
+    });
+
+    it('keeps the cause of a failed payload function, for the app\'s logs', async () => {
+      const cause = new Error('db down');
+      const { app, seen } = secretApp({ payload: () => Promise.reject(cause), secret: 's' });
+      await request(app).post('/token').set('x-tokensec-handshake', (await header('s')).value).expect(500);
+      expect((seen[0] as Error).cause).toBe(cause);
+    });
+
+    it('a payload function that never settles → 503 ERR_TOKENSEC_PAYLOAD_TIMEOUT, and the next handshake works', async () => {
+      let calls = 0;
+      const { app, seen } = secretApp({
+        payload: () => (++calls === 1 ? new Promise<string>(() => {}) : SECRET_PAYLOAD),
+        secret: 's',
+        timeout: 50,
+        terminate: true,
+      });
+      await request(app).post('/token').set('x-tokensec-handshake', (await header('s')).value).expect(503, { code: 'ERR_TOKENSEC_PAYLOAD_TIMEOUT' });
+      expect(seen[0]).toMatchObject({ code: 'ERR_TOKENSEC_PAYLOAD_TIMEOUT', status: 503 });
+      const { keys, target, value } = await header('s');
+      const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
+      expect(await openResponse(crypto.subtle, keys, 's', target, response.headers['x-tokensec-handshake'])).toBe(SECRET_PAYLOAD);
+    });
+
+    it('a secret function that throws → 500 ERR_TOKENSEC_SECRET_FAILED; one that returns nothing → 403 ERR_TOKENSEC_NO_SECRET', async () => {
+      const throwing = secretApp({ payload: TOKEN, secret: () => { throw new Error('x'); } });
+      await request(throwing.app).post('/token').set('x-tokensec-handshake', (await header('s')).value).expect(500, { code: 'ERR_TOKENSEC_SECRET_FAILED' });
+      const empty = secretApp({ payload: TOKEN, secret: () => undefined });
+      await request(empty.app).post('/token').set('x-tokensec-handshake', (await header('s')).value).expect(403, { code: 'ERR_TOKENSEC_NO_SECRET' });
+    });
+
+    it('never puts the payload or the secret in an error', async () => {
+      const secret = 'the-secret-value-9c1';
+      const { app, seen } = secretApp({ payload: () => 'y'.repeat(7000) + SECRET_PAYLOAD, secret });
+      const bad = secretApp({ payload: SECRET_PAYLOAD, secret });
+      await request(app).post('/token').set('x-tokensec-handshake', (await header(secret)).value).expect(500);
+      await request(bad.app).post('/token').set('x-tokensec-handshake', (await header('wrong')).value).expect(403);
+      for (const error of [...seen, ...bad.seen] as Error[]) {
+        const text = `${error.message} ${error.stack} ${JSON.stringify(error)}`;
+        expect(text).not.toContain(SECRET_PAYLOAD);
+        expect(text).not.toContain(secret);
+        expect(text).not.toContain('yyyyyyyy');
+      }
+    });
+  });
+});
+
+function truncateKey(value: string): string {
+  const parts = value.split('.');
+  parts[2] = parts[2].slice(0, -1);
+  return parts.join('.');
+}
+
+async function smallOrderHeader(): Promise<string> {
+  // A valid binding over an all-zero X25519 key: the refusal must come from the key check.
+  const { hmacSha256 } = await import('../src/protocol.js');
+  const { bindingInput, formatRequest, utf8 } = await import('../src/wire.js');
+  const publicKey = new Uint8Array(32);
+  const binding = hmacSha256(utf8('s'), bindingInput('x25519', publicKey, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' }));
+  return formatRequest({ algorithm: 'x25519', publicKey, binding: new Uint8Array(binding) });
+}
+
+const listening: Awaited<ReturnType<typeof listen>>[] = [];
+async function listenOnce(app: express.Express) {
+  const server = await listen(app);
+  listening.push(server);
+  return server;
+}
+afterAll(async () => {
+  await Promise.all(listening.map((s) => s.close()));
+});

@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import cookieParser from 'cookie-parser';
+import csurf from 'csurf';
+import express, { type ErrorRequestHandler, type Express } from 'express';
+import tokenSec, { type HandshakeOptions } from '../src/index.js';
+
+export interface Vector {
+  name: string;
+  algorithm: 'x25519' | 'p256';
+  clientPrivateKey: string;
+  clientPublicKey: string;
+  serverPrivateKey: string;
+  serverPublicKey: string;
+  secret: string;
+  header: string;
+  method: string;
+  path: string;
+  iv: string;
+  payload: string;
+  bindingInput: string;
+  binding: string;
+  sharedSecret: string;
+  keyContext: string;
+  aesKey: string;
+  requestHeader: string;
+  responseHeader: string;
+}
+
+/** The vectors exactly as docs/PROTOCOL.md publishes them. */
+export function protocolVectors(): Vector[] {
+  const doc = readFileSync(new URL('../docs/PROTOCOL.md', import.meta.url), 'utf8');
+  const block = doc.split('<!-- vectors: the test suite parses the JSON block below -->')[1];
+  return JSON.parse(block.slice(block.indexOf('```json') + 7, block.lastIndexOf('```')));
+}
+
+export const hex = (text: string) => new Uint8Array(Buffer.from(text, 'hex'));
+
+export const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.' + 'eyJzdWIiOiJ1c2VyLTQyIiwiZXhwIjoxOTAwMDAwMDAwfQ'.repeat(16) + '.c2ln';
+
+export interface ErrorRecord {
+  status?: number;
+  code?: string;
+  message: string;
+}
+
+/**
+ * An app wired the way the README tells users to: cookie-parser, csurf (cookie mode),
+ * initialize on the page, handshake on POST /token, the client bundle at /tokensec.js.
+ * Errors are rendered as JSON { code, message } with their status, and recorded.
+ */
+export function csrfApp(handshakeOptions: Partial<HandshakeOptions> = {}, page = '<!doctype html><title>t</title>'): { app: Express; errors: ErrorRecord[] } {
+  const app = express();
+  const errors: ErrorRecord[] = [];
+  app.use(cookieParser());
+  app.use(csurf({ cookie: { sameSite: 'strict' } }));
+  app.use(tokenSec.initialize({ cookie: true }));
+  app.get('/', (_req, res) => {
+    res.type('html').send(page);
+  });
+  app.get('/tokensec.js', tokenSec.client());
+  app.post('/token', tokenSec.handshake({ payload: TOKEN, terminate: true, ...handshakeOptions }));
+  const onError: ErrorRequestHandler = (err, _req, res, _next) => {
+    errors.push({ status: err.status, code: err.code, message: String(err.message) });
+    res.status(err.status ?? 500).json({ code: err.code, message: err.expose ? err.message : 'error' });
+  };
+  app.use(onError);
+  return { app, errors };
+}
+
+export async function listen(app: Express): Promise<{ origin: string; close: () => Promise<void> }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** Loads the page like a browser would and returns the cookies it set: the csurf secret and the tokensec cookie. */
+export async function visit(origin: string): Promise<{ cookie: string; csrfToken: string }> {
+  const response = await fetch(`${origin}/`);
+  const cookies = response.headers.getSetCookie().map((c) => c.split(';')[0]);
+  const tokensec = cookies.find((c) => c.startsWith('tokensec='));
+  if (!tokensec) throw new Error('no tokensec cookie');
+  return { cookie: cookies.join('; '), csrfToken: decodeURIComponent(tokensec.slice('tokensec='.length)) };
+}

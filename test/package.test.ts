@@ -1,0 +1,58 @@
+/** The built package as users consume it: dist/, not src/. */
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOKEN, csrfApp, listen, visit } from './helpers.js';
+
+const require = createRequire(import.meta.url);
+type Client = typeof import('../client/index.js');
+
+describe('browser bundles, run in Node against a listening app', () => {
+  let server: Awaited<ReturnType<typeof listen>>;
+  beforeAll(async () => {
+    server = await listen(csrfApp().app);
+  });
+  afterAll(() => server.close());
+
+  const builds: [string, () => Promise<Client>][] = [
+    ['UMD, minified, via require()', async () => require('../dist/browser/tokensec.min.js')],
+    ['UMD, readable, via require()', async () => require('../dist/browser/tokensec.js')],
+    ['ESM, minified, via import', () => import('../dist/browser/tokensec.min.mjs' as string)],
+    ['ESM, readable, via import', () => import('../dist/browser/tokensec.mjs' as string)],
+  ];
+  it.each(builds)('%s completes a handshake with each algorithm', async (_, load) => {
+    const TokenSec = await load();
+    expect(Object.keys(TokenSec).sort()).toEqual(['TokenSecError', 'handshake']);
+    for (const algorithm of ['x25519', 'p256'] as const) {
+      const { cookie, csrfToken } = await visit(server.origin);
+      expect(await TokenSec.handshake({ uri: `${server.origin}/token`, csrfToken, headers: { cookie }, algorithm })).toBe(TOKEN);
+    }
+    const error = await TokenSec.handshake({ uri: `${server.origin}/token` }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TokenSec.TokenSecError);
+    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_NO_SECRET' });
+  });
+});
+
+describe('the server package', () => {
+  const node = (code: string, type: 'commonjs' | 'module') =>
+    execFileSync(process.execPath, [`--input-type=${type}`, '-e', code], { cwd: new URL('..', import.meta.url), encoding: 'utf8' }).trim();
+
+  it('imports by package name, as a default object and by name', () => {
+    const out = node(
+      `import tokenSec, { initialize, handshake, client, TokenSecError } from 'tokensec';
+       console.log([typeof tokenSec.initialize, tokenSec.handshake === handshake, typeof client, typeof initialize, typeof TokenSecError].join())`,
+      'module',
+    );
+    expect(out).toBe('function,true,function,function,function');
+  });
+
+  it('requires from CommonJS (Node >= 20.19 loads ES modules with require)', () => {
+    const out = node(`const tokenSec = require('tokensec'); console.log(typeof tokenSec.initialize, typeof tokenSec.handshake, typeof tokenSec.default.client)`, 'commonjs');
+    expect(out).toBe('function function function');
+  });
+
+  it('resolves tokensec/client to the browser builds', () => {
+    expect(node(`console.log(require.resolve('tokensec/client'))`, 'commonjs')).toMatch(/dist\/browser\/tokensec\.js$/);
+    expect(node(`console.log(import.meta.resolve('tokensec/client'))`, 'module')).toMatch(/dist\/browser\/tokensec\.mjs$/);
+  });
+});

@@ -1,0 +1,85 @@
+/**
+ * The vectors of docs/PROTOCOL.md, read from that file, against the server code (node:crypto)
+ * and the client code (Web Crypto, here Node's implementation of it).
+ */
+import { describe, expect, it } from 'vitest';
+import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../client/protocol.js';
+import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../src/protocol.js';
+import { bindingInput, keyContext, parseRequest, utf8 } from '../src/wire.js';
+import { hex, protocolVectors, type Vector } from './helpers.js';
+
+const h = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
+const b64u = (text: string) => Buffer.from(text, 'hex').toString('base64url');
+
+/** The vector's client private key, imported into Web Crypto as a non-extractable key. */
+async function clientKeys(v: Vector): Promise<ClientKeys> {
+  const publicKey = hex(v.clientPublicKey);
+  const jwk: JsonWebKey =
+    v.algorithm === 'x25519'
+      ? { kty: 'OKP', crv: 'X25519', d: b64u(v.clientPrivateKey), x: b64u(v.clientPublicKey) }
+      : { kty: 'EC', crv: 'P-256', d: b64u(v.clientPrivateKey), x: b64u(v.clientPublicKey.slice(2, 66)), y: b64u(v.clientPublicKey.slice(66)) };
+  const privateKey = await crypto.subtle.importKey('jwk', jwk, webCryptoAlgorithm(v.algorithm), false, ['deriveBits']);
+  return { algorithm: v.algorithm, privateKey, publicKey };
+}
+
+const vectors = protocolVectors();
+
+it('docs/PROTOCOL.md publishes at least 3 vectors covering both algorithms', () => {
+  expect(vectors.length).toBeGreaterThanOrEqual(3);
+  expect(new Set(vectors.map((v) => v.algorithm))).toEqual(new Set(['x25519', 'p256']));
+});
+
+describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
+  const target = { header: v.header, method: v.method, path: v.path };
+
+  it('server: binding input, binding, shared secret, context, key and response header', () => {
+    const request = parseRequest(v.requestHeader);
+    expect(request.algorithm).toBe(v.algorithm);
+    expect(h(request.publicKey)).toBe(v.clientPublicKey);
+    expect(h(bindingInput(v.algorithm, request.publicKey, target))).toBe(v.bindingInput);
+    expect(h(request.binding)).toBe(v.binding);
+    expect(h(hmacSha256(utf8(v.secret), hex(v.bindingInput)))).toBe(v.binding);
+    expect(() => verifyBinding(request, v.secret, target)).not.toThrow();
+
+    const server = importServerKeyPair(v.algorithm, hex(v.serverPrivateKey));
+    expect(h(server.publicKey)).toBe(v.serverPublicKey);
+    const shared = server.deriveSharedSecret(request.publicKey);
+    expect(h(shared)).toBe(v.sharedSecret);
+    const context = keyContext(v.algorithm, request.publicKey, server.publicKey, target);
+    expect(h(context)).toBe(v.keyContext);
+    expect(h(hkdfSha256(shared, utf8(v.secret), context, 32))).toBe(v.aesKey);
+    expect(sealPayload(request, server.publicKey, shared, v.secret, target, v.payload, hex(v.iv))).toBe(v.responseHeader);
+  });
+
+  it('client: request header and decryption of the response header', async () => {
+    const keys = await clientKeys(v);
+    expect(await requestHeader(crypto.subtle, keys, v.secret, target)).toBe(v.requestHeader);
+    expect(await openResponse(crypto.subtle, keys, v.secret, target, v.responseHeader)).toBe(v.payload);
+  });
+
+  it('client: Web Crypto HKDF gives the same key as the server HKDF', async () => {
+    const ikm = await crypto.subtle.importKey('raw', hex(v.sharedSecret), 'HKDF', false, ['deriveBits']);
+    const bits = await crypto.subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: utf8(v.secret), info: hex(v.keyContext) }, ikm, 256);
+    expect(h(bits)).toBe(v.aesKey);
+  });
+
+  it('server refuses the vector under another secret, method, path or header', () => {
+    const request = parseRequest(v.requestHeader);
+    for (const [secret, t] of [
+      [`${v.secret}x`, target],
+      [v.secret, { ...target, method: v.method === 'GET' ? 'POST' : 'GET' }],
+      [v.secret, { ...target, path: `${v.path}x` }],
+      [v.secret, { ...target, header: 'x-other' }],
+    ] as const) {
+      expect(() => verifyBinding(request, secret, t)).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_SECRET_MISMATCH', status: 403 }));
+    }
+  });
+
+  it('client refuses the response under another secret or path', async () => {
+    const keys = await clientKeys(v);
+    await expect(openResponse(crypto.subtle, keys, `${v.secret}x`, target, v.responseHeader)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+    await expect(openResponse(crypto.subtle, keys, v.secret, { ...target, path: '/elsewhere' }, v.responseHeader)).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+    });
+  });
+});
