@@ -35,21 +35,16 @@ export interface HandshakeOptions {
 
 export type HandshakeCallback = (error: TokenSecError | null, payload?: string) => void;
 
+// Messages are terse to keep the bundle under 2 KiB gzipped; README.md explains every code.
 const fail = (code: TokenSecError['code'], message: string, status?: number) => new TokenSecError(code, message, status);
 
 function readCookie(name: string): string | undefined {
-  if (typeof document === 'undefined') return undefined;
-  for (const pair of document.cookie.split(';')) {
-    const eq = pair.indexOf('=');
-    if (pair.slice(0, eq).trim() === name) {
-      try {
-        return decodeURIComponent(pair.slice(eq + 1).trim());
-      } catch {
-        return undefined;
-      }
-    }
+  const value = `; ${globalThis.document?.cookie}`.split(`; ${name}=`)[1]?.split(';')[0];
+  try {
+    return value && decodeURIComponent(value);
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 async function run(options: HandshakeOptions): Promise<string> {
@@ -57,29 +52,27 @@ async function run(options: HandshakeOptions): Promise<string> {
   if (!subtle) {
     throw fail(
       'ERR_TOKENSEC_INSECURE_CONTEXT',
-      'TokenSec needs Web Crypto (crypto.subtle), which browsers only offer in a secure context: serve the page over HTTPS, or from localhost or 127.0.0.1 during development.',
+      'Needs HTTPS or localhost (no crypto.subtle)',
     );
   }
   const { uri = '/', method = 'POST', header = DEFAULT_HEADER, algorithm } = options;
-  if (!HEADER_NAME.test(header) || header.toLowerCase() === CSRF_HEADER) {
-    throw fail('ERR_TOKENSEC_INVALID_OPTIONS', `TokenSec option "header" must be an HTTP header name other than ${CSRF_HEADER}.`);
+  let url: URL | undefined;
+  try {
+    url = new URL(uri, globalThis.location?.href);
+  } catch {
+    // reported below
   }
-  if (algorithm !== undefined && algorithm !== 'x25519' && algorithm !== 'p256') {
-    throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'TokenSec option "algorithm" must be "x25519" or "p256".');
+  // (header: 'x-csrf-token' is refused by the server at startup, so it is not checked here too.)
+  if (!url || !HEADER_NAME.test(header) || (algorithm && algorithm !== 'x25519' && algorithm !== 'p256')) {
+    throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad uri, header or algorithm');
   }
   const csrfToken = options.csrfToken ?? readCookie(options.cookie ?? 'tokensec');
   const secret = options.secret || csrfToken;
   if (!secret) {
     throw fail(
       'ERR_TOKENSEC_NO_SECRET',
-      'TokenSec has no secret: pass csrfToken (or secret), or mount tokenSec.initialize({ cookie: true }) after your CSRF middleware so the page gets the tokensec cookie.',
+      'No csrfToken, secret or tokensec cookie',
     );
-  }
-  let url: URL;
-  try {
-    url = new URL(uri, globalThis.location?.href);
-  } catch {
-    throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'TokenSec option "uri" is not a valid URL.');
   }
   const target = { header, method, path: url.pathname };
 
@@ -89,18 +82,17 @@ async function run(options: HandshakeOptions): Promise<string> {
 
   let response: Response;
   try {
-    response = await fetch(url, { method: method.toUpperCase(), headers, credentials: options.credentials ?? 'same-origin', cache: 'no-store' });
+    // fetch's own default credentials mode is 'same-origin'.
+    response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store' });
   } catch (cause) {
-    throw new TokenSecError('ERR_TOKENSEC_NETWORK', 'The TokenSec handshake request failed (network error, or refused by CORS).', undefined, { cause });
+    throw new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
   }
-  // The body, if the route sent one, is not ours to read.
-  response.body?.cancel().catch(() => {});
-  if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', `The TokenSec handshake was answered with HTTP ${response.status}.`, response.status);
+  if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
   const value = response.headers.get(header);
   if (value === null) {
     throw fail(
       'ERR_TOKENSEC_NO_RESPONSE_HEADER',
-      `The response has no ${header} header: the server sent no payload, the handshake middleware is not on this route, or (cross-origin) the header is not listed in Access-Control-Expose-Headers.`,
+      'No response header (CORS: Access-Control-Expose-Headers)',
     );
   }
   return openResponse(subtle, keys, secret, target, value);

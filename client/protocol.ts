@@ -33,14 +33,14 @@ export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): P
       // not supported here: try the next one
     }
   }
-  throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `This browser's Web Crypto cannot generate ${algorithm ?? 'X25519 or P-256'} keys.`);
+  throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_BROWSER', 'No X25519 or P-256');
 }
 
 /** The request header value: version, algorithm, public key and HMAC(secret, binding input). */
 export async function requestHeader(subtle: SubtleCrypto, keys: ClientKeys, secret: string, target: RequestTarget): Promise<string> {
   const hmacKey = await subtle.importKey('raw', utf8(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
   const binding = await subtle.sign('HMAC', hmacKey, bindingInput(keys.algorithm, keys.publicKey, target));
-  return formatRequest({ algorithm: keys.algorithm, publicKey: keys.publicKey, binding: new Uint8Array(binding) });
+  return formatRequest(keys.algorithm, keys.publicKey, new Uint8Array(binding));
 }
 
 /** Decrypts a response header value to the payload; throws a TokenSecError if it is not genuine. */
@@ -52,7 +52,7 @@ export async function openResponse(
   value: string,
 ): Promise<string> {
   const response = parseResponse(value, keys.algorithm);
-  if (!response) throw new TokenSecError('ERR_TOKENSEC_MALFORMED_RESPONSE', 'The TokenSec response header is not a v2 response.');
+  if (!response) throw new TokenSecError('ERR_TOKENSEC_MALFORMED_RESPONSE', 'Malformed response');
   try {
     const algorithm = webCryptoAlgorithm(keys.algorithm);
     const serverKey = await subtle.importKey('raw', response.publicKey, algorithm, false, []);
@@ -68,9 +68,10 @@ export async function openResponse(
       ['decrypt'],
     );
     const plaintext = await subtle.decrypt({ name: 'AES-GCM', iv: response.iv, additionalData: context }, aesKey, response.ciphertext);
-    return new TextDecoder('utf-8', { fatal: true }).decode(plaintext);
+    // GCM has authenticated every byte: this is the UTF-8 the server encoded.
+    return new TextDecoder().decode(plaintext);
   } catch (cause) {
     // One code for every cryptographic failure: a tampered, replayed or misdirected response.
-    throw new TokenSecError('ERR_TOKENSEC_DECRYPTION_FAILED', 'The TokenSec response could not be decrypted: it was altered, replayed or not meant for this handshake.', undefined, { cause });
+    throw new TokenSecError('ERR_TOKENSEC_DECRYPTION_FAILED', 'Decryption failed', undefined, { cause });
   }
 }

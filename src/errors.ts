@@ -31,21 +31,17 @@ export type TokenSecErrorCode =
   | 'ERR_TOKENSEC_DECRYPTION_FAILED';
 
 export class TokenSecError extends Error {
-  readonly code: TokenSecErrorCode;
+  // `declare`: typed here, assigned in the constructor, no class-field code in the browser bundle.
+  declare readonly code: TokenSecErrorCode;
   /** HTTP status: on the server, the status to answer with; in the browser, the status received. */
-  readonly status?: number;
-  readonly statusCode?: number;
+  declare readonly status?: number;
+  declare readonly statusCode?: number;
   /** True for 4xx: the message is safe to show to the client (it never holds a payload or secret). */
-  readonly expose?: boolean;
+  declare readonly expose?: boolean;
 
   constructor(code: TokenSecErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TokenSecError';
-    this.code = code;
-    if (status !== undefined) {
-      this.status = status;
-      this.statusCode = status;
-      this.expose = status < 500;
-    }
+    Object.assign(this, status ? { code, status, statusCode: status, expose: status < 500 } : { code });
   }
 }

@@ -6,6 +6,7 @@
  * No Node or DOM APIs beyond TextEncoder: this file is compiled into both builds.
  */
 import { TokenSecError } from './errors.js';
+import { nativeBase64url } from './native-base64url.js';
 
 export const VERSION = 'v2';
 export const DEFAULT_HEADER = 'x-tokensec-handshake';
@@ -31,24 +32,17 @@ export const utf8 = (text: string): Uint8Array<ArrayBuffer> => encoder.encode(te
 
 // ---- base64url (RFC 4648 §5), no padding, canonical only ----
 
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-const DECODE = new Int8Array(128).fill(-1);
-for (let i = 0; i < 64; i++) DECODE[ALPHABET.charCodeAt(i)] = i;
+/** The portable codec, on atob/btoa: small in the browser bundle (a lookup table cost ~400 bytes). */
+export const portableBase64url = {
+  encode: (bytes: Uint8Array): string =>
+    btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''),
+  decode: (text: string): Uint8Array<ArrayBuffer> =>
+    Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0)),
+};
 
-export function encodeBase64url(bytes: Uint8Array): string {
-  let out = '';
-  let i = 0;
-  for (; i + 2 < bytes.length; i += 3) {
-    const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
-    out += ALPHABET[n >> 18] + ALPHABET[(n >> 12) & 63] + ALPHABET[(n >> 6) & 63] + ALPHABET[n & 63];
-  }
-  const rest = bytes.length - i;
-  if (rest) {
-    const n = (bytes[i] << 16) | (rest === 2 ? bytes[i + 1] << 8 : 0);
-    out += ALPHABET[n >> 18] + ALPHABET[(n >> 12) & 63] + (rest === 2 ? ALPHABET[(n >> 6) & 63] : '');
-  }
-  return out;
-}
+const codec = nativeBase64url ?? portableBase64url;
+
+export const encodeBase64url = (bytes: Uint8Array): string => codec.encode(bytes);
 
 /**
  * Decodes unpadded base64url. Returns undefined for anything that is not the one canonical
@@ -56,24 +50,10 @@ export function encodeBase64url(bytes: Uint8Array): string {
  * that every value has exactly one spelling on the wire.
  */
 export function decodeBase64url(text: string): Uint8Array<ArrayBuffer> | undefined {
-  if (text.length % 4 === 1) return undefined;
-  const out = new Uint8Array((text.length * 3) >> 2);
-  let bits = 0;
-  let buffer = 0;
-  let o = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    const v = c < 128 ? DECODE[c] : -1;
-    if (v < 0) return undefined;
-    buffer = (buffer << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (buffer >> bits) & 255;
-    }
-  }
-  if (buffer & ((1 << bits) - 1)) return undefined;
-  return out;
+  if (!/^[\w-]*$/.test(text) || text.length % 4 === 1) return undefined;
+  const bytes = codec.decode(text);
+  // Both decoders ignore non-zero spare bits in the last character; re-encoding exposes them.
+  return codec.encode(bytes) === text ? bytes : undefined;
 }
 
 // ---- headers ----
@@ -92,8 +72,8 @@ export interface HandshakeResponse {
 }
 
 /** `v2.<algorithm>.<client public key>.<binding>` */
-export function formatRequest(request: HandshakeRequest): string {
-  return [VERSION, request.algorithm, encodeBase64url(request.publicKey), encodeBase64url(request.binding)].join('.');
+export function formatRequest(algorithm: Algorithm, publicKey: Uint8Array, binding: Uint8Array): string {
+  return [VERSION, algorithm, encodeBase64url(publicKey), encodeBase64url(binding)].join('.');
 }
 
 /** `v2.<server public key>.<iv>.<ciphertext and tag>` */
@@ -173,43 +153,34 @@ export interface RequestTarget {
   path: string;
 }
 
-/** Each field as a 2-byte big-endian length and its bytes, so no two field lists encode alike. */
-function lengthPrefixed(fields: ReadonlyArray<string | Uint8Array>): Uint8Array<ArrayBuffer> {
-  const chunks = fields.map((field) => (typeof field === 'string' ? utf8(field) : field));
-  const out = new Uint8Array(chunks.reduce((n, chunk) => n + 2 + chunk.length, 0));
+/**
+ * label, algorithm, the public keys, then the target, each field as a 2-byte big-endian length
+ * and its bytes, so that no two field lists encode alike.
+ */
+function context(label: string, algorithm: Algorithm, publicKeys: Uint8Array[], target: RequestTarget): Uint8Array<ArrayBuffer> {
+  const fields = [label, algorithm, ...publicKeys, target.header.toLowerCase(), target.method.toUpperCase(), target.path].map((field) =>
+    typeof field === 'string' ? utf8(field) : field,
+  );
+  const out = new Uint8Array(fields.reduce((n, field) => n + 2 + field.length, 0));
   let offset = 0;
-  for (const chunk of chunks) {
-    if (chunk.length > 0xffff) throw new RangeError('TokenSec context field longer than 65535 bytes');
-    out[offset] = chunk.length >> 8;
-    out[offset + 1] = chunk.length & 255;
-    out.set(chunk, offset + 2);
-    offset += 2 + chunk.length;
+  for (const field of fields) {
+    // Cannot happen for real requests (Node caps the request line at 16 KB); never truncate silently.
+    if (field.length > 0xffff) throw new RangeError();
+    out[offset] = field.length >> 8;
+    out[offset + 1] = field.length & 255;
+    out.set(field, offset + 2);
+    offset += 2 + field.length;
   }
   return out;
 }
 
 /** The message the client MACs with the secret to prove it holds it: HMAC-SHA256(secret, this). */
-export function bindingInput(algorithm: Algorithm, clientPublicKey: Uint8Array, target: RequestTarget): Uint8Array<ArrayBuffer> {
-  return lengthPrefixed([BINDING_LABEL, algorithm, clientPublicKey, target.header.toLowerCase(), target.method.toUpperCase(), target.path]);
-}
+export const bindingInput = (algorithm: Algorithm, clientPublicKey: Uint8Array, target: RequestTarget) =>
+  context(BINDING_LABEL, algorithm, [clientPublicKey], target);
 
 /** HKDF `info` and AES-GCM additional data: ties the key and ciphertext to this exact exchange. */
-export function keyContext(
-  algorithm: Algorithm,
-  clientPublicKey: Uint8Array,
-  serverPublicKey: Uint8Array,
-  target: RequestTarget,
-): Uint8Array<ArrayBuffer> {
-  return lengthPrefixed([
-    KEY_LABEL,
-    algorithm,
-    clientPublicKey,
-    serverPublicKey,
-    target.header.toLowerCase(),
-    target.method.toUpperCase(),
-    target.path,
-  ]);
-}
+export const keyContext = (algorithm: Algorithm, clientPublicKey: Uint8Array, serverPublicKey: Uint8Array, target: RequestTarget) =>
+  context(KEY_LABEL, algorithm, [clientPublicKey, serverPublicKey], target);
 
 /** HTTP field-name (RFC 9110 token). */
-export const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+export const HEADER_NAME = /^[\w!#$%&'*+.^`|~-]+$/;

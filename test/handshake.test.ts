@@ -287,7 +287,7 @@ async function smallOrderHeader(): Promise<string> {
   const { bindingInput, formatRequest, utf8 } = await import('../src/wire.js');
   const publicKey = new Uint8Array(32);
   const binding = hmacSha256(utf8('s'), bindingInput('x25519', publicKey, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' }));
-  return formatRequest({ algorithm: 'x25519', publicKey, binding: new Uint8Array(binding) });
+  return formatRequest('x25519', publicKey, binding);
 }
 
 const listening: Awaited<ReturnType<typeof listen>>[] = [];

@@ -56,3 +56,13 @@ describe('the server package', () => {
     expect(node(`console.log(import.meta.resolve('tokensec/client'))`, 'module')).toMatch(/dist\/browser\/tokensec\.mjs$/);
   });
 });
+
+describe('size budget', () => {
+  // Issue "Performance": the UMD client stays at or under 2 KiB minified and gzipped.
+  it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 2048 bytes min+gzip', async (file) => {
+    const { readFileSync } = await import('node:fs');
+    const { gzipSync } = await import('node:zlib');
+    const code = readFileSync(new URL(`../dist/browser/${file}`, import.meta.url));
+    expect(gzipSync(code).length).toBeLessThanOrEqual(2048);
+  });
+});
