@@ -54,4 +54,21 @@ describe('Chromium', () => {
     expect(result).toMatchObject({ name: 'TokenSecError', code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
     expect(errors.map((e) => e.code)).toEqual(['EBADCSRFTOKEN']);
   });
+
+  it('insecure context: a plain-http, non-loopback origin rejects with ERR_TOKENSEC_INSECURE_CONTEXT saying what to do', async () => {
+    const insecure = await launchChromium(['--host-resolver-rules=MAP tokensec.test 127.0.0.1']);
+    const { app } = csrfApp({}, page(`{ uri: '/token' }`));
+    const server = await listen(app);
+    try {
+      const tab = await insecure.newPage();
+      await tab.goto(server.origin.replace('127.0.0.1', 'tokensec.test') + '/');
+      expect(await tab.evaluate(() => window.isSecureContext)).toBe(false);
+      const result = await tab.evaluate(() => (window as unknown as { result: Promise<unknown> }).result);
+      expect(result).toMatchObject({ name: 'TokenSecError', code: 'ERR_TOKENSEC_INSECURE_CONTEXT' });
+      expect((result as { message: string }).message).toMatch(/HTTPS or localhost/);
+    } finally {
+      await insecure.close();
+      await server.close();
+    }
+  });
 });
