@@ -1,0 +1,250 @@
+// npm run bench: every figure of docs/PERFORMANCE.md, side by side, in one run. Loads only
+// 127.0.0.1, bounded in requests and time. Needs the build (npm run build) and, for the browser
+// figures, Chromium (CHROMIUM_PATH or /usr/bin/chromium).
+import { fork } from 'node:child_process';
+import { createECDH, generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import autocannon from 'autocannon';
+import { chromium } from 'playwright-core';
+import { handshake as clientHandshake } from '../dist/browser/tokensec.mjs';
+import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '../dist/protocol.js';
+import { bindingInput, formatRequest, parseRequest, utf8 } from '../dist/wire.js';
+
+const SECRET = 'bench-secret';
+const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
+const quick = process.argv.includes('--quick'); // shorter runs, for trying changes
+const SECONDS = quick ? 2 : 5;
+const PAIRS = quick ? 1 : 3;
+
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(a.length * p))];
+const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const table = (rows) => {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  for (const r of rows) console.log('  ' + r.map((c, i) => String(c).padEnd(widths[i])).join('  '));
+};
+
+/** A request header made with node:crypto (fast), exactly as the browser client would make it. */
+function clientHeader(algorithm) {
+  const publicKey =
+    algorithm === 'x25519'
+      ? Buffer.from(generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x, 'base64url')
+      : (() => {
+          const ecdh = createECDH('prime256v1');
+          ecdh.generateKeys();
+          return ecdh.getPublicKey();
+        })();
+  return formatRequest(algorithm, publicKey, hmacSha256(utf8(SECRET), bindingInput(algorithm, publicKey, TARGET)));
+}
+
+async function startServer() {
+  const child = fork(new URL('./server.mjs', import.meta.url), ['0'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { port } = await new Promise((resolve) => child.once('message', resolve));
+  return { child, origin: `http://127.0.0.1:${port}`, stop: () => child.kill() };
+}
+
+const load = (opts) =>
+  new Promise((resolve, reject) => autocannon({ connections: 50, pipelining: 1, duration: SECONDS, ...opts }, (e, r) => (e ? reject(e) : resolve(r))));
+
+const results = { machine: {}, throughput: {}, crypto: {}, size: {}, browser: {}, memory: {}, stateless: {} };
+
+// ---------------------------------------------------------------------------------------------
+console.log('\n1. Server throughput: plain JSON vs TokenSec handshake (X25519), same app, alternating');
+{
+  const server = await startServer();
+  const x25519 = clientHeader('x25519');
+  const routes = {
+    plain: { url: `${server.origin}/plain` },
+    handshake: { url: `${server.origin}/token`, method: 'POST', headers: { 'x-tokensec-handshake': x25519 } },
+  };
+  await load({ ...routes.plain, duration: 1 }); // warm-up
+  await load({ ...routes.handshake, duration: 1 });
+  const rows = [['pair', 'route', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx']];
+  const ratios = [];
+  const all = { plain: [], handshake: [] };
+  for (let pair = 1; pair <= PAIRS; pair++) {
+    const got = {};
+    for (const name of ['plain', 'handshake']) {
+      const r = await load(routes[name]);
+      got[name] = r;
+      all[name].push(r.requests.average);
+      rows.push([pair, name, fmt(r.requests.average), r.latency.p50, r.latency.p99, r.non2xx]);
+      if (r.non2xx || r.errors) throw new Error(`${name}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    }
+    ratios.push(got.handshake.requests.average / got.plain.requests.average);
+  }
+  table(rows);
+  results.throughput = { plain: median(all.plain), handshake: median(all.handshake), ratio: median(ratios) };
+  console.log(`  ratio handshake/plain (median over ${PAIRS} pairs): ${fmt(median(ratios), 2)}   target >= 0.75`);
+  server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+console.log('\n2. Server crypto per handshake (parse, verify binding, key pair, ECDH, HKDF, AES-GCM), µs');
+{
+  const payload = 'x'.repeat(900);
+  const rows = [['variant', 'median', 'p99', 'parse', 'binding', 'key pair', 'ECDH', 'HKDF+GCM', 'n']];
+  const variants = [
+    ['x25519', 'x25519', false],
+    ['p256', 'p256', false],
+    // Not shipped: what reusing one server key pair (e.g. rotated each minute) would save.
+    ['x25519, reused server key (not shipped)', 'x25519', true],
+  ];
+  for (const [name, algorithm, reuse] of variants) {
+    const headers = Array.from({ length: 2000 }, () => clientHeader(algorithm));
+    const reused = generateServerKeyPair(algorithm);
+    const steps = { total: [], parse: [], binding: [], keys: [], ecdh: [], seal: [] };
+    for (let round = 0; round < 3; round++) {
+      for (const value of headers) {
+        const t0 = process.hrtime.bigint();
+        const request = parseRequest(value);
+        const t1 = process.hrtime.bigint();
+        verifyBinding(request, SECRET, TARGET);
+        const t2 = process.hrtime.bigint();
+        const keys = reuse ? reused : generateServerKeyPair(algorithm);
+        const t3 = process.hrtime.bigint();
+        const shared = keys.deriveSharedSecret(request.publicKey);
+        const t4 = process.hrtime.bigint();
+        sealPayload(request, keys.publicKey, shared, SECRET, TARGET, payload);
+        const t5 = process.hrtime.bigint();
+        if (round === 0) continue; // warm-up
+        const us = (a, b) => Number(b - a) / 1000;
+        steps.total.push(us(t0, t5));
+        steps.parse.push(us(t0, t1));
+        steps.binding.push(us(t1, t2));
+        steps.keys.push(us(t2, t3));
+        steps.ecdh.push(us(t3, t4));
+        steps.seal.push(us(t4, t5));
+      }
+    }
+    results.crypto[name] = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, median(v)]));
+    results.crypto[name].p99 = pct(steps.total, 0.99);
+    rows.push([name, ...[steps.total].map((v) => fmt(median(v), 1)), fmt(pct(steps.total, 0.99), 1),
+      ...[steps.parse, steps.binding, steps.keys, steps.ecdh, steps.seal].map((v) => fmt(median(v), 1)), steps.total.length]);
+  }
+  table(rows);
+  console.log('  (step columns are medians of each step)');
+  console.log('  target: X25519 median <= 100 µs');
+}
+
+// ---------------------------------------------------------------------------------------------
+console.log('\n3. Client size, bytes');
+{
+  const rows = [['build', 'raw', 'gzip']];
+  for (const file of ['tokensec.js', 'tokensec.min.js', 'tokensec.mjs', 'tokensec.min.mjs']) {
+    const code = readFileSync(new URL(`../dist/browser/${file}`, import.meta.url));
+    results.size[file] = { raw: code.length, gzip: gzipSync(code).length };
+    rows.push([file, fmt(code.length), fmt(gzipSync(code).length)]);
+  }
+  table(rows);
+  console.log('  target: UMD (tokensec.min.js) <= 2048 gzip, enforced in npm test');
+}
+
+// ---------------------------------------------------------------------------------------------
+console.log('\n4. Browser: 100 handshakes in Chromium on loopback, ms');
+{
+  const server = await startServer();
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage();
+  await page.goto(`${server.origin}/`);
+  const rows = [['algorithm', 'total p50', 'total p95', 'network p50', 'crypto p50']];
+  for (const algorithm of ['x25519', 'p256']) {
+    const samples = await page.evaluate(
+      async ({ secret, algorithm }) => {
+        // Time the fetch itself (until response headers, all the client waits for).
+        let network = 0;
+        const realFetch = window.fetch;
+        window.fetch = async (...args) => {
+          const start = performance.now();
+          try {
+            return await realFetch(...args);
+          } finally {
+            network = performance.now() - start;
+          }
+        };
+        const out = [];
+        for (let i = 0; i < 110; i++) {
+          const start = performance.now();
+          await TokenSec.handshake({ uri: '/token', secret, algorithm });
+          const total = performance.now() - start;
+          if (i >= 10) out.push({ total, network });
+        }
+        window.fetch = realFetch;
+        return out;
+      },
+      { secret: SECRET, algorithm },
+    );
+    const total = samples.map((s) => s.total);
+    const network = samples.map((s) => s.network);
+    const crypto = samples.map((s) => s.total - s.network);
+    results.browser[algorithm] = { median: median(total), p95: pct(total, 0.95), network: median(network), crypto: median(crypto) };
+    rows.push([algorithm, fmt(median(total), 2), fmt(pct(total, 0.95), 2), fmt(median(network), 2), fmt(median(crypto), 2)]);
+  }
+  table(rows);
+  console.log('  target: median <= 10 ms on loopback. Network = the fetch (includes the server\'s work); crypto = the rest.');
+  await browser.close();
+  server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+console.log('\n5. Memory: server RSS around 100,000 handshakes (in this process, through the middleware)');
+{
+  const { handshake } = await import('../dist/index.js');
+  const middleware = handshake({ payload: 'x'.repeat(900), secret: SECRET });
+  const headers = Array.from({ length: 1000 }, () => clientHeader('x25519'));
+  const run = (value) =>
+    new Promise((resolve, reject) => {
+      const out = {};
+      const req = { headers: { 'x-tokensec-handshake': value }, method: 'POST', url: '/token' };
+      const res = { setHeader: (k, v) => (out[k] = v), getHeader: (k) => out[k], end() {} };
+      middleware(req, res, (err) => (err ? reject(err) : resolve(out)));
+    });
+  const count = quick ? 20_000 : 100_000;
+  for (let i = 0; i < 2000; i++) await run(headers[i % headers.length]);
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  for (let i = 0; i < count; i++) await run(headers[i % headers.length]);
+  global.gc?.();
+  await new Promise((r) => setTimeout(r, 100));
+  const after = process.memoryUsage().rss;
+  results.memory = { handshakes: count, before, after, growth: after - before };
+  table([
+    ['handshakes', 'RSS before', 'RSS after', 'growth'],
+    [fmt(count), `${fmt(before / 1e6, 1)} MB`, `${fmt(after / 1e6, 1)} MB`, `${fmt((after - before) / 1e6, 1)} MB`],
+  ]);
+  console.log(`  target: growth <= 20 MB${global.gc ? '' : '  (run with node --expose-gc for a settled figure)'}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+console.log('\n6. Stateless: two server processes answer one client interchangeably');
+{
+  const a = await startServer();
+  const b = await startServer();
+  // One client, alternating between the two processes: every handshake decrypts.
+  let ok = 0;
+  for (let i = 0; i < 20; i++) {
+    const origin = i % 2 ? b.origin : a.origin;
+    if ((await clientHandshake({ uri: `${origin}/token`, secret: SECRET })).length > 800) ok++;
+  }
+  const header = { method: 'POST', headers: { 'x-tokensec-handshake': clientHeader('x25519') } };
+  const one = await load({ url: `${a.origin}/token`, ...header });
+  const [ra, rb] = await Promise.all([load({ url: `${a.origin}/token`, ...header, connections: 25 }), load({ url: `${b.origin}/token`, ...header, connections: 25 })]);
+  const two = ra.requests.average + rb.requests.average;
+  results.stateless = { alternating: `${ok}/20`, oneProcess: one.requests.average, twoProcesses: two };
+  table([
+    ['alternating handshakes', '1 process req/s', '2 processes req/s', 'scale'],
+    [`${ok}/20 decrypted`, fmt(one.requests.average), fmt(two), fmt(two / one.requests.average, 2)],
+  ]);
+  console.log('  (2 cores shared with the load generator: the scale is bounded by the machine, not by shared state.)');
+  a.stop();
+  b.stop();
+}
+
+results.machine = { node: process.version, cpus: (await import('node:os')).cpus().length, date: new Date().toISOString().slice(0, 10) };
+console.log(`\nNode ${process.version}, ${results.machine.cpus} cores, ${results.machine.date}`);
+console.log(JSON.stringify(results));
+process.exit(0);

@@ -1,0 +1,19 @@
+// The app under load: the same ~900-byte token served as plain JSON and by a TokenSec handshake.
+// Run as a child process by bench/index.mjs: `node bench/server.mjs <port>`; prints "ready".
+import express from 'express';
+import tokenSec from '../dist/index.js';
+
+export const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.' + 'eyJzdWIiOiJiZW5jaCJ9'.repeat(43) + '.c2ln';
+export const SECRET = 'bench-secret';
+
+const app = express();
+app.get('/', (_req, res) => res.type('html').send('<!doctype html><title>bench</title><script src="/tokensec.js"></script>'));
+app.get('/tokensec.js', tokenSec.client());
+app.get('/plain', (_req, res) => res.json({ token: TOKEN }));
+app.post('/token', tokenSec.handshake({ payload: TOKEN, secret: SECRET, terminate: true }));
+app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: err.code }));
+
+const port = Number(process.argv[2] ?? 0);
+const server = app.listen(port, '127.0.0.1', () => {
+  process.send?.({ port: server.address().port });
+});
