@@ -9,7 +9,6 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
   randomBytes,
   timingSafeEqual,
   type KeyObject,
@@ -29,7 +28,17 @@ import {
 // Raw X25519 keys go in and out of node:crypto as JWK: measured on Node 20 / OpenSSL 3, a JWK
 // import is ~21 µs where the DER SubjectPublicKeyInfo import is ~210 µs, and exporting a public
 // key as JWK ~9 µs where createPublicKey(privateKey).export('spki') is ~205 µs.
-const X25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex'); // RFC 8410, fixed keys only
+
+/**
+ * A fresh X25519 private key: 32 bytes from the CSPRNG, which is all an X25519 private key is
+ * (RFC 7748 §5 clamps them). Not generateKeyPairSync: on Node 20 a key it made can deadlock the
+ * process when exported as JWK, if garbage collection finalizes the key-generation job during
+ * the export (both take the key's mutex; seen here, see test/deadlock.test.ts). Node requires an
+ * `x` member in a private JWK but derives the public key from `d`.
+ */
+function x25519PrivateKey(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(raw).toString('base64url'), x: '' }, format: 'jwk' });
+}
 
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer {
   return createHmac('sha256', key).update(data).digest();
@@ -61,10 +70,10 @@ export interface ServerKeyPair {
 const invalidKey = (algorithm: Algorithm) =>
   new TokenSecError('ERR_TOKENSEC_INVALID_PUBLIC_KEY', `Invalid ${algorithm} public key in TokenSec handshake.`, 400);
 
-function x25519KeyPair(privateKey: KeyObject, publicKey: KeyObject): ServerKeyPair {
+function x25519KeyPair(privateKey: KeyObject): ServerKeyPair {
   return {
     algorithm: 'x25519',
-    publicKey: Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url'),
+    publicKey: Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x!, 'base64url'),
     deriveSharedSecret(peer) {
       let secret: Buffer;
       try {
@@ -99,16 +108,12 @@ function p256KeyPair(privateKey?: Uint8Array): ServerKeyPair {
 }
 
 export function generateServerKeyPair(algorithm: Algorithm): ServerKeyPair {
-  if (algorithm === 'p256') return p256KeyPair();
-  const pair = generateKeyPairSync('x25519');
-  return x25519KeyPair(pair.privateKey, pair.publicKey);
+  return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(randomBytes(32))) : p256KeyPair();
 }
 
 /** A key pair from a fixed private key: for the test vectors of docs/PROTOCOL.md only. */
 export function importServerKeyPair(algorithm: Algorithm, rawPrivateKey: Uint8Array): ServerKeyPair {
-  if (algorithm === 'p256') return p256KeyPair(rawPrivateKey);
-  const privateKey = createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, rawPrivateKey]), format: 'der', type: 'pkcs8' });
-  return x25519KeyPair(privateKey, createPublicKey(privateKey));
+  return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(rawPrivateKey)) : p256KeyPair(rawPrivateKey);
 }
 
 /** Checks the request's binding: proof that the client holds the same secret. Throws 403. */

@@ -11,7 +11,7 @@ import { createKeys, requestHeader } from '../client/protocol.js';
 import { TokenSecError, handshake } from '../src/index.js';
 import { hmacSha256 } from '../src/protocol.js';
 import { bindingInput, encodeBase64url, formatRequest, utf8, type Algorithm } from '../src/wire.js';
-import { listen } from './helpers.js';
+import { SMALL_ORDER_POINTS, listen } from './helpers.js';
 
 const SECRET = 'fuzz-secret';
 const PAYLOAD = 'PAYLOAD-eyJzdWIiOiJmdXp6In0-must-never-leak';
@@ -42,16 +42,7 @@ function answer(value: string): Promise<{ error: unknown; headers: Record<string
 const withBinding = (algorithm: Algorithm, publicKey: Uint8Array) =>
   formatRequest(algorithm, publicKey, hmacSha256(utf8(SECRET), bindingInput(algorithm, publicKey, TARGET)));
 
-// Points whose X25519 shared secret is all zeros (orders 1, 2, 4, 8 and non-canonical twins).
-const SMALL_ORDER = [
-  '0000000000000000000000000000000000000000000000000000000000000000',
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
-  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-].map((h) => new Uint8Array(Buffer.from(h, 'hex')));
+const SMALL_ORDER = SMALL_ORDER_POINTS.map((h) => new Uint8Array(Buffer.from(h, 'hex')));
 
 let validHeaders: string[] = [];
 const unhandled: unknown[] = [];

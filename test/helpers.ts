@@ -36,6 +36,20 @@ export function protocolVectors(): Vector[] {
 
 export const hex = (text: string) => new Uint8Array(Buffer.from(text, 'hex'));
 
+/**
+ * X25519 points of order 1, 2, 4 and 8 and their non-canonical twins: each makes the shared
+ * secret all zeros, which would make the key a function of public values only.
+ */
+export const SMALL_ORDER_POINTS = [
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800',
+  '5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+];
+
 export const TOKEN = 'eyJhbGciOiJIUzI1NiJ9.' + 'eyJzdWIiOiJ1c2VyLTQyIiwiZXhwIjoxOTAwMDAwMDAwfQ'.repeat(16) + '.c2ln';
 
 export interface ErrorRecord {
