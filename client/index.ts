@@ -50,10 +50,7 @@ function readCookie(name: string): string | undefined {
 async function run(options: HandshakeOptions): Promise<string> {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) {
-    throw fail(
-      'ERR_TOKENSEC_INSECURE_CONTEXT',
-      'Needs HTTPS or localhost (no crypto.subtle)',
-    );
+    throw fail('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
   }
   const { uri = '/', method = 'POST', header = DEFAULT_HEADER, algorithm } = options;
   let url: URL | undefined;
@@ -69,10 +66,7 @@ async function run(options: HandshakeOptions): Promise<string> {
   const csrfToken = options.csrfToken ?? readCookie(options.cookie ?? 'tokensec');
   const secret = options.secret || csrfToken;
   if (!secret) {
-    throw fail(
-      'ERR_TOKENSEC_NO_SECRET',
-      'No csrfToken, secret or tokensec cookie',
-    );
+    throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
   }
   const target = { header, method, path: url.pathname };
 
@@ -90,10 +84,7 @@ async function run(options: HandshakeOptions): Promise<string> {
   if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
   const value = response.headers.get(header);
   if (value === null) {
-    throw fail(
-      'ERR_TOKENSEC_NO_RESPONSE_HEADER',
-      'No response header (CORS: Access-Control-Expose-Headers)',
-    );
+    throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
   }
   return openResponse(subtle, keys, secret, target, value);
 }
