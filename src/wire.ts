@@ -3,7 +3,8 @@
  * ciphertexts are bound to. The one module shared by the server (node:crypto) and the browser
  * client (Web Crypto), so the two can never disagree. docs/PROTOCOL.md is its specification.
  *
- * No Node or DOM APIs beyond TextEncoder: this file is compiled into both builds.
+ * It runs in both builds, so it uses only what browsers and Node share (TextEncoder, atob, btoa);
+ * on the server, native-base64url.ts swaps in Node's faster Buffer codec.
  */
 import { TokenSecError } from './errors.js';
 import { nativeBase64url } from './native-base64url.js';
