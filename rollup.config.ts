@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import terser from '@rollup/plugin-terser';
 import typescript from '@rollup/plugin-typescript';
 import { defineConfig, type Plugin } from 'rollup';
+import { dts } from 'rollup-plugin-dts';
 
 /**
  * The classic-script build is an IIFE assigning `var TokenSec`, followed by this footer, rather
@@ -23,19 +24,11 @@ const markCommonJs: Plugin = {
   },
 };
 
-/** Browsers have no Buffer: drop the server's native base64url codec from the browser builds. */
-const withoutNativeBase64url: Plugin = {
-  name: 'without-native-base64url',
-  resolveId: (source) => (source.endsWith('/native-base64url.js') ? '\0native-base64url' : null),
-  load: (id) => (id === '\0native-base64url' ? 'export const nativeBase64url = undefined;' : null),
-};
+const minify = terser({ ecma: 2020, format: { comments: false }, compress: { passes: 3, unsafe_arrows: true } });
 
-const minify = terser({ format: { comments: false }, compress: { passes: 2 } });
-
-export default defineConfig({
+export default defineConfig([{
   input: 'client/index.ts',
   plugins: [
-    withoutNativeBase64url,
     typescript({ tsconfig: 'client/tsconfig.json', noEmitOnError: true }),
     markCommonJs,
   ],
@@ -47,4 +40,14 @@ export default defineConfig({
     { file: 'dist/browser/tokensec.mjs', format: 'es', sourcemap: true },
     { file: 'dist/browser/tokensec.min.mjs', format: 'es', sourcemap: true, plugins: [minify] },
   ],
-});
+},
+{
+  // The client's declarations as one self-contained file per module format (.d.ts beside the
+  // CommonJS script, .d.mts beside the ES module), so dist/ holds no second tree of src/ types.
+  input: 'client/index.ts',
+  plugins: [dts({ tsconfig: 'client/tsconfig.json' })],
+  output: [
+    { file: 'dist/browser/tokensec.d.ts', format: 'es' },
+    { file: 'dist/browser/tokensec.d.mts', format: 'es' },
+  ],
+}]);

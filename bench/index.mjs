@@ -7,8 +7,10 @@ import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
 import { chromium } from 'playwright-core';
 import { handshake as clientHandshake } from '../dist/browser/tokensec.mjs';
-import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '../dist/protocol.js';
-import { bindingInput, formatRequest, parseRequest, utf8 } from '../dist/wire.js';
+import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '../dist/server/crypto.js';
+import { bindingInput, utf8 } from '../dist/protocol/context.js';
+import { formatRequest, parseRequest } from '../dist/protocol/wire.js';
+import { nodeBase64url } from '../dist/server/base64url.js';
 
 const SECRET = 'bench-secret';
 const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
@@ -91,7 +93,7 @@ console.log('\n2. Server crypto per handshake (parse, verify binding, key pair, 
     for (let round = 0; round < 3; round++) {
       for (const value of headers) {
         const t0 = process.hrtime.bigint();
-        const request = parseRequest(value);
+        const request = parseRequest(value, nodeBase64url);
         const t1 = process.hrtime.bigint();
         verifyBinding(request, SECRET, TARGET);
         const t2 = process.hrtime.bigint();
@@ -99,7 +101,7 @@ console.log('\n2. Server crypto per handshake (parse, verify binding, key pair, 
         const t3 = process.hrtime.bigint();
         const shared = keys.deriveSharedSecret(request.publicKey);
         const t4 = process.hrtime.bigint();
-        sealPayload(request, keys.publicKey, shared, SECRET, TARGET, payload);
+        sealPayload({ request, serverPublicKey: keys.publicKey, sharedSecret: shared, secret: SECRET, target: TARGET, payload });
         const t5 = process.hrtime.bigint();
         if (round === 0) continue; // warm-up
         const us = (a, b) => Number(b - a) / 1000;

@@ -3,14 +3,14 @@
  * access token) encrypted to a fresh key pair, and resolves with the decrypted string. The token
  * lives only in the caller's memory: nothing is written to storage or cookies.
  */
-import { TokenSecError } from '../src/errors.js';
-import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, type Algorithm } from '../src/wire.js';
-import { createKeys, openResponse, requestHeader } from './protocol.js';
+import { TokenSecError } from '../src/protocol/errors.js';
+import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, type Algorithm } from '../src/protocol/wire.js';
+import { createKeys, openResponse, requestHeader } from './crypto.js';
 
 export { TokenSecError };
-export type { TokenSecErrorCode } from '../src/errors.js';
+export type { TokenSecErrorCode } from '../src/protocol/errors.js';
 
-export interface HandshakeOptions {
+export interface ClientHandshakeOptions {
   /** Where to send the handshake. Default `/`. */
   uri?: string;
   /** CSRF token to send in `x-csrf-token`. Default: read from the `tokensec` cookie set by `initialize`. */
@@ -47,7 +47,7 @@ function readCookie(name: string): string | undefined {
   }
 }
 
-async function run(options: HandshakeOptions): Promise<string> {
+async function run(options: ClientHandshakeOptions): Promise<string> {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) {
     throw fail('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
@@ -90,10 +90,10 @@ async function run(options: HandshakeOptions): Promise<string> {
 }
 
 /** Runs one handshake. Resolves with the payload, or rejects with a TokenSecError. */
-export function handshake(options?: HandshakeOptions): Promise<string>;
+export function handshake(options?: ClientHandshakeOptions): Promise<string>;
 /** Callback form: `callback(error, payload)`. */
-export function handshake(options: HandshakeOptions | undefined, callback: HandshakeCallback): void;
-export function handshake(options: HandshakeOptions = {}, callback?: HandshakeCallback): Promise<string> | void {
+export function handshake(options: ClientHandshakeOptions | undefined, callback: HandshakeCallback): void;
+export function handshake(options: ClientHandshakeOptions = {}, callback?: HandshakeCallback): Promise<string> | void {
   const result = run(options);
   if (!callback) return result;
   result.then(

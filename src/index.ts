@@ -1,17 +1,20 @@
 /**
  * TokenSec server: Express (node:http) middleware that hands an access token to the browser
  * client through an ECDH-encrypted handshake header. See README.md and docs/PROTOCOL.md.
+ *
+ * Layout: src/protocol/ is the wire format both sides share, src/server/ the middlewares,
+ * client/ the browser (docs/ARCHITECTURE.md).
  */
-import { client } from './serve-client.js';
-import { handshake } from './handshake.js';
-import { initialize } from './initialize.js';
+import { handshake } from './server/handshake.js';
+import { initialize } from './server/initialize.js';
+import { client } from './server/serve-client.js';
 
 export { client, handshake, initialize };
-export { TokenSecError, type TokenSecErrorCode } from './errors.js';
-export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './wire.js';
-export type { ClientOptions } from './serve-client.js';
-export type { HandshakeOptions, HandshakeRequestLike } from './handshake.js';
-export type { CookieOptions, InitializeOptions } from './initialize.js';
+export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
+export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
+export type { ServeClientOptions } from './server/serve-client.js';
+export type { ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
+export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 
 const tokenSec = { initialize, handshake, client };
 export default tokenSec;

@@ -16,14 +16,14 @@ describe('client errors', () => {
     // A well-formed response that was made for another handshake (a replay).
     app.post('/replayed', (_req, res) => res.set('x-tokensec-handshake', realResponse).end());
     server = await listen(app);
-    const { importServerKeyPair, sealPayload } = await import('../src/protocol.js');
-    const { parseRequest } = await import('../src/wire.js');
-    const { requestHeader, createKeys } = await import('../client/protocol.js');
+    const { importServerKeyPair, sealPayload } = await import('../src/server/crypto.js');
+    const { parseRequest } = await import('../src/protocol/wire.js');
+    const { requestHeader, createKeys } = await import('../client/crypto.js');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/replayed' };
     const keys = await createKeys(crypto.subtle, 'x25519');
     const request = parseRequest(await requestHeader(crypto.subtle, keys, 's', target));
     const serverKeys = importServerKeyPair('x25519', new Uint8Array(32).fill(9));
-    realResponse = sealPayload(request, serverKeys.publicKey, serverKeys.deriveSharedSecret(request.publicKey), 's', target, 'token');
+    realResponse = sealPayload({ request, serverPublicKey: serverKeys.publicKey, sharedSecret: serverKeys.deriveSharedSecret(request.publicKey), secret: 's', target, payload: 'token' });
   });
   afterAll(() => server.close());
 

@@ -7,10 +7,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createKeys, requestHeader } from '../client/protocol.js';
+import { createKeys, requestHeader } from '../client/crypto.js';
 import { TokenSecError, handshake } from '../src/index.js';
-import { hmacSha256 } from '../src/protocol.js';
-import { bindingInput, encodeBase64url, formatRequest, utf8, type Algorithm } from '../src/wire.js';
+import { hmacSha256 } from '../src/server/crypto.js';
+import { bindingInput, utf8 } from '../src/protocol/context.js';
+import { encodeBase64url } from '../src/protocol/base64url.js';
+import { formatRequest, type Algorithm } from '../src/protocol/wire.js';
 import { SMALL_ORDER_POINTS, listen } from './helpers.js';
 
 const SECRET = 'fuzz-secret';

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import cookieParser from 'cookie-parser';
 import csurf from 'csurf';
 import express, { type ErrorRequestHandler, type Express } from 'express';
-import tokenSec, { type HandshakeOptions } from '../src/index.js';
+import tokenSec, { type ServerHandshakeOptions } from '../src/index.js';
 
 export interface Vector {
   name: string;
@@ -63,7 +63,7 @@ export interface ErrorRecord {
  * initialize on the page, handshake on POST /token, the client bundle at /tokensec.js.
  * Errors are rendered as JSON { code, message } with their status, and recorded.
  */
-export function csrfApp(handshakeOptions: Partial<HandshakeOptions> = {}, page = '<!doctype html><title>t</title>'): { app: Express; errors: ErrorRecord[] } {
+export function csrfApp(handshakeOptions: Partial<ServerHandshakeOptions> = {}, page = '<!doctype html><title>t</title>'): { app: Express; errors: ErrorRecord[] } {
   const app = express();
   const errors: ErrorRecord[] = [];
   app.use(cookieParser());

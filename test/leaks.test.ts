@@ -6,7 +6,7 @@
 import express from 'express';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createKeys, openResponse, requestHeader } from '../client/protocol.js';
+import { createKeys, openResponse, requestHeader } from '../client/crypto.js';
 import { handshake } from '../src/index.js';
 
 const SECRET = 'S3CRET-value-that-must-not-leak';

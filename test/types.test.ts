@@ -6,14 +6,14 @@ import type { Request, Response } from 'express';
 import express from 'express';
 import { expectTypeOf, it } from 'vitest';
 import * as TokenSecClient from '../client/index.js';
-import tokenSec, { TokenSecError, type HandshakeOptions, type TokenSecErrorCode } from '../src/index.js';
+import tokenSec, { TokenSecError, type ServerHandshakeOptions, type TokenSecErrorCode } from '../src/index.js';
 
 export function serverTypes() {
   const app = express();
   app.use(tokenSec.initialize({ cookie: { sameSite: 'lax' } }));
   app.get('/tokensec.js', tokenSec.client({ minified: false }));
   app.post('/token', tokenSec.handshake<Request, Response>({ payload: async (req, res) => `${req.ip}${res.statusCode}`, secret: (req) => req.get('x-s') }));
-  expectTypeOf<HandshakeOptions['terminate']>().toEqualTypeOf<boolean | undefined>();
+  expectTypeOf<ServerHandshakeOptions['terminate']>().toEqualTypeOf<boolean | undefined>();
   // @ts-expect-error: httpOnly cookies cannot be read by the client
   tokenSec.initialize({ cookie: { httpOnly: true } });
   // @ts-expect-error: payload is required

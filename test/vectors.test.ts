@@ -3,9 +3,10 @@
  * and the client code (Web Crypto, here Node's implementation of it).
  */
 import { describe, expect, it } from 'vitest';
-import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../client/protocol.js';
-import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../src/protocol.js';
-import { bindingInput, keyContext, parseRequest, utf8 } from '../src/wire.js';
+import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../client/crypto.js';
+import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../src/server/crypto.js';
+import { bindingInput, keyContext, utf8 } from '../src/protocol/context.js';
+import { parseRequest } from '../src/protocol/wire.js';
 import { hex, protocolVectors, type Vector } from './helpers.js';
 
 const h = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
@@ -48,7 +49,7 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
     const context = keyContext(v.algorithm, request.publicKey, server.publicKey, target);
     expect(h(context)).toBe(v.keyContext);
     expect(h(hkdfSha256(shared, utf8(v.secret), context, 32))).toBe(v.aesKey);
-    expect(sealPayload(request, server.publicKey, shared, v.secret, target, v.payload, hex(v.iv))).toBe(v.responseHeader);
+    expect(sealPayload({ request, serverPublicKey: server.publicKey, sharedSecret: shared, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) })).toBe(v.responseHeader);
   });
 
   it('client: request header and decryption of the response header', async () => {

@@ -13,17 +13,10 @@ import {
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
-import { TokenSecError } from './errors.js';
-import {
-  IV_LENGTH,
-  bindingInput,
-  formatResponse,
-  keyContext,
-  utf8,
-  type Algorithm,
-  type HandshakeRequest,
-  type RequestTarget,
-} from './wire.js';
+import { TokenSecError } from '../protocol/errors.js';
+import { bindingInput, keyContext, utf8, type RequestTarget } from '../protocol/context.js';
+import { IV_LENGTH, MAX_PAYLOAD_BYTES, formatResponse, type Algorithm, type HandshakeRequest } from '../protocol/wire.js';
+import { nodeBase64url } from './base64url.js';
 
 // Raw X25519 keys go in and out of node:crypto as JWK: measured on Node 20 / OpenSSL 3, a JWK
 // import is ~21 µs where the DER SubjectPublicKeyInfo import is ~210 µs, and exporting a public
@@ -128,25 +121,36 @@ export function verifyBinding(request: HandshakeRequest, secret: string, target:
   }
 }
 
+/** What `sealPayload` encrypts, and what it binds the ciphertext to. */
+export interface SealInput {
+  /** The client's parsed request header. */
+  request: HandshakeRequest;
+  /** The server's ephemeral public key, raw. */
+  serverPublicKey: Uint8Array;
+  /** ECDH(server private key, client public key), computed first so a bad key is refused early. */
+  sharedSecret: Uint8Array;
+  /** The secret the binding was checked with; it salts HKDF. */
+  secret: string;
+  target: RequestTarget;
+  /** The token; at most MAX_PAYLOAD_BYTES of UTF-8. */
+  payload: string;
+  /** The AES-GCM IV: fresh random bytes, fixed only by the test vectors. */
+  iv?: Uint8Array;
+}
+
 /**
- * Encrypts `payload` to the client: ECDH with `serverKeyPair`, HKDF-SHA256 salted with the
- * secret, AES-256-GCM with a random 96-bit IV. Returns the response header value.
- * `sharedSecret` is computed by the caller first so that a bad key is refused before the
- * (possibly expensive) payload is produced.
+ * Encrypts the payload to the client: HKDF-SHA256 salted with the secret, AES-256-GCM with a
+ * random 96-bit IV. Returns the response header value, whose size it bounds.
  */
-export function sealPayload(
-  request: HandshakeRequest,
-  serverPublicKey: Uint8Array,
-  sharedSecret: Uint8Array,
-  secret: string,
-  target: RequestTarget,
-  payload: string,
-  iv: Uint8Array = randomBytes(IV_LENGTH),
-): string {
+export function sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload, iv = randomBytes(IV_LENGTH) }: SealInput): string {
+  const plaintext = Buffer.from(payload, 'utf8');
+  if (plaintext.length > MAX_PAYLOAD_BYTES) {
+    throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_TOO_LARGE', `TokenSec payload is larger than ${MAX_PAYLOAD_BYTES} bytes of UTF-8.`, 500);
+  }
   const context = keyContext(request.algorithm, request.publicKey, serverPublicKey, target);
   const key = hkdfSha256(sharedSecret, utf8(secret), context, 32);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(context);
-  const ciphertext = Buffer.concat([cipher.update(payload, 'utf8'), cipher.final(), cipher.getAuthTag()]);
-  return formatResponse({ publicKey: new Uint8Array(serverPublicKey), iv: new Uint8Array(iv), ciphertext: new Uint8Array(ciphertext) });
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  return formatResponse({ publicKey: new Uint8Array(serverPublicKey), iv: new Uint8Array(iv), ciphertext: new Uint8Array(ciphertext) }, nodeBase64url);
 }

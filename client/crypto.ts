@@ -2,16 +2,9 @@
  * The browser's half of protocol v2 (docs/PROTOCOL.md), on Web Crypto. Private keys are created
  * non-extractable: script can use them through crypto.subtle but never read their bytes.
  */
-import { TokenSecError } from '../src/errors.js';
-import {
-  bindingInput,
-  formatRequest,
-  keyContext,
-  parseResponse,
-  utf8,
-  type Algorithm,
-  type RequestTarget,
-} from '../src/wire.js';
+import { TokenSecError } from '../src/protocol/errors.js';
+import { bindingInput, keyContext, utf8, type RequestTarget } from '../src/protocol/context.js';
+import { formatRequest, parseResponse, type Algorithm } from '../src/protocol/wire.js';
 
 /** One handshake's ephemeral key pair and its raw public key. */
 export interface ClientKeys {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { checkBoolean, checkInteger, checkOptions, type Middleware } from './options.js';
 
-export interface ClientOptions {
+export interface ServeClientOptions {
   /** Serve the minified bundle. Default true. */
   minified?: boolean;
   /**
@@ -15,8 +15,8 @@ export interface ClientOptions {
   maxAge?: number;
 }
 
-// The same relative path works from src/ (tests) and from dist/ (the package).
-const BUNDLE_DIR = new URL('../dist/browser/', import.meta.url);
+// The same relative path works from src/server/ (tests) and from dist/server/ (the package).
+const BUNDLE_DIR = new URL('../../dist/browser/', import.meta.url);
 
 function loadBundle(minified: boolean): Buffer {
   const file = new URL(minified ? 'tokensec.min.js' : 'tokensec.js', BUNDLE_DIR);
@@ -43,7 +43,7 @@ function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
  * HEAD requests at whatever path it is mounted on, e.g. `app.get('/tokensec.js', tokenSec.client())`.
  */
 export function client<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>(
-  options: ClientOptions = {},
+  options: ServeClientOptions = {},
 ): Middleware<Req, Res> {
   const o = checkOptions('client', options, ['minified', 'crypto', 'maxAge']);
   const minified = checkBoolean('client', 'minified', o.minified, true);

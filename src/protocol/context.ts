@@ -1,0 +1,51 @@
+/**
+ * The bytes a handshake is bound to: the HMAC binding's input, and the HKDF info that is also the
+ * AES-GCM additional data. Shared by both sides, platform-neutral (only TextEncoder).
+ */
+import type { Algorithm } from './wire.js';
+
+const BINDING_LABEL = 'TokenSec v2 binding';
+const KEY_LABEL = 'TokenSec v2 key';
+
+const encoder = new TextEncoder();
+export const utf8 = (text: string): Uint8Array<ArrayBuffer> => encoder.encode(text);
+
+/** Where a handshake was sent: both sides must compute these identically. */
+export interface RequestTarget {
+  /** Header name; compared in lower case. */
+  header: string;
+  /** HTTP method; compared in upper case. */
+  method: string;
+  /** Request path as sent on the request line, without query string or fragment. */
+  path: string;
+}
+
+/**
+ * label, algorithm, the public keys, then the target, each field as a 2-byte big-endian length
+ * and its bytes, so that no two field lists encode alike.
+ */
+function context(label: string, algorithm: Algorithm, publicKeys: Uint8Array[], target: RequestTarget): Uint8Array<ArrayBuffer> {
+  const fields = [label, algorithm, ...publicKeys, target.header.toLowerCase(), target.method.toUpperCase(), target.path].map((field) =>
+    typeof field === 'string' ? utf8(field) : field,
+  );
+  const out = new Uint8Array(fields.reduce((n, field) => n + 2 + field.length, 0));
+  let offset = 0;
+  for (const field of fields) {
+    // Cannot happen for real requests (Node caps the request line at 16 KB); never truncate silently.
+    if (field.length > 0xffff) throw new RangeError();
+    out[offset] = field.length >> 8;
+    out[offset + 1] = field.length & 255;
+    out.set(field, offset + 2);
+    offset += 2 + field.length;
+  }
+  return out;
+}
+
+/** The message the client MACs with the secret to prove it holds it: HMAC-SHA256(secret, this). */
+export const bindingInput = (algorithm: Algorithm, clientPublicKey: Uint8Array, target: RequestTarget) =>
+  context(BINDING_LABEL, algorithm, [clientPublicKey], target);
+
+/** HKDF `info` and AES-GCM additional data: ties the key and ciphertext to this exact exchange. */
+export const keyContext = (algorithm: Algorithm, clientPublicKey: Uint8Array, serverPublicKey: Uint8Array, target: RequestTarget) =>
+  context(KEY_LABEL, algorithm, [clientPublicKey, serverPublicKey], target);
+

@@ -1,0 +1,108 @@
+/**
+ * TokenSec protocol v2 header grammar: the request and response header values, formatted and
+ * parsed. Shared by the server (node:crypto) and the browser client (Web Crypto), so the two can
+ * never disagree; docs/PROTOCOL.md is its specification. Platform-neutral: each side passes its
+ * base64url codec (the portable one by default).
+ */
+import { decodeBase64url, portableBase64url, type Base64urlCodec } from './base64url.js';
+import { TokenSecError } from './errors.js';
+
+export const VERSION = 'v2';
+export const DEFAULT_HEADER = 'x-tokensec-handshake';
+/** Where the client sends the CSRF token, and where the server takes its default secret from. */
+export const CSRF_HEADER = 'x-csrf-token';
+
+export type Algorithm = 'x25519' | 'p256';
+/** Raw public key sizes: X25519 (RFC 7748) and an uncompressed P-256 point (SEC 1: 0x04 || X || Y). */
+export const PUBLIC_KEY_LENGTH: Readonly<Record<Algorithm, number>> = { x25519: 32, p256: 65 };
+export const BINDING_LENGTH = 32; // HMAC-SHA256
+export const IV_LENGTH = 12; // AES-GCM's 96-bit nonce
+export const TAG_LENGTH = 16;
+/** A v2 request header is at most 141 characters (P-256); anything much longer is refused unparsed. */
+export const MAX_REQUEST_HEADER_LENGTH = 256;
+/** Keeps the response header under ~8.3 KB: proxies and browsers commonly cap one header near 8 KB. */
+export const MAX_PAYLOAD_BYTES = 6144;
+
+export interface HandshakeRequest {
+  algorithm: Algorithm;
+  publicKey: Uint8Array<ArrayBuffer>;
+  binding: Uint8Array<ArrayBuffer>;
+}
+
+export interface HandshakeResponse {
+  publicKey: Uint8Array<ArrayBuffer>;
+  iv: Uint8Array<ArrayBuffer>;
+  /** AES-GCM ciphertext followed by its 16-byte tag. */
+  ciphertext: Uint8Array<ArrayBuffer>;
+}
+
+/** `v2.<algorithm>.<client public key>.<binding>` */
+export function formatRequest(algorithm: Algorithm, publicKey: Uint8Array, binding: Uint8Array, codec: Base64urlCodec = portableBase64url): string {
+  return [VERSION, algorithm, codec.encode(publicKey), codec.encode(binding)].join('.');
+}
+
+/** `v2.<server public key>.<iv>.<ciphertext and tag>` */
+export function formatResponse(response: HandshakeResponse, codec: Base64urlCodec = portableBase64url): string {
+  return [VERSION, codec.encode(response.publicKey), codec.encode(response.iv), codec.encode(response.ciphertext)].join('.');
+}
+
+// Messages name what is wrong and never echo the value: the header may be logged.
+const malformed = (what: string) =>
+  new TokenSecError('ERR_TOKENSEC_MALFORMED_HEADER', `Malformed TokenSec handshake header: ${what}.`, 400);
+
+/** Parses a request header on the server; throws a 4xx TokenSecError for anything else. */
+export function parseRequest(value: string, codec: Base64urlCodec = portableBase64url): HandshakeRequest {
+  if (value.length > MAX_REQUEST_HEADER_LENGTH) {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_HEADER_TOO_LARGE',
+      `TokenSec handshake header is longer than ${MAX_REQUEST_HEADER_LENGTH} characters.`,
+      431,
+    );
+  }
+  const parts = value.split('.');
+  // The 2015 client sent CryptoJS output: base64 of "Salted__..." ("U2FsdGVkX1...").
+  const legacy = value.startsWith('U2FsdGVkX1');
+  if (legacy || (parts[0] !== VERSION && /^v\d{1,3}$/.test(parts[0]))) {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_UNSUPPORTED_VERSION',
+      legacy
+        ? 'TokenSec handshake from a 0.x (2015) client; serve the v2 client with tokenSec.client().'
+        : `Unsupported TokenSec protocol version; this server speaks ${VERSION}.`,
+      400,
+    );
+  }
+  if (parts[0] !== VERSION) throw malformed(`expected it to start with "${VERSION}."`);
+  if (parts.length !== 4) throw malformed(`expected 4 dot-separated fields, got ${parts.length}`);
+  const algorithm = parts[1];
+  if (algorithm !== 'x25519' && algorithm !== 'p256') {
+    throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_ALGORITHM', 'Unsupported TokenSec key agreement algorithm; expected x25519 or p256.', 400);
+  }
+  const publicKey = decodeBase64url(parts[2], codec);
+  const binding = decodeBase64url(parts[3], codec);
+  if (!publicKey) throw malformed('public key is not canonical base64url');
+  if (!binding) throw malformed('binding is not canonical base64url');
+  if (publicKey.length !== PUBLIC_KEY_LENGTH[algorithm] || (algorithm === 'p256' && publicKey[0] !== 4)) {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_INVALID_PUBLIC_KEY',
+      `Invalid ${algorithm} public key: expected ${algorithm === 'p256' ? 'an uncompressed 65-byte point' : '32 bytes'}.`,
+      400,
+    );
+  }
+  if (binding.length !== BINDING_LENGTH) throw malformed(`binding must be ${BINDING_LENGTH} bytes`);
+  return { algorithm, publicKey, binding };
+}
+
+/** Parses a response header in the client; returns undefined if it is not a well-formed v2 response. */
+export function parseResponse(value: string, algorithm: Algorithm, codec: Base64urlCodec = portableBase64url): HandshakeResponse | undefined {
+  const parts = value.split('.');
+  if (parts.length !== 4 || parts[0] !== VERSION) return undefined;
+  const [publicKey, iv, ciphertext] = parts.slice(1).map((part) => decodeBase64url(part, codec));
+  if (!publicKey || !iv || !ciphertext) return undefined;
+  if (publicKey.length !== PUBLIC_KEY_LENGTH[algorithm] || iv.length !== IV_LENGTH || ciphertext.length < TAG_LENGTH) {
+    return undefined;
+  }
+  return { publicKey, iv, ciphertext };
+}
+
+/** HTTP field-name (RFC 9110 token). */
+export const HEADER_NAME = /^[\w!#$%&'*+.^`|~-]+$/;
