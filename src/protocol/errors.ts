@@ -20,6 +20,13 @@ export type TokenSecErrorCode =
   | 'ERR_TOKENSEC_PAYLOAD_TIMEOUT'
   | 'ERR_TOKENSEC_INVALID_PAYLOAD'
   | 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE'
+  // DPoP (RFC 9449), on the handshake and on API routes
+  | 'ERR_TOKENSEC_DPOP_MISSING_PROOF'
+  | 'ERR_TOKENSEC_DPOP_INVALID_PROOF'
+  | 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF'
+  | 'ERR_TOKENSEC_DPOP_NONCE_REQUIRED'
+  | 'ERR_TOKENSEC_DPOP_INVALID_TOKEN'
+  | 'ERR_TOKENSEC_DPOP_KEY_MISMATCH'
   // browser client
   | 'ERR_TOKENSEC_INSECURE_CONTEXT'
   | 'ERR_TOKENSEC_INVALID_OPTIONS'
@@ -28,7 +35,8 @@ export type TokenSecErrorCode =
   | 'ERR_TOKENSEC_HTTP_STATUS'
   | 'ERR_TOKENSEC_NO_RESPONSE_HEADER'
   | 'ERR_TOKENSEC_MALFORMED_RESPONSE'
-  | 'ERR_TOKENSEC_DECRYPTION_FAILED';
+  | 'ERR_TOKENSEC_DECRYPTION_FAILED'
+  | 'ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE';
 
 export class TokenSecError extends Error {
   // `declare`: typed here, assigned in the constructor, no class-field code in the browser bundle.

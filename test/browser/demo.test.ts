@@ -4,9 +4,9 @@ import type { Browser, Page } from 'playwright-core';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
-import { DEMO_USER, createDemoApp } from '../examples/demo/server.mjs';
-import { launchChromium } from './browser.js';
-import { listen } from './helpers.js';
+import { DEMO_USER, createDemoApp } from '../../examples/demo/server.mjs';
+import { launchChromium } from '../support/chromium.js';
+import { listen } from '../support/helpers.js';
 
 const state = (page: Page, step: string) => page.getAttribute(`#step-${step}`, 'data-state');
 const detail = (page: Page, step: string) => page.textContent(`#step-${step} .detail`);
@@ -122,7 +122,7 @@ describe('demo API', () => {
     expect(bad.body.error).toBe('invalid_token');
 
     // A real token, from a real handshake in Node, used after it expired.
-    const { handshake } = await import('../client/index.js');
+    const { handshake } = await import('../../client/index.js');
     const server = await listen(app);
     try {
       // A minimal cookie jar: the latest Set-Cookie for a name wins.

@@ -1,7 +1,7 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import tokenSec, { client, handshake, initialize } from '../src/index.js';
+import tokenSec, { client, handshake, initialize } from '../../src/index.js';
 
 describe('options are checked when the middleware is created', () => {
   const cases: [string, () => unknown, RegExp][] = [

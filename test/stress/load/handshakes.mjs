@@ -3,8 +3,8 @@
 // package: dist/index.js (server) and dist/browser/tokensec.mjs (client, on Node's Web Crypto).
 // Prints one JSON line. Bounded in count and time.
 import express from 'express';
-import tokenSec from '../../dist/index.js';
-import { handshake } from '../../dist/browser/tokensec.mjs';
+import tokenSec from '../../../dist/index.js';
+import { handshake } from '../../../dist/browser/tokensec.mjs';
 
 const total = Number(process.argv[2] ?? 10_000);
 const concurrency = Number(process.argv[3] ?? 100);

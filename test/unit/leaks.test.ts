@@ -6,8 +6,8 @@
 import express from 'express';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createKeys, openResponse, requestHeader } from '../client/crypto.js';
-import { handshake } from '../src/index.js';
+import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
+import { handshake } from '../../src/index.js';
 
 const SECRET = 'S3CRET-value-that-must-not-leak';
 const PAYLOAD = 'PAYLOAD-eyJzdWIiOiJsZWFrIn0-must-not-leak';

@@ -7,12 +7,12 @@ import { createCipheriv, createDecipheriv, createHash, createHmac } from 'node:c
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { handshake } from '../client/index.js';
-import { hkdfSha256 } from '../src/server/crypto.js';
-import { keyContext, utf8 } from '../src/protocol/context.js';
-import { decodeBase64url } from '../src/protocol/base64url.js';
-import { type Algorithm } from '../src/protocol/wire.js';
-import { TOKEN, csrfApp, listen } from './helpers.js';
+import { handshake } from '../../client/index.js';
+import { hkdfSha256 } from '../../src/server/crypto.js';
+import { keyContext, utf8 } from '../../src/protocol/context.js';
+import { decodeBase64url } from '../../src/protocol/base64url.js';
+import { type Algorithm } from '../../src/protocol/wire.js';
+import { TOKEN, csrfApp, listen } from '../support/helpers.js';
 
 /** A TCP proxy on 127.0.0.1 that forwards to `target` and records both directions. */
 async function recordingProxy(target: string) {

@@ -3,7 +3,7 @@ import csurf from 'csurf';
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import tokenSec, { initialize } from '../src/index.js';
+import tokenSec, { initialize } from '../../src/index.js';
 
 function app(options: Parameters<typeof initialize>[0], { csrf = true, trustProxy = false } = {}) {
   const a = express();

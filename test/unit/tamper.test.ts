@@ -2,9 +2,9 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { createKeys, openResponse, requestHeader, type ClientKeys } from '../client/crypto.js';
-import { handshake } from '../src/index.js';
-import { decodeBase64url, encodeBase64url } from '../src/protocol/base64url.js';
+import { createKeys, openResponse, requestHeader, type ClientKeys } from '../../client/crypto.js';
+import { handshake } from '../../src/index.js';
+import { decodeBase64url, encodeBase64url } from '../../src/protocol/base64url.js';
 
 const SECRET = 'tamper-secret';
 const PAYLOAD = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ0YW1wZXIifQ.sig';

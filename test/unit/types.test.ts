@@ -5,8 +5,8 @@
 import type { Request, Response } from 'express';
 import express from 'express';
 import { expectTypeOf, it } from 'vitest';
-import * as TokenSecClient from '../client/index.js';
-import tokenSec, { TokenSecError, type ServerHandshakeOptions, type TokenSecErrorCode } from '../src/index.js';
+import * as TokenSecClient from '../../client/index.js';
+import tokenSec, { TokenSecError, type ServerHandshakeOptions, type TokenSecErrorCode } from '../../src/index.js';
 
 export function serverTypes() {
   const app = express();

@@ -3,11 +3,11 @@
  * and the client code (Web Crypto, here Node's implementation of it).
  */
 import { describe, expect, it } from 'vitest';
-import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../client/crypto.js';
-import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../src/server/crypto.js';
-import { bindingInput, keyContext, utf8 } from '../src/protocol/context.js';
-import { parseRequest } from '../src/protocol/wire.js';
-import { hex, protocolVectors, type Vector } from './helpers.js';
+import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../../client/crypto.js';
+import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../../src/server/crypto.js';
+import { bindingInput, keyContext, utf8 } from '../../src/protocol/context.js';
+import { parseRequest } from '../../src/protocol/wire.js';
+import { hex, protocolVectors, type Vector } from '../support/helpers.js';
 
 const h = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
 const b64u = (text: string) => Buffer.from(text, 'hex').toString('base64url');

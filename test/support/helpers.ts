@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import cookieParser from 'cookie-parser';
 import csurf from 'csurf';
 import express, { type ErrorRequestHandler, type Express } from 'express';
-import tokenSec, { type ServerHandshakeOptions } from '../src/index.js';
+import tokenSec, { type ServerHandshakeOptions } from '../../src/index.js';
 
 export interface Vector {
   name: string;
@@ -29,7 +29,7 @@ export interface Vector {
 
 /** The vectors exactly as docs/PROTOCOL.md publishes them. */
 export function protocolVectors(): Vector[] {
-  const doc = readFileSync(new URL('../docs/PROTOCOL.md', import.meta.url), 'utf8');
+  const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
   const block = doc.split('<!-- vectors: the test suite parses the JSON block below -->')[1];
   return JSON.parse(block.slice(block.indexOf('```json') + 7, block.lastIndexOf('```')));
 }

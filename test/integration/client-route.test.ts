@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import tokenSec from '../src/index.js';
+import tokenSec from '../../src/index.js';
 
-const bundle = (name: string) => readFileSync(new URL(`../dist/browser/${name}`, import.meta.url), 'utf8');
+const bundle = (name: string) => readFileSync(new URL(`../../dist/browser/${name}`, import.meta.url), 'utf8');
 
 function app(options?: Parameters<typeof tokenSec.client>[0]) {
   const a = express();

@@ -1,8 +1,8 @@
 /** Every failure of the browser client, through the public handshake(), each with its stable code. */
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handshake, TokenSecError } from '../client/index.js';
-import { listen } from './helpers.js';
+import { handshake, TokenSecError } from '../../client/index.js';
+import { listen } from '../support/helpers.js';
 
 describe('client errors', () => {
   let server: Awaited<ReturnType<typeof listen>>;
@@ -16,9 +16,9 @@ describe('client errors', () => {
     // A well-formed response that was made for another handshake (a replay).
     app.post('/replayed', (_req, res) => res.set('x-tokensec-handshake', realResponse).end());
     server = await listen(app);
-    const { importServerKeyPair, sealPayload } = await import('../src/server/crypto.js');
-    const { parseRequest } = await import('../src/protocol/wire.js');
-    const { requestHeader, createKeys } = await import('../client/crypto.js');
+    const { importServerKeyPair, sealPayload } = await import('../../src/server/crypto.js');
+    const { parseRequest } = await import('../../src/protocol/wire.js');
+    const { requestHeader, createKeys } = await import('../../client/crypto.js');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/replayed' };
     const keys = await createKeys(crypto.subtle, 'x25519');
     const request = parseRequest(await requestHeader(crypto.subtle, keys, 's', target));

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { bindingInput, keyContext } from '../src/protocol/context.js';
-import { decodeBase64url, encodeBase64url, portableBase64url } from '../src/protocol/base64url.js';
-import { formatRequest, formatResponse, parseRequest, parseResponse } from '../src/protocol/wire.js';
+import { bindingInput, keyContext } from '../../src/protocol/context.js';
+import { decodeBase64url, encodeBase64url, portableBase64url } from '../../src/protocol/base64url.js';
+import { formatRequest, formatResponse, parseRequest, parseResponse } from '../../src/protocol/wire.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

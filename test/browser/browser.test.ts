@@ -1,8 +1,8 @@
 /** Real browser: Chromium loads the client by script tag from an app protected by csurf. */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium } from './browser.js';
-import { TOKEN, csrfApp, listen } from './helpers.js';
+import { launchChromium } from '../support/chromium.js';
+import { TOKEN, csrfApp, listen } from '../support/helpers.js';
 
 const page = (options: string) => `<!doctype html>
 <title>TokenSec</title>

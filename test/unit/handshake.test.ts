@@ -1,10 +1,10 @@
 import express from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handshake as clientHandshake } from '../client/index.js';
-import { openResponse, requestHeader, createKeys } from '../client/crypto.js';
-import tokenSec, { TokenSecError } from '../src/index.js';
-import { TOKEN, csrfApp, listen, visit } from './helpers.js';
+import { handshake as clientHandshake } from '../../client/index.js';
+import { openResponse, requestHeader, createKeys } from '../../client/crypto.js';
+import tokenSec, { TokenSecError } from '../../src/index.js';
+import { TOKEN, csrfApp, listen, visit } from '../support/helpers.js';
 
 describe('round trip: the client code against a listening app with csurf', () => {
   const { app, errors } = csrfApp();
@@ -283,9 +283,9 @@ function truncateKey(value: string): string {
 
 async function smallOrderHeader(): Promise<string> {
   // A valid binding over an all-zero X25519 key: the refusal must come from the key check.
-  const { hmacSha256 } = await import('../src/server/crypto.js');
-  const { bindingInput, utf8 } = await import('../src/protocol/context.js');
-  const { formatRequest } = await import('../src/protocol/wire.js');
+  const { hmacSha256 } = await import('../../src/server/crypto.js');
+  const { bindingInput, utf8 } = await import('../../src/protocol/context.js');
+  const { formatRequest } = await import('../../src/protocol/wire.js');
   const publicKey = new Uint8Array(32);
   const binding = hmacSha256(utf8('s'), bindingInput('x25519', publicKey, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' }));
   return formatRequest('x25519', publicKey, binding);

@@ -7,13 +7,13 @@ import cors from 'cors';
 import express from 'express';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import tokenSec from '../src/index.js';
-import { launchChromium } from './browser.js';
-import { TOKEN, listen } from './helpers.js';
+import tokenSec from '../../src/index.js';
+import { launchChromium } from '../support/chromium.js';
+import { TOKEN, listen } from '../support/helpers.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/loading/', import.meta.url));
-const requirejsFile = fileURLToPath(new URL('../node_modules/requirejs/require.js', import.meta.url));
-const esmBuild = fileURLToPath(new URL('../dist/browser/tokensec.min.mjs', import.meta.url));
+const requirejsFile = fileURLToPath(new URL('../../node_modules/requirejs/require.js', import.meta.url));
+const esmBuild = fileURLToPath(new URL('../../dist/browser/tokensec.min.mjs', import.meta.url));
 
 type Script = string | { src: string; type?: string; data?: Record<string, string> };
 

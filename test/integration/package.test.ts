@@ -2,10 +2,10 @@
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOKEN, csrfApp, listen, visit } from './helpers.js';
+import { TOKEN, csrfApp, listen, visit } from '../support/helpers.js';
 
 const require = createRequire(import.meta.url);
-type Client = typeof import('../client/index.js');
+type Client = typeof import('../../client/index.js');
 
 describe('browser bundles, run in Node against a listening app', () => {
   let server: Awaited<ReturnType<typeof listen>>;
@@ -15,10 +15,10 @@ describe('browser bundles, run in Node against a listening app', () => {
   afterAll(() => server.close());
 
   const builds: [string, () => Promise<Client>][] = [
-    ['UMD, minified, via require()', async () => require('../dist/browser/tokensec.min.js')],
-    ['UMD, readable, via require()', async () => require('../dist/browser/tokensec.js')],
-    ['ESM, minified, via import', () => import('../dist/browser/tokensec.min.mjs' as string)],
-    ['ESM, readable, via import', () => import('../dist/browser/tokensec.mjs' as string)],
+    ['UMD, minified, via require()', async () => require('../../dist/browser/tokensec.min.js')],
+    ['UMD, readable, via require()', async () => require('../../dist/browser/tokensec.js')],
+    ['ESM, minified, via import', () => import('../../dist/browser/tokensec.min.mjs' as string)],
+    ['ESM, readable, via import', () => import('../../dist/browser/tokensec.mjs' as string)],
   ];
   it.each(builds)('%s completes a handshake with each algorithm', async (_, load) => {
     const TokenSec = await load();
@@ -35,7 +35,7 @@ describe('browser bundles, run in Node against a listening app', () => {
 
 describe('the server package', () => {
   const node = (code: string, type: 'commonjs' | 'module') =>
-    execFileSync(process.execPath, [`--input-type=${type}`, '-e', code], { cwd: new URL('..', import.meta.url), encoding: 'utf8' }).trim();
+    execFileSync(process.execPath, [`--input-type=${type}`, '-e', code], { cwd: new URL('../..', import.meta.url), encoding: 'utf8' }).trim();
 
   it('imports by package name, as a default object and by name', () => {
     const out = node(
@@ -62,7 +62,7 @@ describe('size budget', () => {
   it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 2048 bytes min+gzip', async (file) => {
     const { readFileSync } = await import('node:fs');
     const { gzipSync } = await import('node:zlib');
-    const code = readFileSync(new URL(`../dist/browser/${file}`, import.meta.url));
+    const code = readFileSync(new URL(`../../dist/browser/${file}`, import.meta.url));
     expect(gzipSync(code).length).toBeLessThanOrEqual(2048);
   });
 });

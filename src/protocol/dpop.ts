@@ -1,0 +1,114 @@
+/**
+ * DPoP (RFC 9449) pieces both sides share: the proof's header and claims, the public JWKs TokenSec
+ * accepts, RFC 7638 thumbprint input, `htu` normalisation, and base64url JSON. Platform-neutral:
+ * hashing and signatures are each side's own (node:crypto on the server, Web Crypto in the
+ * browser), and the base64url codec is passed in.
+ */
+import { decodeBase64url, portableBase64url, type Base64urlCodec } from './base64url.js';
+
+/** The JOSE `typ` of a DPoP proof. */
+export const DPOP_TYP = 'dpop+jwt';
+/** Request header carrying the proof. */
+export const DPOP_HEADER = 'dpop';
+/** Response header carrying a server nonce (RFC 9449 §8). */
+export const DPOP_NONCE_HEADER = 'dpop-nonce';
+/**
+ * TokenSec's claim in a handshake's proof: base64url(SHA-256(ASCII(handshake request header value))).
+ * It commits the proof to the handshake's ephemeral ECDH key (and binding), so an intermediary
+ * cannot swap that key without breaking the proof's signature. docs/PROTOCOL.md specifies it.
+ */
+export const HANDSHAKE_CLAIM = 'tsh';
+
+/** Signature algorithms TokenSec makes and verifies: ES256 (P-256) by default, EdDSA (Ed25519) where both sides allow it. */
+export type DpopAlgorithm = 'ES256' | 'EdDSA';
+export const DPOP_ALGORITHMS: readonly DpopAlgorithm[] = ['ES256', 'EdDSA'];
+
+export type PublicJwk = { kty: 'EC'; crv: 'P-256'; x: string; y: string } | { kty: 'OKP'; crv: 'Ed25519'; x: string };
+
+export interface DpopHeader {
+  typ: typeof DPOP_TYP;
+  alg: DpopAlgorithm;
+  jwk: PublicJwk;
+}
+
+export interface DpopClaims {
+  jti: string;
+  htm: string;
+  htu: string;
+  iat: number;
+  /** base64url(SHA-256(ASCII(access token))), on API calls that carry a token. */
+  ath?: string;
+  nonce?: string;
+  /** HANDSHAKE_CLAIM, on the handshake's proof. */
+  tsh?: string;
+}
+
+/**
+ * The exact public JWK a proof may carry for `alg`, with only the members RFC 7638 hashes (a JWK
+ * holding a private member, `d`, or any other member is refused), or undefined.
+ */
+export function publicJwk(alg: DpopAlgorithm, jwk: unknown, codec: Base64urlCodec = portableBase64url): PublicJwk | undefined {
+  if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return undefined;
+  const members = jwk as Record<string, unknown>;
+  if ('d' in members) return undefined;
+  const bytes = (name: string, length: number) => {
+    const value = members[name];
+    return typeof value === 'string' && decodeBase64url(value, codec)?.length === length ? value : undefined;
+  };
+  if (alg === 'ES256') {
+    const x = bytes('x', 32);
+    const y = bytes('y', 32);
+    if (members.kty !== 'EC' || members.crv !== 'P-256' || !x || !y) return undefined;
+    return { kty: 'EC', crv: 'P-256', x, y };
+  }
+  const x = bytes('x', 32);
+  if (members.kty !== 'OKP' || members.crv !== 'Ed25519' || !x) return undefined;
+  return { kty: 'OKP', crv: 'Ed25519', x };
+}
+
+/** RFC 7638: the JSON whose SHA-256 is the thumbprint, required members in lexicographic order, no white space. */
+export function thumbprintInput(jwk: PublicJwk): string {
+  return jwk.kty === 'EC'
+    ? `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`
+    : `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}"}`;
+}
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+/**
+ * `htu` as RFC 9449 §4.3 compares it: the URI without query and fragment, after RFC 3986
+ * §6.2.2 (case, percent-encoding, dot segments) and §6.2.3 (default port, empty path) normalisation.
+ * Undefined for anything that is not an absolute http(s) URI.
+ */
+export function normalizeHtu(uri: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username || url.password) return undefined;
+  // URL has lower-cased scheme and host, dropped a default port and resolved dot segments.
+  const path = url.pathname.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => {
+    const char = String.fromCharCode(parseInt(hex, 16));
+    return UNRESERVED.test(char) ? char : `%${hex.toUpperCase()}`;
+  });
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export const encodeJson = (value: unknown, codec: Base64urlCodec = portableBase64url): string => codec.encode(encoder.encode(JSON.stringify(value)));
+
+/** A JWS part decoded as a JSON object, or undefined (not canonical base64url, not UTF-8, not JSON, not an object). */
+export function decodeJsonObject(text: string, codec: Base64urlCodec = portableBase64url): Record<string, unknown> | undefined {
+  const bytes = decodeBase64url(text, codec);
+  if (!bytes) return undefined;
+  try {
+    const value: unknown = JSON.parse(decoder.decode(bytes));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
