@@ -60,9 +60,10 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
     );
   }
   const parts = value.split('.');
+  const [version = '', algorithm, encodedKey, encodedBinding] = parts;
   // The 2015 client sent CryptoJS output: base64 of "Salted__..." ("U2FsdGVkX1...").
   const legacy = value.startsWith('U2FsdGVkX1');
-  if (legacy || (parts[0] !== VERSION && /^v\d{1,3}$/.test(parts[0]))) {
+  if (legacy || (version !== VERSION && /^v\d{1,3}$/.test(version))) {
     throw new TokenSecError(
       'ERR_TOKENSEC_UNSUPPORTED_VERSION',
       legacy
@@ -71,14 +72,15 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
       400,
     );
   }
-  if (parts[0] !== VERSION) throw malformed(`expected it to start with "${VERSION}."`);
-  if (parts.length !== 4) throw malformed(`expected 4 dot-separated fields, got ${parts.length}`);
-  const algorithm = parts[1];
+  if (version !== VERSION) throw malformed(`expected it to start with "${VERSION}."`);
+  if (parts.length !== 4 || encodedKey === undefined || encodedBinding === undefined) {
+    throw malformed(`expected 4 dot-separated fields, got ${parts.length}`);
+  }
   if (algorithm !== 'x25519' && algorithm !== 'p256') {
     throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_ALGORITHM', 'Unsupported TokenSec key agreement algorithm; expected x25519 or p256.', 400);
   }
-  const publicKey = decodeBase64url(parts[2], codec);
-  const binding = decodeBase64url(parts[3], codec);
+  const publicKey = decodeBase64url(encodedKey, codec);
+  const binding = decodeBase64url(encodedBinding, codec);
   if (!publicKey) throw malformed('public key is not canonical base64url');
   if (!binding) throw malformed('binding is not canonical base64url');
   if (publicKey.length !== PUBLIC_KEY_LENGTH[algorithm] || (algorithm === 'p256' && publicKey[0] !== 4)) {

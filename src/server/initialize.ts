@@ -45,7 +45,8 @@ function cookieSettings(cookie: unknown) {
   if (httpOnly !== undefined && httpOnly !== false) {
     throw fail('"httpOnly" must be false: the browser client reads this cookie. To keep it HttpOnly, drop "cookie" and pass csrfToken to TokenSec.handshake() yourself.');
   }
-  const fixed = `; Path=${path}${domain ? `; Domain=${domain}` : ''}; SameSite=${sameSite[0].toUpperCase()}${sameSite.slice(1)}`;
+  const sameSiteValue = { strict: 'Strict', lax: 'Lax', none: 'None' }[sameSite];
+  const fixed = `; Path=${path}${domain ? `; Domain=${domain}` : ''}; SameSite=${sameSiteValue}`;
   return { name, fixed, secure: secure as boolean | undefined };
 }
 

@@ -10,15 +10,21 @@ export function optionError(fn: string, message: string): TypeError {
 
 /** Levenshtein distance, for "did you mean" on misspelt option names. */
 function distance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j++) {
-      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+  const charsA = [...a];
+  const charsB = [...b];
+  // row[j] is the distance between the characters of a seen so far and the first j of b.
+  let row = Array.from({ length: charsB.length + 1 }, (_, j) => j);
+  for (const [i, charA] of charsA.entries()) {
+    const next = [i + 1];
+    for (const [j, charB] of charsB.entries()) {
+      const deletion = (row[j + 1] ?? Infinity) + 1;
+      const insertion = (next[j] ?? Infinity) + 1;
+      const substitution = (row[j] ?? Infinity) + (charA === charB ? 0 : 1);
+      next.push(Math.min(deletion, insertion, substitution));
     }
     row = next;
   }
-  return row[b.length];
+  return row[charsB.length] ?? Infinity;
 }
 
 function isRequestLike(value: object): boolean {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { DEMO_USER, createDemoApp } from '../../examples/demo/server.mjs';
 import { launchChromium } from '../support/chromium.js';
-import { listen } from '../support/helpers.js';
+import { defined, listen } from '../support/helpers.js';
 
 const state = (page: Page, step: string) => page.getAttribute(`#step-${step}`, 'data-state');
 const detail = (page: Page, step: string) => page.textContent(`#step-${step} .detail`);
@@ -62,7 +62,7 @@ describe('demo in Chromium', () => {
       expect(Number((await page.textContent('#time-left'))!.replace(' s', ''))).toBeGreaterThan(50);
 
       // The token is a JWT that reached the page, and it is in no storage the page can read.
-      const token = bearer[0];
+      const token = defined(bearer[0], 'the bearer token the page sent');
       expect(token.split('.')).toHaveLength(3);
       const stored = await page.evaluate(() => ({
         local: JSON.stringify({ ...localStorage }),
@@ -129,7 +129,7 @@ describe('demo API', () => {
       const jar = new Map<string, string>();
       const keep = (res: Response) => {
         for (const c of res.headers.getSetCookie()) {
-          const [pair] = c.split(';');
+          const pair = c.split(';', 1).join('');
           jar.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
         }
         return res;

@@ -12,7 +12,7 @@ import { hkdfSha256 } from '../../src/server/crypto.js';
 import { keyContext, utf8 } from '../../src/protocol/context.js';
 import { decodeBase64url } from '../../src/protocol/base64url.js';
 import { type Algorithm } from '../../src/protocol/wire.js';
-import { TOKEN, csrfApp, listen } from '../support/helpers.js';
+import { TOKEN, csrfApp, defined, listen } from '../support/helpers.js';
 
 /** A TCP proxy on 127.0.0.1 that forwards to `target` and records both directions. */
 async function recordingProxy(target: string) {
@@ -55,7 +55,7 @@ afterAll(async () => {
 it.each(['x25519', 'p256'] as const)('%s: the recording of a whole exchange does not yield the payload', async (algorithm: Algorithm) => {
   // The victim: loads the page (cookies, CSRF token), then runs the real client, all through the proxy.
   const page = await fetch(`${proxy.origin}/`, { headers: { connection: 'close' } });
-  const cookies = page.headers.getSetCookie().map((c) => c.split(';')[0]);
+  const cookies = page.headers.getSetCookie().map((c) => c.split(';', 1).join(''));
   const csrfToken = decodeURIComponent(cookies.find((c) => c.startsWith('tokensec='))!.slice(9));
   await page.text();
   const payload = await handshake({ uri: `${proxy.origin}/token`, csrfToken, headers: { cookie: cookies.join('; '), connection: 'close' }, algorithm });
@@ -70,8 +70,8 @@ it.each(['x25519', 'p256'] as const)('%s: the recording of a whole exchange does
   }
   const requestValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(0, wire.lastIndexOf('HTTP/1.1 200')))![1];
   const responseValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(wire.lastIndexOf('HTTP/1.1 200')))![1];
-  const [, , clientKey] = requestValue.split('.');
-  const [, serverKey, iv, sealed] = responseValue.split('.');
+  const [, , clientKey = ''] = defined(requestValue, 'request header').split('.');
+  const [, serverKey = '', iv = '', sealed = ''] = defined(responseValue, 'response header').split('.');
   const A = decodeBase64url(clientKey)!;
   const B = decodeBase64url(serverKey)!;
   const ciphertext = decodeBase64url(sealed)!;

@@ -13,7 +13,7 @@ import { hmacSha256 } from '../../src/server/crypto.js';
 import { bindingInput, utf8 } from '../../src/protocol/context.js';
 import { encodeBase64url } from '../../src/protocol/base64url.js';
 import { formatRequest, type Algorithm } from '../../src/protocol/wire.js';
-import { SMALL_ORDER_POINTS, listen } from '../support/helpers.js';
+import { SMALL_ORDER_POINTS, defined, listen } from '../support/helpers.js';
 
 const SECRET = 'fuzz-secret';
 const PAYLOAD = 'PAYLOAD-eyJzdWIiOiJmdXp6In0-must-never-leak';
@@ -83,7 +83,7 @@ const hostile = fc.oneof(
   fc
     .tuple(fc.nat({ max: 3 }), fc.nat(), fc.constantFrom('truncate', 'replace', 'insert', 'delete'), fc.string({ minLength: 1, maxLength: 1, unit: 'binary-ascii' }))
     .map(([which, at, how, ch]) => {
-      const good = validHeaders[which];
+      const good = defined(validHeaders[which], 'a valid header');
       const i = at % good.length;
       if (how === 'truncate') return good.slice(0, i);
       if (how === 'replace') return good.slice(0, i) + (good[i] === ch ? (ch === 'A' ? 'B' : 'A') : ch) + good.slice(i + 1);

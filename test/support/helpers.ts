@@ -30,8 +30,14 @@ export interface Vector {
 /** The vectors exactly as docs/PROTOCOL.md publishes them. */
 export function protocolVectors(): Vector[] {
   const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
-  const block = doc.split('<!-- vectors: the test suite parses the JSON block below -->')[1];
+  const block = defined(doc.split('<!-- vectors: the test suite parses the JSON block below -->')[1], 'the vectors block of PROTOCOL.md');
   return JSON.parse(block.slice(block.indexOf('```json') + 7, block.lastIndexOf('```')));
+}
+
+/** The value, or a thrown Error naming what is missing: for test data that must be there. */
+export function defined<T>(value: T | null | undefined, what: string): T {
+  if (value === undefined || value === null) throw new Error(`test data missing: ${what}`);
+  return value;
 }
 
 export const hex = (text: string) => new Uint8Array(Buffer.from(text, 'hex'));
@@ -95,7 +101,7 @@ export async function listen(app: Express): Promise<{ origin: string; close: () 
 /** Loads the page like a browser would and returns the cookies it set: the csurf secret and the tokensec cookie. */
 export async function visit(origin: string): Promise<{ cookie: string; csrfToken: string }> {
   const response = await fetch(`${origin}/`);
-  const cookies = response.headers.getSetCookie().map((c) => c.split(';')[0]);
+  const cookies = response.headers.getSetCookie().map((c) => c.split(';', 1).join(''));
   const tokensec = cookies.find((c) => c.startsWith('tokensec='));
   if (!tokensec) throw new Error('no tokensec cookie');
   return { cookie: cookies.join('; '), csrfToken: decodeURIComponent(tokensec.slice('tokensec='.length)) };

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handshake as clientHandshake } from '../../client/index.js';
 import { openResponse, requestHeader, createKeys } from '../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../src/index.js';
-import { TOKEN, csrfApp, listen, visit } from '../support/helpers.js';
+import { TOKEN, csrfApp, defined, listen, visit } from '../support/helpers.js';
 
 describe('round trip: the client code against a listening app with csurf', () => {
   const { app, errors } = csrfApp();
@@ -100,7 +100,7 @@ describe('handshake middleware', () => {
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200, { next: true });
     expect(response.headers['cache-control']).toBe('no-store');
     expect(response.headers.vary).toMatch(/x-tokensec-handshake/i);
-    const sealed = response.headers['x-tokensec-handshake'];
+    const sealed = defined(response.headers['x-tokensec-handshake'], 'handshake header');
     expect(sealed).not.toContain(TOKEN.slice(0, 20));
     expect(await openResponse(crypto.subtle, keys, 's', target, sealed)).toBe(TOKEN);
     // The payload travels only encrypted: not in the body, not in any other header.
@@ -145,7 +145,7 @@ describe('handshake middleware', () => {
     const { keys, target, value } = await header('s', 'p256');
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'ann').expect(200);
     expect(args).toEqual(['POST', 'function']);
-    expect(await openResponse(crypto.subtle, keys, 's', target, response.headers['x-tokensec-handshake'])).toBe('token-for-ann');
+    expect(await openResponse(crypto.subtle, keys, 's', target, defined(response.headers['x-tokensec-handshake'], 'handshake header'))).toBe('token-for-ann');
   });
 
   it('sends no header for an empty payload, and still calls next() or ends', async () => {
@@ -162,7 +162,7 @@ describe('handshake middleware', () => {
     const { app } = secretApp({ payload: TOKEN, secret: (req) => `user-secret-${req.headers['x-user']}`, terminate: true });
     const { keys, target, value } = await header('user-secret-bo');
     const ok = await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'bo').expect(200);
-    expect(await openResponse(crypto.subtle, keys, 'user-secret-bo', target, ok.headers['x-tokensec-handshake'])).toBe(TOKEN);
+    expect(await openResponse(crypto.subtle, keys, 'user-secret-bo', target, defined(ok.headers['x-tokensec-handshake'], 'handshake header'))).toBe(TOKEN);
     await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'al').expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
   });
 
@@ -249,7 +249,7 @@ describe('handshake middleware', () => {
       expect(seen[0]).toMatchObject({ code: 'ERR_TOKENSEC_PAYLOAD_TIMEOUT', status: 503 });
       const { keys, target, value } = await header('s');
       const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
-      expect(await openResponse(crypto.subtle, keys, 's', target, response.headers['x-tokensec-handshake'])).toBe(SECRET_PAYLOAD);
+      expect(await openResponse(crypto.subtle, keys, 's', target, defined(response.headers['x-tokensec-handshake'], 'handshake header'))).toBe(SECRET_PAYLOAD);
     });
 
     it('a secret function that throws → 500 ERR_TOKENSEC_SECRET_FAILED; one that returns nothing → 403 ERR_TOKENSEC_NO_SECRET', async () => {
@@ -277,7 +277,7 @@ describe('handshake middleware', () => {
 
 function truncateKey(value: string): string {
   const parts = value.split('.');
-  parts[2] = parts[2].slice(0, -1);
+  parts[2] = defined(parts[2], 'key field').slice(0, -1);
   return parts.join('.');
 }
 

@@ -8,6 +8,7 @@ import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { handshake } from '../../src/index.js';
+import { defined } from '../support/helpers.js';
 
 const SECRET = 'S3CRET-value-that-must-not-leak';
 const PAYLOAD = 'PAYLOAD-eyJzdWIiOiJsZWFrIn0-must-not-leak';
@@ -64,7 +65,8 @@ describe('nothing leaks', () => {
     const keys = await createKeys(crypto.subtle);
     const res = await request(app(PAYLOAD)).post('/token').set('x-tokensec-handshake', await requestHeader(crypto.subtle, keys, SECRET, TARGET)).expect(200, 'done');
     expect(res.headers['set-cookie']).toBeUndefined();
-    const { 'x-tokensec-handshake': sealed, ...others } = res.headers;
+    const { 'x-tokensec-handshake': header, ...others } = res.headers;
+    const sealed = defined(header, 'handshake header');
     expectClean(res.text, JSON.stringify(others), sealed);
     expect(await openResponse(crypto.subtle, keys, SECRET, TARGET, sealed)).toBe(PAYLOAD);
     await logged();

@@ -42,7 +42,7 @@ describe('options are checked when the middleware is created', () => {
     });
     await request(app).get('/').expect(500);
     expect(errors[0]).toBeInstanceOf(TypeError);
-    expect(errors[0].message).toMatch(/write app\.use\(tokenSec\.handshake\(\{ \.\.\. \}\)\), not app\.use\(tokenSec\.handshake\)/i);
+    expect(errors[0]?.message).toMatch(/write app\.use\(tokenSec\.handshake\(\{ \.\.\. \}\)\), not app\.use\(tokenSec\.handshake\)/i);
   });
 
   it('exports the same functions by name and on the default object', () => {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createKeys, openResponse, requestHeader, type ClientKeys } from '../../client/crypto.js';
 import { handshake } from '../../src/index.js';
 import { decodeBase64url, encodeBase64url } from '../../src/protocol/base64url.js';
+import { defined } from '../support/helpers.js';
 
 const SECRET = 'tamper-secret';
 const PAYLOAD = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ0YW1wZXIifQ.sig';
@@ -24,7 +25,7 @@ async function exchange(algorithm: 'x25519' | 'p256'): Promise<{ keys: ClientKey
   const keys = await createKeys(crypto.subtle, algorithm);
   const value = await requestHeader(crypto.subtle, keys, SECRET, TARGET);
   const res = await request(app()).post('/token').set('x-tokensec-handshake', value).expect(200);
-  return { keys, request: value, response: res.headers['x-tokensec-handshake'] };
+  return { keys, request: value, response: defined(res.headers['x-tokensec-handshake'], 'handshake header') };
 }
 
 describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
@@ -34,10 +35,10 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
     const parts = response.split('.');
     let flips = 0;
     for (const part of [1, 2, 3]) {
-      const bytes = decodeBase64url(parts[part])!;
+      const bytes = decodeBase64url(defined(parts[part], 'response field'))!;
       for (let bit = 0; bit < bytes.length * 8; bit++) {
         const flipped = bytes.slice();
-        flipped[bit >> 3] ^= 1 << (bit & 7);
+        flipped.set([defined(flipped[bit >> 3], 'byte') ^ (1 << (bit & 7))], bit >> 3);
         const tampered = parts.map((p, i) => (i === part ? encodeBase64url(flipped) : p)).join('.');
         // X25519 ignores the top bit of a public key (RFC 7748 §5), so that flip gives the same
         // shared secret: it is refused only because the key context binds the key's exact bytes.
@@ -52,7 +53,7 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
     const { keys, response } = await exchange(algorithm);
     const other = await exchange(algorithm);
     const parts = response.split('.');
-    parts[1] = other.response.split('.')[1];
+    parts[1] = defined(other.response.split('.')[1], 'server key field');
     await expect(openResponse(crypto.subtle, keys, SECRET, TARGET, parts.join('.'))).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
   });
 

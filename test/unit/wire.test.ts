@@ -62,7 +62,7 @@ describe('request header', () => {
   it('names each malformation with a stable code', () => {
     // Fixed bytes: with 0xff everywhere, a shortened field always has non-zero spare bits.
     const good = formatRequest('x25519', new Uint8Array(32).fill(255), new Uint8Array(32).fill(255));
-    const [, , key, mac] = good.split('.');
+    const [, , key = '', mac = ''] = good.split('.');
     expect(codeOf(() => parseRequest('x'.repeat(257)))).toBe('ERR_TOKENSEC_HEADER_TOO_LARGE');
     expect(codeOf(() => parseRequest(`v3.x25519.${key}.${mac}`))).toBe('ERR_TOKENSEC_UNSUPPORTED_VERSION');
     expect(codeOf(() => parseRequest('U2FsdGVkX19hYmNkZWZnaA=='))).toBe('ERR_TOKENSEC_UNSUPPORTED_VERSION');
