@@ -29,11 +29,15 @@ export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): P
   throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_BROWSER', 'No X25519 or P-256');
 }
 
+/** HMAC-SHA256. */
+async function hmac(subtle: SubtleCrypto, key: BufferSource, data: BufferSource): Promise<Uint8Array<ArrayBuffer>> {
+  const hmacKey = await subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await subtle.sign('HMAC', hmacKey, data));
+}
+
 /** The request header value: version, algorithm, public key and HMAC(secret, binding input). */
 export async function requestHeader(subtle: SubtleCrypto, keys: ClientKeys, secret: string, target: RequestTarget): Promise<string> {
-  const hmacKey = await subtle.importKey('raw', utf8(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  const binding = await subtle.sign('HMAC', hmacKey, bindingInput(keys.algorithm, keys.publicKey, target));
-  return formatRequest(keys.algorithm, keys.publicKey, new Uint8Array(binding));
+  return formatRequest(keys.algorithm, keys.publicKey, await hmac(subtle, utf8(secret), bindingInput(keys.algorithm, keys.publicKey, target)));
 }
 
 /** Decrypts a response header value to the payload; throws a TokenSecError if it is not genuine. */
@@ -52,17 +56,15 @@ export async function openResponse(
     // Web Crypto refuses an all-zero X25519 result (small-order server key) with an OperationError.
     const shared = await subtle.deriveBits({ name: algorithm.name, public: serverKey } as EcdhKeyDeriveParams, keys.privateKey, 256);
     const context = keyContext(keys.algorithm, keys.publicKey, response.publicKey, target);
-    const hkdfKey = await subtle.importKey('raw', shared, 'HKDF', false, ['deriveKey']);
-    const aesKey = await subtle.deriveKey(
-      { name: 'HKDF', hash: 'SHA-256', salt: utf8(secret), info: context },
-      hkdfKey,
-      { name: 'AES-GCM', length: 256 },
-      false,
-      ['decrypt'],
-    );
+    // HKDF-SHA256 (RFC 5869) for one 32-byte block, as two HMACs: Web Crypto's HKDF (in Node at
+    // least) refuses an `info` over 1024 bytes, and ours holds the request path.
+    const prk = await hmac(subtle, utf8(secret), shared);
+    const okm = await hmac(subtle, prk, new Uint8Array([...context, 1]));
+    const aesKey = await subtle.importKey('raw', okm, 'AES-GCM', false, ['decrypt']);
     const plaintext = await subtle.decrypt({ name: 'AES-GCM', iv: response.iv, additionalData: context }, aesKey, response.ciphertext);
-    // GCM has authenticated every byte: this is the UTF-8 the server encoded.
-    return new TextDecoder().decode(plaintext);
+    // GCM has authenticated every byte: this is the UTF-8 the server encoded. Strictly: a byte
+    // sequence that is not UTF-8 is an error, and a leading U+FEFF is part of the payload.
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(plaintext);
   } catch (cause) {
     // One code for every cryptographic failure: a tampered, replayed or misdirected response.
     throw new TokenSecError('ERR_TOKENSEC_DECRYPTION_FAILED', 'Decryption failed', undefined, { cause });

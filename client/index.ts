@@ -10,6 +10,14 @@ import { createKeys, openResponse, requestHeader } from './crypto.js';
 export { TokenSecError };
 export type { TokenSecErrorCode } from '../src/protocol/errors.js';
 
+/**
+ * Options of the browser's `TokenSec.handshake()`.
+ *
+ * @example
+ * ```js
+ * const token = await TokenSec.handshake({ uri: '/token', timeout: 5000 });
+ * ```
+ */
 export interface ClientHandshakeOptions {
   /** Where to send the handshake. Default `/`. */
   uri?: string;
@@ -23,7 +31,7 @@ export interface ClientHandshakeOptions {
   header?: string;
   /** Extra request headers. */
   headers?: Record<string, string>;
-  /** HTTP method. Default `POST`. */
+  /** HTTP method, upper-cased before use. Default `POST`; the server refuses GET, HEAD and OPTIONS by default. */
   method?: string;
   /** Name of the cookie holding the CSRF token. Default `tokensec`. */
   cookie?: string;
@@ -31,28 +39,39 @@ export interface ClientHandshakeOptions {
   credentials?: RequestCredentials;
   /** Force a key agreement algorithm; by default X25519, falling back to P-256. */
   algorithm?: Algorithm;
+  /** Milliseconds before the handshake fails with ERR_TOKENSEC_TIMEOUT. Default 10000. */
+  timeout?: number;
+  /** Cancels the handshake: it then fails with ERR_TOKENSEC_ABORTED. */
+  signal?: AbortSignal;
 }
 
 export type HandshakeCallback = (error: TokenSecError | null, payload?: string) => void;
 
-// Messages are terse to keep the bundle under 2 KiB gzipped; README.md explains every code.
+// Messages are terse to keep the bundle small; README.md explains every code.
 const fail = (code: TokenSecError['code'], message: string, status?: number) => new TokenSecError(code, message, status);
 
+/** The first cookie of that name, its value unquoted and decoded, as the `cookie` package parses it. */
 function readCookie(name: string): string | undefined {
-  const value = `; ${globalThis.document?.cookie}`.split(`; ${name}=`)[1]?.split(';')[0];
+  const pair = globalThis.document?.cookie
+    .split(';')
+    .map((part) => part.split('='))
+    .find(([key]) => key?.trim() === name);
+  let value = pair?.slice(1).join('=').trim();
+  if (value?.[0] === '"' && value.at(-1) === '"') value = value.slice(1, -1);
   try {
     return value && decodeURIComponent(value);
   } catch {
-    return undefined;
+    return value;
   }
 }
 
-async function run(options: ClientHandshakeOptions): Promise<string> {
+async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
   const subtle = globalThis.crypto?.subtle;
   if (!subtle) {
     throw fail('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
   }
-  const { uri = '/', method = 'POST', header = DEFAULT_HEADER, algorithm } = options;
+  const { uri = '/', header = DEFAULT_HEADER, algorithm } = options;
+  const method = (options.method ?? 'POST').toUpperCase();
   let url: URL | undefined;
   try {
     url = new URL(uri, globalThis.location?.href);
@@ -77,9 +96,9 @@ async function run(options: ClientHandshakeOptions): Promise<string> {
   let response: Response;
   try {
     // fetch's own default credentials mode is 'same-origin'.
-    response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store' });
+    response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
   } catch (cause) {
-    throw new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
+    throw abort.signal.reason ?? new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
   }
   if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
   const value = response.headers.get(header);
@@ -89,12 +108,45 @@ async function run(options: ClientHandshakeOptions): Promise<string> {
   return openResponse(subtle, keys, secret, target, value);
 }
 
-/** Runs one handshake. Resolves with the payload, or rejects with a TokenSecError. */
+/**
+ * Runs `run` under the timeout and the caller's signal: whichever fires first rejects the
+ * handshake with its code, and the request in flight is cancelled.
+ */
+function guarded(options: ClientHandshakeOptions): Promise<string> {
+  // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
+  if (typeof options !== 'object' || options === null) return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Options must be an object'));
+  const { timeout = 10_000, signal } = options;
+  if (typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal))) return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad timeout or signal'));
+  const abort = new AbortController();
+  const stop = (error: TokenSecError) => abort.signal.aborted || abort.abort(error);
+  const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
+  const timer = setTimeout(() => stop(fail('ERR_TOKENSEC_TIMEOUT', 'Timed out')), timeout);
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener('abort', onAbort);
+  const cancelled = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(abort.signal.reason)));
+  return Promise.race([run(options, abort), cancelled]).finally(() => {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  });
+}
+
+/**
+ * Runs one handshake. Resolves with the payload, or rejects with a TokenSecError.
+ *
+ * @example
+ * ```js
+ * // Classic script: <script src="/tokensec.js"></script>
+ * const token = await TokenSec.handshake({ uri: '/token' });
+ * // ES module
+ * import { handshake } from 'tokensec/client';
+ * const token2 = await handshake({ uri: '/token', signal: AbortSignal.timeout(5000) });
+ * ```
+ */
 export function handshake(options?: ClientHandshakeOptions): Promise<string>;
 /** Callback form: `callback(error, payload)`. */
 export function handshake(options: ClientHandshakeOptions | undefined, callback: HandshakeCallback): void;
 export function handshake(options: ClientHandshakeOptions = {}, callback?: HandshakeCallback): Promise<string> | void {
-  const result = run(options);
+  const result = guarded(options);
   if (!callback) return result;
   result.then(
     (payload) => callback(null, payload),

@@ -10,6 +10,12 @@ const KEY_LABEL = 'TokenSec v2 key';
 const encoder = new TextEncoder();
 export const utf8 = (text: string): Uint8Array<ArrayBuffer> => encoder.encode(text);
 
+/**
+ * Matches a string that has no exact UTF-8 encoding: with the u flag a surrogate pair is one
+ * astral code point, so only an unpaired half matches (TextEncoder would turn it into U+FFFD).
+ */
+export const LONE_SURROGATE = /\p{Cs}/u;
+
 /** Where a handshake was sent: both sides must compute these identically. */
 export interface RequestTarget {
   /** Header name; compared in lower case. */

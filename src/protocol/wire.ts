@@ -18,10 +18,15 @@ export const PUBLIC_KEY_LENGTH: Readonly<Record<Algorithm, number>> = { x25519: 
 export const BINDING_LENGTH = 32; // HMAC-SHA256
 export const IV_LENGTH = 12; // AES-GCM's 96-bit nonce
 export const TAG_LENGTH = 16;
-/** A v2 request header is at most 141 characters (P-256); anything much longer is refused unparsed. */
+/** A v2 request header is at most 139 characters (P-256); anything much longer is refused unparsed. */
 export const MAX_REQUEST_HEADER_LENGTH = 256;
 /** Keeps the response header under ~8.3 KB: proxies and browsers commonly cap one header near 8 KB. */
 export const MAX_PAYLOAD_BYTES = 6144;
+/**
+ * The longest response header a server may send: P-256 key, IV, and the largest payload with its
+ * tag. The client refuses longer values before decoding them.
+ */
+export const MAX_RESPONSE_HEADER_LENGTH = `${VERSION}...`.length + 87 + 16 + Math.ceil(((MAX_PAYLOAD_BYTES + TAG_LENGTH) * 4) / 3);
 
 export interface HandshakeRequest {
   algorithm: Algorithm;
@@ -96,6 +101,7 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
 
 /** Parses a response header in the client; returns undefined if it is not a well-formed v2 response. */
 export function parseResponse(value: string, algorithm: Algorithm, codec: Base64urlCodec = portableBase64url): HandshakeResponse | undefined {
+  if (value.length > MAX_RESPONSE_HEADER_LENGTH) return undefined;
   const parts = value.split('.');
   if (parts.length !== 4 || parts[0] !== VERSION) return undefined;
   const [publicKey, iv, ciphertext] = parts.slice(1).map((part) => decodeBase64url(part, codec));

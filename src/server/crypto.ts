@@ -14,7 +14,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { TokenSecError } from '../protocol/errors.js';
-import { bindingInput, keyContext, utf8, type RequestTarget } from '../protocol/context.js';
+import { LONE_SURROGATE, bindingInput, keyContext, utf8, type RequestTarget } from '../protocol/context.js';
 import { IV_LENGTH, MAX_PAYLOAD_BYTES, formatResponse, type Algorithm, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
 
@@ -143,6 +143,9 @@ export interface SealInput {
  * random 96-bit IV. Returns the response header value, whose size it bounds.
  */
 export function sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload, iv = randomBytes(IV_LENGTH) }: SealInput): string {
+  if (LONE_SURROGATE.test(payload)) {
+    throw new TokenSecError('ERR_TOKENSEC_INVALID_PAYLOAD', 'TokenSec payload has an unpaired surrogate: it has no exact UTF-8 encoding.', 500);
+  }
   const plaintext = Buffer.from(payload, 'utf8');
   if (plaintext.length > MAX_PAYLOAD_BYTES) {
     throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_TOO_LARGE', `TokenSec payload is larger than ${MAX_PAYLOAD_BYTES} bytes of UTF-8.`, 500);

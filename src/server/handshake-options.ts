@@ -4,6 +4,7 @@
  * casts them.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LONE_SURROGATE } from '../protocol/context.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME } from '../protocol/wire.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
 
@@ -11,17 +12,27 @@ import { checkBoolean, checkInteger, checkOptions, describe, optionError } from 
 export interface HandshakeRequestLike extends IncomingMessage {
   originalUrl?: string;
   csrfToken?: () => string;
+  body?: unknown;
 }
 
 export type MaybePromise<T> = T | Promise<T>;
+
+/** What the secret and payload functions receive besides the request. */
+export interface HandshakeContext {
+  /**
+   * Aborts when the handshake's `timeout` passes or the client disconnects: pass it on to
+   * database calls or fetches, so work for a request nobody waits for stops.
+   */
+  signal: AbortSignal;
+}
 
 /**
  * Options of the server's `tokenSec.handshake()` middleware.
  *
  * @example
  * ```ts
- * app.post('/token', tokenSec.handshake({
- *   payload: (req) => mintAccessToken(req.user),
+ * app.post('/token', csrfProtection, tokenSec.handshake({
+ *   payload: (req, res, { signal }) => mintAccessToken(req.session.userId, { signal }),
  *   terminate: true,
  * }));
  * ```
@@ -31,28 +42,41 @@ export interface ServerHandshakeOptions<Req extends HandshakeRequestLike = Hands
    * The token to deliver: a string, or a function of the request returning one (or a Promise of
    * one). An empty string means "nothing to send": no response header is set.
    */
-  payload: string | ((req: Req, res: Res) => MaybePromise<string>);
+  payload: string | ((req: Req, res: Res, context: HandshakeContext) => MaybePromise<string>);
   /** Request and response header name. Default `x-tokensec-handshake`. */
   header?: string;
   /** End the response after the handshake instead of calling `next()`. Default false. */
   terminate?: boolean;
   /**
-   * The secret the client must prove it holds, mixed into the key. Default: the CSRF token the
-   * request carries in `x-csrf-token`, which a CSRF middleware mounted before this one validated.
+   * The secret the client must prove it holds: at least 16 bytes of UTF-8, no U+0000.
+   * Default: the CSRF token of this request, which a CSRF middleware mounted before this one
+   * validated (see README, "The secret").
    */
-  secret?: string | ((req: Req) => MaybePromise<string | undefined>);
-  /** Milliseconds the payload function may take before the handshake fails with 503. Default 10000. */
+  secret?: string | ((req: Req, context: HandshakeContext) => MaybePromise<string | undefined>);
+  /**
+   * Milliseconds the secret and payload functions may take together before the handshake fails
+   * with 503 ERR_TOKENSEC_TIMEOUT. Default 10000.
+   */
   timeout?: number;
+  /**
+   * Also answer handshakes sent with GET, HEAD, OPTIONS or TRACE. Default false: CSRF
+   * middlewares skip those methods, so a safe-method handshake would get no CSRF check (and,
+   * with credentialed CORS, another origin could get a token). Turn it on only with a `secret`
+   * function that checks the request itself.
+   */
+  allowSafeMethods?: boolean;
 }
 
 /** Where the secret comes from, decided once. */
 export type SecretSource<Req> =
   | { kind: 'csrf' }
   | { kind: 'value'; value: string }
-  | { kind: 'function'; fn: (req: Req) => MaybePromise<string | undefined> };
+  | { kind: 'function'; fn: (req: Req, context: HandshakeContext) => MaybePromise<string | undefined> };
 
 /** Where the payload comes from, decided once. */
-export type PayloadSource<Req, Res> = { kind: 'value'; value: string } | { kind: 'function'; fn: (req: Req, res: Res) => MaybePromise<string> };
+export type PayloadSource<Req, Res> =
+  | { kind: 'value'; value: string }
+  | { kind: 'function'; fn: (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
 
 /** The options after checking, with defaults filled in. */
 export interface ResolvedHandshakeOptions<Req, Res> {
@@ -60,11 +84,26 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   header: string;
   terminate: boolean;
   timeout: number;
+  allowSafeMethods: boolean;
   secret: SecretSource<Req>;
   payload: PayloadSource<Req, Res>;
 }
 
-const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout'] as const;
+const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout', 'allowSafeMethods'] as const;
+
+/** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
+export const MIN_SECRET_BYTES = 16;
+export const MAX_SECRET_BYTES = 1024;
+
+/** Why a secret is unusable as a TokenSec HMAC key, or undefined when it is fine. */
+export function secretProblem(secret: string): string | undefined {
+  const bytes = Buffer.byteLength(secret);
+  if (bytes < MIN_SECRET_BYTES) return `is ${bytes} bytes; it must be at least ${MIN_SECRET_BYTES}`;
+  if (bytes > MAX_SECRET_BYTES) return `is ${bytes} bytes; it must be at most ${MAX_SECRET_BYTES}`;
+  if (secret.includes('\0')) return 'contains U+0000, which would make it equal to a shorter secret as an HMAC key';
+  if (LONE_SURROGATE.test(secret)) return 'contains an unpaired surrogate, which has no UTF-8 encoding';
+  return undefined;
+}
 
 /** Checks `options` and fills in defaults; throws a TypeError that says how to fix a mistake. */
 export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res extends ServerResponse>(
@@ -77,6 +116,7 @@ export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res ex
     header: headerName(given.header),
     terminate: checkBoolean('handshake', 'terminate', given.terminate, false),
     timeout: checkInteger('handshake', 'timeout', given.timeout, 10_000, 1, 2 ** 31 - 1, 'milliseconds'),
+    allowSafeMethods: checkBoolean('handshake', 'allowSafeMethods', given.allowSafeMethods, false),
   };
 }
 
@@ -85,15 +125,19 @@ function payloadSource<Req, Res>(payload: unknown): PayloadSource<Req, Res> {
     throw optionError('handshake', 'option "payload" is required: the token to send, as a string or a function (req, res) returning one.');
   }
   if (typeof payload === 'string') return { kind: 'value', value: payload };
-  if (typeof payload === 'function') return { kind: 'function', fn: payload as (req: Req, res: Res) => MaybePromise<string> };
+  if (typeof payload === 'function') return { kind: 'function', fn: payload as (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
   throw optionError('handshake', `option "payload" must be a string or a function (req, res) returning one, got ${describe(payload)}.`);
 }
 
 function secretSource<Req>(secret: unknown): SecretSource<Req> {
   if (secret === undefined) return { kind: 'csrf' };
-  if (typeof secret === 'function') return { kind: 'function', fn: secret as (req: Req) => MaybePromise<string | undefined> };
-  if (typeof secret === 'string' && secret !== '') return { kind: 'value', value: secret };
-  throw optionError('handshake', 'option "secret" must be a non-empty string or a function (req) returning one; leave it out to use the CSRF token.');
+  if (typeof secret === 'function') return { kind: 'function', fn: secret as (req: Req, context: HandshakeContext) => MaybePromise<string | undefined> };
+  if (typeof secret !== 'string' || secret === '') {
+    throw optionError('handshake', 'option "secret" must be a non-empty string or a function (req) returning one; leave it out to use the CSRF token.');
+  }
+  const problem = secretProblem(secret);
+  if (problem) throw optionError('handshake', `option "secret" ${problem}. Use a random string, e.g. crypto.randomBytes(32).toString('base64url').`);
+  return { kind: 'value', value: secret };
 }
 
 function headerName(header: unknown): string {

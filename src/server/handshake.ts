@@ -2,12 +2,12 @@
  * `tokenSec.handshake()`: answers a handshake request with the payload encrypted to the key the
  * browser sent. Each request runs one straight pipeline of named steps:
  *
- *   parseHeader → resolveSecret → verifyBinding → agree → resolvePayload → sealPayload → respond
+ *   checkMethod → parseHeader → requestTarget → resolveSecret → verifyBinding → agree
+ *     → resolvePayload → sealPayload → respond
  *
- * (verifyBinding and sealPayload are the node:crypto steps of crypto.ts.)
- *
- * Requests without the handshake header pass straight through. Every failure is a TokenSecError
- * with `status` and a stable `code`, passed to `next(err)`.
+ * (verifyBinding and sealPayload are the node:crypto steps of crypto.ts.) Requests without the
+ * handshake header pass straight through. Every failure is a TokenSecError with `status` and a
+ * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
 import type { ServerResponse } from 'node:http';
 import type { RequestTarget } from '../protocol/context.js';
@@ -15,8 +15,10 @@ import { TokenSecError } from '../protocol/errors.js';
 import { CSRF_HEADER, parseRequest, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
 import { generateServerKeyPair, sealPayload, verifyBinding, type ServerKeyPair } from './crypto.js';
+import { HandshakeDeadline } from './deadline.js';
 import {
   resolveHandshakeOptions,
+  secretProblem,
   type HandshakeRequestLike,
   type PayloadSource,
   type ResolvedHandshakeOptions,
@@ -24,67 +26,116 @@ import {
   type ServerHandshakeOptions,
 } from './handshake-options.js';
 import { describe, type Middleware } from './options.js';
+import { noStore } from './no-store.js';
+import { requestPath } from './request-path.js';
 
-export type { HandshakeRequestLike, ServerHandshakeOptions } from './handshake-options.js';
+export type { HandshakeContext, HandshakeRequestLike, ServerHandshakeOptions } from './handshake-options.js';
+
+/** RFC 9110 §9.2.1: CSRF middlewares let these through unchecked. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+/** Each bound field is written with a 2-byte length (docs/PROTOCOL.md, `lp`). */
+const MAX_FIELD_BYTES = 0xffff;
 
 // ---- the steps, in the order the pipeline runs them ----
 
-/** Step 1: the handshake header's value parsed, or undefined when the request is not a handshake. */
-function parseHeader(req: HandshakeRequestLike, header: string): HandshakeRequest | undefined {
-  const value = req.headers[header];
-  if (value === undefined) return undefined;
-  // Node joins repeated custom headers with ", ", which parseRequest refuses; an array only
-  // appears for a handful of well-known names, but keep the type honest.
+/** Step 1: handshakes on safe methods are refused unless the app allowed them. */
+function checkMethod(method: string, allowSafeMethods: boolean): void {
+  if (!allowSafeMethods && SAFE_METHODS.has(method)) {
+    const error = new TokenSecError(
+      'ERR_TOKENSEC_METHOD_NOT_ALLOWED',
+      `TokenSec handshake sent with ${method}: CSRF middlewares do not check ${method} requests, so handshakes are answered on POST (or another unsafe method) only.`,
+      405,
+    );
+    throw Object.assign(error, { headers: { Allow: 'POST' } });
+  }
+}
+
+/** Step 2: the handshake header's value parsed. A header sent twice reaches us joined by ", " and is malformed. */
+function parseHeader(value: string | string[]): HandshakeRequest {
   return parseRequest(Array.isArray(value) ? value.join(', ') : value, nodeBase64url);
 }
 
-/** Step 2: the secret the client must have bound its key with. */
-async function resolveSecret<Req extends HandshakeRequestLike>(req: Req, source: SecretSource<Req>): Promise<string> {
-  let value: unknown;
-  if (source.kind === 'value') {
-    value = source.value;
-  } else if (source.kind === 'csrf') {
-    if (typeof req.csrfToken !== 'function') {
-      throw new TokenSecError(
-        'ERR_TOKENSEC_NO_CSRF_MIDDLEWARE',
-        'tokenSec.handshake() uses the CSRF token as its secret, but no CSRF middleware ran before it (req.csrfToken is missing). ' +
-          'Mount csurf, csrf-sync or csrf-csrf before it, or pass a "secret" option.',
-        500,
-      );
-    }
-    value = req.headers[CSRF_HEADER];
-  } else {
-    try {
-      value = await source.fn(req);
-    } catch (cause) {
-      throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', 'TokenSec secret function threw or rejected.', 500, { cause });
-    }
-    if (value !== undefined && value !== null && typeof value !== 'string') {
-      throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', `TokenSec secret function must return a string, got ${describe(value)}.`, 500);
-    }
+/** Step 3: what the binding, key and ciphertext are bound to. */
+function requestTarget(req: HandshakeRequestLike, header: string, method: string): RequestTarget {
+  const path = requestPath(req);
+  if (Buffer.byteLength(path) > MAX_FIELD_BYTES) {
+    throw new TokenSecError('ERR_TOKENSEC_PATH_TOO_LONG', `TokenSec handshake path is longer than ${MAX_FIELD_BYTES} bytes.`, 414);
   }
-  if (typeof value !== 'string' || value === '') {
+  return { header, method, path };
+}
+
+/**
+ * Why a secret could not be had, kept on the error for logs. The client sees one status and code
+ * (403 ERR_TOKENSEC_SECRET_MISMATCH) for all of them, so probing tells it nothing.
+ */
+export type SecretRefusal = 'no-secret' | 'ambiguous-csrf-token' | 'weak-csrf-token' | 'binding-mismatch';
+
+export function secretRefused(reason: SecretRefusal): TokenSecError {
+  const error = new TokenSecError('ERR_TOKENSEC_SECRET_MISMATCH', 'TokenSec handshake refused: it was not made with the secret this server expects.', 403);
+  return Object.assign(error, { reason });
+}
+
+/** Places csurf reads a CSRF token from, in its order; csrf-sync and csrf-csrf read x-csrf-token by default. */
+const CSRF_TOKEN_HEADERS = ['csrf-token', 'xsrf-token', CSRF_HEADER, 'x-xsrf-token'];
+
+/**
+ * The CSRF token this request carried, which the CSRF middleware mounted before us has
+ * validated. Every place a CSRF middleware may have read it from must agree: otherwise the one it
+ * validated (say `?_csrf`) could differ from the one we would use (say the header).
+ */
+function csrfTokenOf(req: HandshakeRequestLike): string {
+  if (typeof req.csrfToken !== 'function') {
     throw new TokenSecError(
-      'ERR_TOKENSEC_NO_SECRET',
-      source.kind === 'csrf' ? `TokenSec handshake without a CSRF token in the ${CSRF_HEADER} header.` : 'TokenSec handshake without a secret for this request.',
-      403,
+      'ERR_TOKENSEC_NO_CSRF_MIDDLEWARE',
+      'tokenSec.handshake() uses the CSRF token as its secret, but no CSRF middleware ran before it (req.csrfToken is missing). ' +
+        'Mount csrf-sync, csrf-csrf or csurf before it, or pass a "secret" option.',
+      500,
     );
   }
+  const body = typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, unknown>) : {};
+  const query = new URLSearchParams(/\?([^#]*)/.exec(req.url ?? '')?.[1] ?? '');
+  const found = [body._csrf, ...query.getAll('_csrf'), ...CSRF_TOKEN_HEADERS.map((name) => req.headers[name])].filter((value) => value !== undefined);
+  const [token] = found;
+  if (token === undefined) throw secretRefused('no-secret');
+  if (found.some((value) => value !== token) || typeof token !== 'string') throw secretRefused('ambiguous-csrf-token');
+  if (secretProblem(token)) throw secretRefused('weak-csrf-token');
+  return token;
+}
+
+/** Step 4: the secret the client must have bound its key with. */
+async function resolveSecret<Req extends HandshakeRequestLike>(req: Req, source: SecretSource<Req>, deadline: () => HandshakeDeadline): Promise<string> {
+  if (source.kind === 'value') return source.value;
+  if (source.kind === 'csrf') return csrfTokenOf(req);
+  let value: unknown;
+  try {
+    const context = deadline();
+    value = await context.run(() => source.fn(req, { signal: context.signal }));
+  } catch (cause) {
+    if (cause instanceof TokenSecError) throw cause;
+    throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', 'TokenSec secret function threw or rejected.', 500, { cause });
+  }
+  if (value === undefined || value === null || value === '') throw secretRefused('no-secret');
+  if (typeof value !== 'string') {
+    throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', `TokenSec secret function must return a string, got ${describe(value)}.`, 500);
+  }
+  const problem = secretProblem(value);
+  if (problem) throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', `TokenSec secret function returned a secret that ${problem}.`, 500);
   return value;
 }
 
-/** Step 4: a fresh server key pair and the ECDH shared secret, before any payload is produced. */
+/** Step 6: a fresh server key pair and the ECDH shared secret, before any payload is produced. */
 function agree(request: HandshakeRequest): { serverKeyPair: ServerKeyPair; sharedSecret: Uint8Array } {
   const serverKeyPair = generateServerKeyPair(request.algorithm);
   return { serverKeyPair, sharedSecret: serverKeyPair.deriveSharedSecret(request.publicKey) };
 }
 
-/** Step 5: the token to deliver; a payload function gets `timeout` milliseconds. */
-async function resolvePayload<Req, Res>(req: Req, res: Res, source: PayloadSource<Req, Res>, timeout: number): Promise<string> {
+/** Step 7: the token to deliver. */
+async function resolvePayload<Req, Res>(req: Req, res: Res, source: PayloadSource<Req, Res>, deadline: () => HandshakeDeadline): Promise<string> {
   if (source.kind === 'value') return source.value;
   let value: unknown;
   try {
-    value = await withTimeout(Promise.resolve(source.fn(req, res)), timeout);
+    const context = deadline();
+    value = await context.run(() => source.fn(req, res, { signal: context.signal }));
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_FAILED', 'TokenSec payload function threw or rejected.', 500, { cause });
@@ -95,9 +146,9 @@ async function resolvePayload<Req, Res>(req: Req, res: Res, source: PayloadSourc
   return value;
 }
 
-/** Step 7: the answer's headers. Whatever is sent, it must never be stored by a cache. */
+/** Step 9: the answer's headers. Whatever is sent, no cache may store it. */
 function respond(res: ServerResponse, header: string, value: string | undefined): void {
-  res.setHeader('Cache-Control', 'no-store');
+  noStore(res);
   appendVary(res, header);
   if (value !== undefined) res.setHeader(header, value);
 }
@@ -107,17 +158,31 @@ function respond(res: ServerResponse, header: string, value: string | undefined)
 async function runHandshake<Req extends HandshakeRequestLike, Res extends ServerResponse>(
   req: Req,
   res: Res,
-  request: HandshakeRequest,
+  value: string | string[],
   options: ResolvedHandshakeOptions<Req, Res>,
 ): Promise<void> {
-  const target: RequestTarget = { header: options.header, method: req.method ?? 'GET', path: requestPath(req) };
-  const secret = await resolveSecret(req, options.secret);
-  verifyBinding(request, secret, target);
-  const { serverKeyPair, sharedSecret } = agree(request);
-  const payload = await resolvePayload(req, res, options.payload, options.timeout);
-  // An empty payload means "nothing to deliver": the answer carries no handshake header.
-  const value = payload === '' ? undefined : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
-  respond(res, options.header, value);
+  const method = (req.method ?? 'GET').toUpperCase();
+  checkMethod(method, options.allowSafeMethods);
+  const request = parseHeader(value);
+  const target = requestTarget(req, options.header, method);
+  // One deadline covers the app's secret and payload functions; made only if one runs.
+  let deadline: HandshakeDeadline | undefined;
+  const getDeadline = () => (deadline ??= new HandshakeDeadline(res, options.timeout));
+  try {
+    const secret = await resolveSecret(req, options.secret, getDeadline);
+    try {
+      verifyBinding(request, secret, target);
+    } catch {
+      throw secretRefused('binding-mismatch');
+    }
+    const { serverKeyPair, sharedSecret } = agree(request);
+    const payload = await resolvePayload(req, res, options.payload, getDeadline);
+    // An empty payload means "nothing to deliver": the answer carries no handshake header.
+    const sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
+    respond(res, options.header, sealed);
+  } finally {
+    deadline?.dispose();
+  }
 }
 
 /**
@@ -128,10 +193,12 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
  * @example
  * ```ts
  * import express from 'express';
+ * import session from 'express-session';
  * import { csrfSync } from 'csrf-sync';
  * import tokenSec from 'tokensec';
  *
  * const { csrfSynchronisedProtection } = csrfSync();
+ * app.use(session({ secret: process.env.SESSION_SECRET, resave: false, saveUninitialized: false }));
  * app.post('/token', csrfSynchronisedProtection, tokenSec.handshake({
  *   payload: (req) => mintAccessToken(req.session.userId),
  *   terminate: true,
@@ -144,18 +211,12 @@ export function handshake<Req extends HandshakeRequestLike = HandshakeRequestLik
   const resolved = resolveHandshakeOptions(options);
 
   return function tokenSecHandshake(req, res, next) {
-    let request: HandshakeRequest | undefined;
-    try {
-      request = parseHeader(req, resolved.header);
-    } catch (error) {
-      next(error);
-      return;
-    }
-    if (!request) {
+    const value = req.headers[resolved.header];
+    if (value === undefined) {
       next();
       return;
     }
-    runHandshake(req, res, request, resolved).then(() => {
+    runHandshake(req, res, value, resolved).then(() => {
       if (resolved.terminate) res.end();
       else next();
     }, next);
@@ -164,28 +225,10 @@ export function handshake<Req extends HandshakeRequestLike = HandshakeRequestLik
 
 // ---- helpers ----
 
-/** Path as sent on the request line (Express's originalUrl survives mounting), without query. */
-function requestPath(req: HandshakeRequestLike): string {
-  const url = req.originalUrl ?? req.url ?? '/';
-  const end = url.search(/[?#]/);
-  return end === -1 ? url : url.slice(0, end);
-}
-
 function appendVary(res: ServerResponse, field: string): void {
   const current = res.getHeader('vary');
   const value = Array.isArray(current) ? current.join(', ') : current === undefined ? '' : String(current);
   const fields = value.split(',').map((f) => f.trim().toLowerCase());
   if (fields.includes('*') || fields.includes(field)) return;
   res.setHeader('Vary', value ? `${value}, ${field}` : field);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new TokenSecError('ERR_TOKENSEC_PAYLOAD_TIMEOUT', `TokenSec payload function did not settle within ${ms} ms.`, 503)),
-      ms,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -41,7 +41,7 @@ function pageApp(pages: Record<string, Script[]>, connect = "'self'") {
       res.type('html').send(`<!doctype html><title>loading</title>${tags.join('')}${inline}`);
     });
   }
-  app.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's', terminate: true }));
+  app.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
   return app;
 }
 
@@ -146,7 +146,7 @@ describe('loading the client in Chromium', () => {
       const apiOrigin = apiServer.origin.replace('127.0.0.1', 'localhost');
       const page = await listen(pageApp({ '/cross': ['/tokensec.js', { src: '/fixtures/run-cross.js', data: { api: apiOrigin } }] }, `'self' ${apiOrigin}`));
       apiSetup(api, page.origin);
-      api.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's', terminate: true }));
+      api.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
       try {
         return await run('/cross', page.origin);
       } finally {

@@ -15,7 +15,7 @@ import { encodeBase64url } from '../../src/protocol/base64url.js';
 import { formatRequest, type Algorithm } from '../../src/protocol/wire.js';
 import { SMALL_ORDER_POINTS, defined, listen } from '../support/helpers.js';
 
-const SECRET = 'fuzz-secret';
+const SECRET = 'fuzz-secret-0123456789';
 const PAYLOAD = 'PAYLOAD-eyJzdWIiOiJmdXp6In0-must-never-leak';
 const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
 const CODES_4XX = new Set([

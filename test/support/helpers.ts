@@ -69,7 +69,11 @@ export interface ErrorRecord {
  * initialize on the page, handshake on POST /token, the client bundle at /tokensec.js.
  * Errors are rendered as JSON { code, message } with their status, and recorded.
  */
-export function csrfApp(handshakeOptions: Partial<ServerHandshakeOptions> = {}, page = '<!doctype html><title>t</title>'): { app: Express; errors: ErrorRecord[] } {
+export function csrfApp(
+  handshakeOptions: Partial<ServerHandshakeOptions> = {},
+  page = '<!doctype html><title>t</title>',
+  moreRoutes?: (app: Express) => void,
+): { app: Express; errors: ErrorRecord[] } {
   const app = express();
   const errors: ErrorRecord[] = [];
   app.use(cookieParser());
@@ -80,6 +84,7 @@ export function csrfApp(handshakeOptions: Partial<ServerHandshakeOptions> = {}, 
   });
   app.get('/tokensec.js', tokenSec.client());
   app.post('/token', tokenSec.handshake({ payload: TOKEN, terminate: true, ...handshakeOptions }));
+  moreRoutes?.(app);
   const onError: ErrorRequestHandler = (err, _req, res, _next) => {
     errors.push({ status: err.status, code: err.code, message: String(err.message) });
     res.status(err.status ?? 500).json({ code: err.code, message: err.expose ? err.message : 'error' });

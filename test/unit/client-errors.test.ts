@@ -21,9 +21,9 @@ describe('client errors', () => {
     const { requestHeader, createKeys } = await import('../../client/crypto.js');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/replayed' };
     const keys = await createKeys(crypto.subtle, 'x25519');
-    const request = parseRequest(await requestHeader(crypto.subtle, keys, 's', target));
+    const request = parseRequest(await requestHeader(crypto.subtle, keys, 's-0123456789abcdef', target));
     const serverKeys = importServerKeyPair('x25519', new Uint8Array(32).fill(9));
-    realResponse = sealPayload({ request, serverPublicKey: serverKeys.publicKey, sharedSecret: serverKeys.deriveSharedSecret(request.publicKey), secret: 's', target, payload: 'token' });
+    realResponse = sealPayload({ request, serverPublicKey: serverKeys.publicKey, sharedSecret: serverKeys.deriveSharedSecret(request.publicKey), secret: 's-0123456789abcdef', target, payload: 'token' });
   });
   afterAll(() => server.close());
 
@@ -43,27 +43,27 @@ describe('client errors', () => {
   });
 
   it('HTTP error → ERR_TOKENSEC_HTTP_STATUS with the status', async () => {
-    expect(await fails({ uri: `${server.origin}/500`, secret: 's' })).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 500 });
+    expect(await fails({ uri: `${server.origin}/500`, secret: 's-0123456789abcdef' })).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 500 });
   });
 
   it('no response header → ERR_TOKENSEC_NO_RESPONSE_HEADER, naming Access-Control-Expose-Headers', async () => {
-    const error = await fails({ uri: `${server.origin}/none`, secret: 's' });
+    const error = await fails({ uri: `${server.origin}/none`, secret: 's-0123456789abcdef' });
     expect(error.code).toBe('ERR_TOKENSEC_NO_RESPONSE_HEADER');
     expect(error.message).toMatch(/Access-Control-Expose-Headers/);
   });
 
   it.each(['garbage', 'wrong-length'])('%s response → ERR_TOKENSEC_MALFORMED_RESPONSE', async (path) => {
-    expect((await fails({ uri: `${server.origin}/${path}`, secret: 's' })).code).toBe('ERR_TOKENSEC_MALFORMED_RESPONSE');
+    expect((await fails({ uri: `${server.origin}/${path}`, secret: 's-0123456789abcdef' })).code).toBe('ERR_TOKENSEC_MALFORMED_RESPONSE');
   });
 
   it('a response made for another handshake → ERR_TOKENSEC_DECRYPTION_FAILED', async () => {
-    expect((await fails({ uri: `${server.origin}/replayed`, secret: 's', algorithm: 'x25519' })).code).toBe('ERR_TOKENSEC_DECRYPTION_FAILED');
+    expect((await fails({ uri: `${server.origin}/replayed`, secret: 's-0123456789abcdef', algorithm: 'x25519' })).code).toBe('ERR_TOKENSEC_DECRYPTION_FAILED');
   });
 
   it('connection refused → ERR_TOKENSEC_NETWORK', async () => {
     const closed = await listen(express());
     await closed.close();
-    expect((await fails({ uri: `${closed.origin}/token`, secret: 's' })).code).toBe('ERR_TOKENSEC_NETWORK');
+    expect((await fails({ uri: `${closed.origin}/token`, secret: 's-0123456789abcdef' })).code).toBe('ERR_TOKENSEC_NETWORK');
   });
 
   it.each([
@@ -71,11 +71,11 @@ describe('client errors', () => {
     [{ algorithm: 'x448' as 'x25519' }],
     [{ uri: 'http://[' }],
   ])('bad options %j → ERR_TOKENSEC_INVALID_OPTIONS', async (options) => {
-    expect((await fails({ secret: 's', ...options })).code).toBe('ERR_TOKENSEC_INVALID_OPTIONS');
+    expect((await fails({ secret: 's-0123456789abcdef', ...options })).code).toBe('ERR_TOKENSEC_INVALID_OPTIONS');
   });
 
   it('delivers errors to a callback too', async () => {
-    const error = await new Promise((resolve) => handshake({ uri: `${server.origin}/500`, secret: 's' }, resolve));
+    const error = await new Promise((resolve) => handshake({ uri: `${server.origin}/500`, secret: 's-0123456789abcdef' }, resolve));
     expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
   });
 });

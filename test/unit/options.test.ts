@@ -9,7 +9,7 @@ describe('options are checked when the middleware is created', () => {
     ['handshake without options', () => (handshake as () => unknown)(), /option "payload" is required/],
     ['a misspelt option', () => handshake({ payload: 't', terminat: true } as never), /unknown option "terminat"\. Did you mean "terminate"\?/],
     ['a wrongly cased option', () => handshake({ payload: 't', Header: 'x' } as never), /Did you mean "header"\?/],
-    ['an unrelated option', () => handshake({ payload: 't', cors: true } as never), /unknown option "cors"\. Known options: payload, header, terminate, secret, timeout\./],
+    ['an unrelated option', () => handshake({ payload: 't', cors: true } as never), /unknown option "cors"\. Known options: payload, header, terminate, secret, timeout, allowSafeMethods\./],
     ['payload of the wrong type', () => handshake({ payload: 42 } as never), /"payload" must be a string or a function/],
     ['terminate not a boolean', () => handshake({ payload: 't', terminate: 'yes' } as never), /"terminate" must be true or false, got string/],
     ['an invalid header name', () => handshake({ payload: 't', header: 'x token' }), /"header" must be an HTTP header name/],

@@ -7,7 +7,7 @@ import { handshake } from '../../src/index.js';
 import { decodeBase64url, encodeBase64url } from '../../src/protocol/base64url.js';
 import { defined } from '../support/helpers.js';
 
-const SECRET = 'tamper-secret';
+const SECRET = 'tamper-secret-0123456789';
 const PAYLOAD = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ0YW1wZXIifQ.sig';
 const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
 

@@ -15,7 +15,7 @@ let unhandled = 0;
 process.on('unhandledRejection', () => unhandled++);
 
 const app = express();
-app.post('/token', tokenSec.handshake({ payload: async () => PAYLOAD, secret: 'load-secret', terminate: true }));
+app.post('/token', tokenSec.handshake({ payload: async () => PAYLOAD, secret: 'load-secret-0123456789', terminate: true }));
 app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: err.code }));
 const server = app.listen(0, '127.0.0.1');
 await new Promise((resolve) => server.once('listening', resolve));
@@ -30,7 +30,7 @@ async function run(count) {
     while (next < count && Date.now() < deadline) {
       next++;
       try {
-        if ((await handshake({ uri, secret: 'load-secret' })) === PAYLOAD) ok++;
+        if ((await handshake({ uri, secret: 'load-secret-0123456789' })) === PAYLOAD) ok++;
         else failed++;
       } catch (error) {
         failed++;
