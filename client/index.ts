@@ -45,6 +45,14 @@ export interface ClientHandshakeOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The callback of `handshake(options, callback)`.
+ *
+ * @example
+ * ```js
+ * TokenSec.handshake({ uri: '/token' }, (error, token) => (error ? showError(error.code) : useToken(token)));
+ * ```
+ */
 export type HandshakeCallback = (error: TokenSecError | null, payload?: string) => void;
 
 // Messages are terse to keep the bundle small; README.md explains every code.

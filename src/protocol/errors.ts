@@ -41,6 +41,17 @@ export type TokenSecErrorCode =
   | 'ERR_TOKENSEC_DECRYPTION_FAILED'
   | 'ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE';
 
+/**
+ * The one error class of TokenSec, server and browser alike.
+ *
+ * @example
+ * ```ts
+ * app.use((err, req, res, next) => {
+ *   if (!(err instanceof TokenSecError)) return next(err);
+ *   res.status(err.status ?? 500).json({ code: err.code });
+ * });
+ * ```
+ */
 export class TokenSecError extends Error {
   // `declare`: typed here, assigned in the constructor, no class-field code in the browser bundle.
   declare readonly code: TokenSecErrorCode;

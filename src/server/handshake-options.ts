@@ -8,7 +8,14 @@ import { LONE_SURROGATE } from '../protocol/context.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME } from '../protocol/wire.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
 
-/** The request as the handshake sees it: node:http's, plus what Express and a CSRF middleware add. */
+/**
+ * The request as the handshake sees it: node:http's, plus what Express and a CSRF middleware add.
+ *
+ * @example
+ * ```ts
+ * const secret = (req: HandshakeRequestLike) => sessions.get(req.headers.cookie ?? '')?.secret;
+ * ```
+ */
 export interface HandshakeRequestLike extends IncomingMessage {
   originalUrl?: string;
   csrfToken?: () => string;
@@ -17,7 +24,14 @@ export interface HandshakeRequestLike extends IncomingMessage {
 
 export type MaybePromise<T> = T | Promise<T>;
 
-/** What the secret and payload functions receive besides the request. */
+/**
+ * What the secret and payload functions receive besides the request.
+ *
+ * @example
+ * ```ts
+ * tokenSec.handshake({ payload: (req, res, { signal }) => fetchToken(req.user, { signal }) });
+ * ```
+ */
 export interface HandshakeContext {
   /**
    * Aborts when the handshake's `timeout` passes or the client disconnects: pass it on to

