@@ -8,12 +8,19 @@ import { describe, expect, it } from 'vitest';
 const root = new URL('../../', import.meta.url);
 const read = (file: string) => readFileSync(new URL(file, root), 'utf8');
 
+/** The table's rows, each as its trimmed cells (so that column padding does not matter). */
 function threatTable(markdown: string): string[] {
-  const start = markdown.indexOf('| attacker | what they get today | test |');
+  const lines = markdown.split('\n');
+  const start = lines.findIndex((line) => /^\|\s*attacker\s*\|\s*what they get today\s*\|\s*test\s*\|$/.test(line.trim()));
   expect(start, 'the threat table').toBeGreaterThan(-1);
-  const lines = markdown.slice(start).split('\n');
-  const end = lines.findIndex((line) => !line.trim().startsWith('|'));
-  return lines.slice(2, end);
+  const rest = lines.slice(start + 2);
+  const end = rest.findIndex((line) => !line.trim().startsWith('|'));
+  return rest.slice(0, end === -1 ? undefined : end).map((line) =>
+    line
+      .split('|')
+      .map((cell) => cell.trim())
+      .join(' | '),
+  );
 }
 
 describe('threat table', () => {
