@@ -26,28 +26,27 @@ const markCommonJs: Plugin = {
 
 const minify = terser({ ecma: 2020, format: { comments: false }, compress: { passes: 3, unsafe_arrows: true } });
 
-export default defineConfig([{
-  input: 'client/index.ts',
-  plugins: [
-    typescript({ tsconfig: 'client/tsconfig.json', noEmitOnError: true }),
-    markCommonJs,
-  ],
-  // The IIFE drops its "use strict" directive (26 bytes gzipped, for the 2 KiB budget): the code is
-  // compiled from strict TypeScript and relies on no sloppy-mode behaviour. ESM is strict anyway.
-  output: [
-    { file: 'dist/browser/tokensec.js', format: 'iife', name: 'TokenSec', footer, strict: false, sourcemap: true },
-    { file: 'dist/browser/tokensec.min.js', format: 'iife', name: 'TokenSec', footer, strict: false, sourcemap: true, plugins: [minify] },
-    { file: 'dist/browser/tokensec.mjs', format: 'es', sourcemap: true },
-    { file: 'dist/browser/tokensec.min.mjs', format: 'es', sourcemap: true, plugins: [minify] },
-  ],
-},
-{
-  // The client's declarations as one self-contained file per module format (.d.ts beside the
-  // CommonJS script, .d.mts beside the ES module), so dist/ holds no second tree of src/ types.
-  input: 'client/index.ts',
-  plugins: [dts({ tsconfig: 'client/tsconfig.json' })],
-  output: [
-    { file: 'dist/browser/tokensec.d.ts', format: 'es' },
-    { file: 'dist/browser/tokensec.d.mts', format: 'es' },
-  ],
-}]);
+export default defineConfig([
+  {
+    input: 'client/index.ts',
+    plugins: [typescript({ tsconfig: 'client/tsconfig.json', noEmitOnError: true }), markCommonJs],
+    // The IIFE drops its "use strict" directive (26 bytes gzipped, for the 2 KiB budget): the code is
+    // compiled from strict TypeScript and relies on no sloppy-mode behaviour. ESM is strict anyway.
+    output: [
+      { file: 'dist/browser/tokensec.js', format: 'iife', name: 'TokenSec', footer, strict: false, sourcemap: true },
+      { file: 'dist/browser/tokensec.min.js', format: 'iife', name: 'TokenSec', footer, strict: false, sourcemap: true, plugins: [minify] },
+      { file: 'dist/browser/tokensec.mjs', format: 'es', sourcemap: true },
+      { file: 'dist/browser/tokensec.min.mjs', format: 'es', sourcemap: true, plugins: [minify] },
+    ],
+  },
+  {
+    // The client's declarations as one self-contained file per module format (.d.ts beside the
+    // CommonJS script, .d.mts beside the ES module), so dist/ holds no second tree of src/ types.
+    input: 'client/index.ts',
+    plugins: [dts({ tsconfig: 'client/tsconfig.json' })],
+    output: [
+      { file: 'dist/browser/tokensec.d.ts', format: 'es' },
+      { file: 'dist/browser/tokensec.d.mts', format: 'es' },
+    ],
+  },
+]);

@@ -40,7 +40,9 @@ async function startServer() {
 }
 
 const load = (opts) =>
-  new Promise((resolve, reject) => autocannon({ connections: 50, pipelining: 1, duration: SECONDS, ...opts }, (e, r) => (e ? reject(e) : resolve(r))));
+  new Promise((resolve, reject) =>
+    autocannon({ connections: 50, pipelining: 1, duration: SECONDS, ...opts }, (e, r) => (e ? reject(e) : resolve(r))),
+  );
 
 const results = { machine: {}, throughput: {}, crypto: {}, size: {}, browser: {}, memory: {}, stateless: {} };
 
@@ -115,8 +117,13 @@ console.log('\n2. Server crypto per handshake (parse, verify binding, key pair, 
     }
     results.crypto[name] = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, median(v)]));
     results.crypto[name].p99 = pct(steps.total, 0.99);
-    rows.push([name, ...[steps.total].map((v) => fmt(median(v), 1)), fmt(pct(steps.total, 0.99), 1),
-      ...[steps.parse, steps.binding, steps.keys, steps.ecdh, steps.seal].map((v) => fmt(median(v), 1)), steps.total.length]);
+    rows.push([
+      name,
+      ...[steps.total].map((v) => fmt(median(v), 1)),
+      fmt(pct(steps.total, 0.99), 1),
+      ...[steps.parse, steps.binding, steps.keys, steps.ecdh, steps.seal].map((v) => fmt(median(v), 1)),
+      steps.total.length,
+    ]);
   }
   table(rows);
   console.log('  (step columns are medians of each step)');
@@ -142,7 +149,16 @@ console.log('\n4. Browser: 100 handshakes in Chromium on loopback, ms');
   const server = await startServer();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   const page = await browser.newPage();
   await page.goto(`${server.origin}/`);
@@ -184,7 +200,7 @@ console.log('\n4. Browser: 100 handshakes in Chromium on loopback, ms');
     rows.push([algorithm, fmt(median(total), 2), fmt(pct(total, 0.95), 2), fmt(median(network), 2), fmt(median(crypto), 2)]);
   }
   table(rows);
-  console.log('  target: median <= 10 ms on loopback. Network = the fetch (includes the server\'s work); crypto = the rest.');
+  console.log("  target: median <= 10 ms on loopback. Network = the fetch (includes the server's work); crypto = the rest.");
   await browser.close();
   server.stop();
 }
@@ -231,7 +247,10 @@ console.log('\n6. Stateless: two server processes answer one client interchangea
   }
   const header = { method: 'POST', headers: { 'x-tokensec-handshake': clientHeader('x25519') } };
   const one = await load({ url: `${a.origin}/token`, ...header });
-  const [ra, rb] = await Promise.all([load({ url: `${a.origin}/token`, ...header, connections: 25 }), load({ url: `${b.origin}/token`, ...header, connections: 25 })]);
+  const [ra, rb] = await Promise.all([
+    load({ url: `${a.origin}/token`, ...header, connections: 25 }),
+    load({ url: `${b.origin}/token`, ...header, connections: 25 }),
+  ]);
   const two = ra.requests.average + rb.requests.average;
   results.stateless = { alternating: `${ok}/20`, oneProcess: one.requests.average, twoProcesses: two };
   table([

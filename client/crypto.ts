@@ -21,7 +21,11 @@ export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): P
   for (const candidate of algorithm ? [algorithm] : (['x25519', 'p256'] as const)) {
     try {
       const pair = (await subtle.generateKey(webCryptoAlgorithm(candidate), false, ['deriveBits'])) as CryptoKeyPair;
-      return { algorithm: candidate, privateKey: pair.privateKey, publicKey: new Uint8Array(await subtle.exportKey('raw', pair.publicKey)) };
+      return {
+        algorithm: candidate,
+        privateKey: pair.privateKey,
+        publicKey: new Uint8Array(await subtle.exportKey('raw', pair.publicKey)),
+      };
     } catch {
       // not supported here: try the next one
     }
@@ -37,7 +41,11 @@ async function hmac(subtle: SubtleCrypto, key: BufferSource, data: BufferSource)
 
 /** The request header value: version, algorithm, public key and HMAC(secret, binding input). */
 export async function requestHeader(subtle: SubtleCrypto, keys: ClientKeys, secret: string, target: RequestTarget): Promise<string> {
-  return formatRequest(keys.algorithm, keys.publicKey, await hmac(subtle, utf8(secret), bindingInput(keys.algorithm, keys.publicKey, target)));
+  return formatRequest(
+    keys.algorithm,
+    keys.publicKey,
+    await hmac(subtle, utf8(secret), bindingInput(keys.algorithm, keys.publicKey, target)),
+  );
 }
 
 /** Decrypts a response header value to the payload; throws a TokenSecError if it is not genuine. */

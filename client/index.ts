@@ -122,9 +122,11 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
  */
 function guarded(options: ClientHandshakeOptions): Promise<string> {
   // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
-  if (typeof options !== 'object' || options === null) return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Options must be an object'));
+  if (typeof options !== 'object' || options === null)
+    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Options must be an object'));
   const { timeout = 10_000, signal } = options;
-  if (typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal))) return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad timeout or signal'));
+  if (typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
+    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad timeout or signal'));
   const abort = new AbortController();
   const stop = (error: TokenSecError) => abort.signal.aborted || abort.abort(error);
   const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));

@@ -19,7 +19,8 @@ const ISSUER = 'tokensec-demo';
 const AUDIENCE = 'tokensec-demo-api';
 
 // A strict policy: scripts and styles only from this origin, no inline code, no eval.
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const sameText = (a, b) => {
   const x = Buffer.from(String(a));
@@ -118,7 +119,10 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
       res.set('Cache-Control', 'no-store').json({ claims: payload, message: `Hello ${payload.name}, this came from a protected API.` });
     } catch (error) {
       const expired = error instanceof joseErrors.JWTExpired;
-      res.status(401).json({ error: expired ? 'token_expired' : 'invalid_token', message: expired ? 'The token has expired.' : 'The token is not valid.' });
+      res.status(401).json({
+        error: expired ? 'token_expired' : 'invalid_token',
+        message: expired ? 'The token has expired.' : 'The token is not valid.',
+      });
     }
   });
 

@@ -12,7 +12,11 @@ export interface Base64urlCodec {
 
 /** The portable codec, on atob/btoa: small in the browser bundle (a lookup table cost ~400 bytes). */
 export const portableBase64url: Base64urlCodec = {
-  encode: (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''),
+  encode: (bytes) =>
+    btoa(String.fromCharCode(...bytes))
+      .replace(/\+/g, '-')
+      .replace(/\//g, '_')
+      .replace(/=+$/, ''),
   decode: (text) => Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0)),
 };
 

@@ -54,4 +54,3 @@ export const bindingInput = (algorithm: Algorithm, clientPublicKey: Uint8Array, 
 /** HKDF `info` and AES-GCM additional data: ties the key and ciphertext to this exact exchange. */
 export const keyContext = (algorithm: Algorithm, clientPublicKey: Uint8Array, serverPublicKey: Uint8Array, target: RequestTarget) =>
   context(KEY_LABEL, algorithm, [clientPublicKey, serverPublicKey], target);
-

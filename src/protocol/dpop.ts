@@ -99,7 +99,8 @@ export function normalizeHtu(uri: string): string | undefined {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-export const encodeJson = (value: unknown, codec: Base64urlCodec = portableBase64url): string => codec.encode(encoder.encode(JSON.stringify(value)));
+export const encodeJson = (value: unknown, codec: Base64urlCodec = portableBase64url): string =>
+  codec.encode(encoder.encode(JSON.stringify(value)));
 
 /** A JWS part decoded as a JSON object, or undefined (not canonical base64url, not UTF-8, not JSON, not an object). */
 export function decodeJsonObject(text: string, codec: Base64urlCodec = portableBase64url): Record<string, unknown> | undefined {

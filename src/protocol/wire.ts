@@ -42,7 +42,12 @@ export interface HandshakeResponse {
 }
 
 /** `v2.<algorithm>.<client public key>.<binding>` */
-export function formatRequest(algorithm: Algorithm, publicKey: Uint8Array, binding: Uint8Array, codec: Base64urlCodec = portableBase64url): string {
+export function formatRequest(
+  algorithm: Algorithm,
+  publicKey: Uint8Array,
+  binding: Uint8Array,
+  codec: Base64urlCodec = portableBase64url,
+): string {
   return [VERSION, algorithm, codec.encode(publicKey), codec.encode(binding)].join('.');
 }
 
@@ -82,7 +87,11 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
     throw malformed(`expected 4 dot-separated fields, got ${parts.length}`);
   }
   if (algorithm !== 'x25519' && algorithm !== 'p256') {
-    throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_ALGORITHM', 'Unsupported TokenSec key agreement algorithm; expected x25519 or p256.', 400);
+    throw new TokenSecError(
+      'ERR_TOKENSEC_UNSUPPORTED_ALGORITHM',
+      'Unsupported TokenSec key agreement algorithm; expected x25519 or p256.',
+      400,
+    );
   }
   const publicKey = decodeBase64url(encodedKey, codec);
   const binding = decodeBase64url(encodedBinding, codec);
@@ -100,7 +109,11 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
 }
 
 /** Parses a response header in the client; returns undefined if it is not a well-formed v2 response. */
-export function parseResponse(value: string, algorithm: Algorithm, codec: Base64urlCodec = portableBase64url): HandshakeResponse | undefined {
+export function parseResponse(
+  value: string,
+  algorithm: Algorithm,
+  codec: Base64urlCodec = portableBase64url,
+): HandshakeResponse | undefined {
   if (value.length > MAX_RESPONSE_HEADER_LENGTH) return undefined;
   const parts = value.split('.');
   if (parts.length !== 4 || parts[0] !== VERSION) return undefined;

@@ -142,9 +142,21 @@ export interface SealInput {
  * Encrypts the payload to the client: HKDF-SHA256 salted with the secret, AES-256-GCM with a
  * random 96-bit IV. Returns the response header value, whose size it bounds.
  */
-export function sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload, iv = randomBytes(IV_LENGTH) }: SealInput): string {
+export function sealPayload({
+  request,
+  serverPublicKey,
+  sharedSecret,
+  secret,
+  target,
+  payload,
+  iv = randomBytes(IV_LENGTH),
+}: SealInput): string {
   if (LONE_SURROGATE.test(payload)) {
-    throw new TokenSecError('ERR_TOKENSEC_INVALID_PAYLOAD', 'TokenSec payload has an unpaired surrogate: it has no exact UTF-8 encoding.', 500);
+    throw new TokenSecError(
+      'ERR_TOKENSEC_INVALID_PAYLOAD',
+      'TokenSec payload has an unpaired surrogate: it has no exact UTF-8 encoding.',
+      500,
+    );
   }
   const plaintext = Buffer.from(payload, 'utf8');
   if (plaintext.length > MAX_PAYLOAD_BYTES) {
@@ -155,5 +167,8 @@ export function sealPayload({ request, serverPublicKey, sharedSecret, secret, ta
   const cipher = createCipheriv('aes-256-gcm', key, iv);
   cipher.setAAD(context);
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-  return formatResponse({ publicKey: new Uint8Array(serverPublicKey), iv: new Uint8Array(iv), ciphertext: new Uint8Array(ciphertext) }, nodeBase64url);
+  return formatResponse(
+    { publicKey: new Uint8Array(serverPublicKey), iv: new Uint8Array(iv), ciphertext: new Uint8Array(ciphertext) },
+    nodeBase64url,
+  );
 }

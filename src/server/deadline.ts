@@ -14,7 +14,9 @@ export class HandshakeDeadline {
   readonly #onClose = () => {
     // 'close' before the answer was written: the client went away.
     if (!this.#res.writableFinished) {
-      this.#controller.abort(new TokenSecError('ERR_TOKENSEC_ABORTED', 'The client disconnected before the TokenSec handshake was answered.', 499));
+      this.#controller.abort(
+        new TokenSecError('ERR_TOKENSEC_ABORTED', 'The client disconnected before the TokenSec handshake was answered.', 499),
+      );
     }
   };
 

@@ -51,7 +51,10 @@ export interface HandshakeContext {
  * }));
  * ```
  */
-export interface ServerHandshakeOptions<Req extends HandshakeRequestLike = HandshakeRequestLike, Res extends ServerResponse = ServerResponse> {
+export interface ServerHandshakeOptions<
+  Req extends HandshakeRequestLike = HandshakeRequestLike,
+  Res extends ServerResponse = ServerResponse,
+> {
   /**
    * The token to deliver: a string, or a function of the request returning one (or a Promise of
    * one). An empty string means "nothing to send": no response header is set.
@@ -89,8 +92,7 @@ export type SecretSource<Req> =
 
 /** Where the payload comes from, decided once. */
 export type PayloadSource<Req, Res> =
-  | { kind: 'value'; value: string }
-  | { kind: 'function'; fn: (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
+  { kind: 'value'; value: string } | { kind: 'function'; fn: (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
 
 /** The options after checking, with defaults filled in. */
 export interface ResolvedHandshakeOptions<Req, Res> {
@@ -139,18 +141,24 @@ function payloadSource<Req, Res>(payload: unknown): PayloadSource<Req, Res> {
     throw optionError('handshake', 'option "payload" is required: the token to send, as a string or a function (req, res) returning one.');
   }
   if (typeof payload === 'string') return { kind: 'value', value: payload };
-  if (typeof payload === 'function') return { kind: 'function', fn: payload as (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
+  if (typeof payload === 'function')
+    return { kind: 'function', fn: payload as (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
   throw optionError('handshake', `option "payload" must be a string or a function (req, res) returning one, got ${describe(payload)}.`);
 }
 
 function secretSource<Req>(secret: unknown): SecretSource<Req> {
   if (secret === undefined) return { kind: 'csrf' };
-  if (typeof secret === 'function') return { kind: 'function', fn: secret as (req: Req, context: HandshakeContext) => MaybePromise<string | undefined> };
+  if (typeof secret === 'function')
+    return { kind: 'function', fn: secret as (req: Req, context: HandshakeContext) => MaybePromise<string | undefined> };
   if (typeof secret !== 'string' || secret === '') {
-    throw optionError('handshake', 'option "secret" must be a non-empty string or a function (req) returning one; leave it out to use the CSRF token.');
+    throw optionError(
+      'handshake',
+      'option "secret" must be a non-empty string or a function (req) returning one; leave it out to use the CSRF token.',
+    );
   }
   const problem = secretProblem(secret);
-  if (problem) throw optionError('handshake', `option "secret" ${problem}. Use a random string, e.g. crypto.randomBytes(32).toString('base64url').`);
+  if (problem)
+    throw optionError('handshake', `option "secret" ${problem}. Use a random string, e.g. crypto.randomBytes(32).toString('base64url').`);
   return { kind: 'value', value: secret };
 }
 

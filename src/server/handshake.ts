@@ -71,7 +71,11 @@ function requestTarget(req: HandshakeRequestLike, header: string, method: string
 export type SecretRefusal = 'no-secret' | 'ambiguous-csrf-token' | 'weak-csrf-token' | 'binding-mismatch';
 
 export function secretRefused(reason: SecretRefusal): TokenSecError {
-  const error = new TokenSecError('ERR_TOKENSEC_SECRET_MISMATCH', 'TokenSec handshake refused: it was not made with the secret this server expects.', 403);
+  const error = new TokenSecError(
+    'ERR_TOKENSEC_SECRET_MISMATCH',
+    'TokenSec handshake refused: it was not made with the secret this server expects.',
+    403,
+  );
   return Object.assign(error, { reason });
 }
 
@@ -94,7 +98,9 @@ function csrfTokenOf(req: HandshakeRequestLike): string {
   }
   const body = typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, unknown>) : {};
   const query = new URLSearchParams(/\?([^#]*)/.exec(req.url ?? '')?.[1] ?? '');
-  const found = [body._csrf, ...query.getAll('_csrf'), ...CSRF_TOKEN_HEADERS.map((name) => req.headers[name])].filter((value) => value !== undefined);
+  const found = [body._csrf, ...query.getAll('_csrf'), ...CSRF_TOKEN_HEADERS.map((name) => req.headers[name])].filter(
+    (value) => value !== undefined,
+  );
   const [token] = found;
   if (token === undefined) throw secretRefused('no-secret');
   if (found.some((value) => value !== token) || typeof token !== 'string') throw secretRefused('ambiguous-csrf-token');
@@ -103,7 +109,11 @@ function csrfTokenOf(req: HandshakeRequestLike): string {
 }
 
 /** Step 4: the secret the client must have bound its key with. */
-async function resolveSecret<Req extends HandshakeRequestLike>(req: Req, source: SecretSource<Req>, deadline: () => HandshakeDeadline): Promise<string> {
+async function resolveSecret<Req extends HandshakeRequestLike>(
+  req: Req,
+  source: SecretSource<Req>,
+  deadline: () => HandshakeDeadline,
+): Promise<string> {
   if (source.kind === 'value') return source.value;
   if (source.kind === 'csrf') return csrfTokenOf(req);
   let value: unknown;
@@ -130,7 +140,12 @@ function agree(request: HandshakeRequest): { serverKeyPair: ServerKeyPair; share
 }
 
 /** Step 7: the token to deliver. */
-async function resolvePayload<Req, Res>(req: Req, res: Res, source: PayloadSource<Req, Res>, deadline: () => HandshakeDeadline): Promise<string> {
+async function resolvePayload<Req, Res>(
+  req: Req,
+  res: Res,
+  source: PayloadSource<Req, Res>,
+  deadline: () => HandshakeDeadline,
+): Promise<string> {
   if (source.kind === 'value') return source.value;
   let value: unknown;
   try {
@@ -178,7 +193,10 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
     const { serverKeyPair, sharedSecret } = agree(request);
     const payload = await resolvePayload(req, res, options.payload, getDeadline);
     // An empty payload means "nothing to deliver": the answer carries no handshake header.
-    const sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
+    const sealed =
+      payload === ''
+        ? undefined
+        : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
     respond(res, options.header, sealed);
   } finally {
     deadline?.dispose();

@@ -53,13 +53,16 @@ function cookieSettings(cookie: unknown) {
   const { name = DEFAULT_COOKIE, path = '/', domain, sameSite = 'strict', secure, httpOnly } = given;
   const fail = (message: string) => optionError('initialize', `cookie option ${message}`);
   if (typeof name !== 'string' || !COOKIE_NAME.test(name)) throw fail('"name" must be a cookie name such as "tokensec".');
-  if (typeof path !== 'string' || !path.startsWith('/') || !ATTRIBUTE_VALUE.test(path)) throw fail('"path" must be a URL path such as "/".');
+  if (typeof path !== 'string' || !path.startsWith('/') || !ATTRIBUTE_VALUE.test(path))
+    throw fail('"path" must be a URL path such as "/".');
   if (domain !== undefined && (typeof domain !== 'string' || !ATTRIBUTE_VALUE.test(domain))) throw fail('"domain" must be a host name.');
   if (sameSite !== 'strict' && sameSite !== 'lax' && sameSite !== 'none') throw fail('"sameSite" must be "strict", "lax" or "none".');
   if (secure !== undefined && typeof secure !== 'boolean') throw fail(`"secure" must be true or false, got ${describe(secure)}.`);
   if (sameSite === 'none' && secure !== true) throw fail('"sameSite: none" needs "secure: true" (browsers drop such cookies otherwise).');
   if (httpOnly !== undefined && httpOnly !== false) {
-    throw fail('"httpOnly" must be false: the browser client reads this cookie. To keep it HttpOnly, drop "cookie" and pass csrfToken to TokenSec.handshake() yourself.');
+    throw fail(
+      '"httpOnly" must be false: the browser client reads this cookie. To keep it HttpOnly, drop "cookie" and pass csrfToken to TokenSec.handshake() yourself.',
+    );
   }
   const sameSiteValue = { strict: 'Strict', lax: 'Lax', none: 'None' }[sameSite];
   const fixed = `; Path=${path}${domain ? `; Domain=${domain}` : ''}; SameSite=${sameSiteValue}`;
@@ -99,7 +102,7 @@ export function initialize<Req extends InitializeRequest = InitializeRequest, Re
 
   return function tokenSecInitialize(req, res, next) {
     if (settings && typeof req.csrfToken === 'function') {
-      const secure = settings.secure ?? (req.secure ?? (req.socket as TLSSocket).encrypted === true);
+      const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket).encrypted === true;
       appendSetCookie(res, `${settings.name}=${encodeURIComponent(req.csrfToken())}${settings.fixed}${secure ? '; Secure' : ''}`);
     }
     next();

@@ -38,7 +38,10 @@ function isRequestLike(value: object): boolean {
 export function checkOptions(fn: string, options: unknown, known: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    throw optionError(fn, `options must be an object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}.`);
+    throw optionError(
+      fn,
+      `options must be an object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}.`,
+    );
   }
   if (isRequestLike(options)) {
     throw new TypeError(
@@ -71,7 +74,10 @@ export function checkBoolean(fn: string, name: string, value: unknown, fallback:
 export function checkInteger(fn: string, name: string, value: unknown, fallback: number, min: number, max: number, unit: string): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw optionError(fn, `option "${name}" must be a whole number of ${unit} from ${min} to ${max}, got ${typeof value === 'number' ? value : describe(value)}.`);
+    throw optionError(
+      fn,
+      `option "${name}" must be a whole number of ${unit} from ${min} to ${max}, got ${typeof value === 'number' ? value : describe(value)}.`,
+    );
   }
   return value;
 }

@@ -16,11 +16,14 @@ const log: string[] = [];
 
 beforeAll(async () => {
   const app = express();
-  app.post('/token', tokenSec.handshake({
-    secret: SECRET,
-    terminate: true,
-    payload: () => new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(signingKey),
-  }));
+  app.post(
+    '/token',
+    tokenSec.handshake({
+      secret: SECRET,
+      terminate: true,
+      payload: () => new SignJWT({ sub: 'alice' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(signingKey),
+    }),
+  );
   app.get('/api/me', async (req, res) => {
     log.push(`${req.method} ${req.url} authorization=${req.get('authorization')}`); // an access log that keeps headers
     try {

@@ -52,78 +52,87 @@ afterAll(async () => {
   await app.close();
 });
 
-it.each(['x25519', 'p256'] as const)('%s: the recording of a whole exchange does not yield the payload', async (algorithm: Algorithm) => {
-  // The victim: loads the page (cookies, CSRF token), then runs the real client, all through the proxy.
-  const page = await fetch(`${proxy.origin}/`, { headers: { connection: 'close' } });
-  const cookies = page.headers.getSetCookie().map((c) => c.split(';', 1).join(''));
-  const csrfToken = decodeURIComponent(cookies.find((c) => c.startsWith('tokensec='))!.slice(9));
-  await page.text();
-  const payload = await handshake({ uri: `${proxy.origin}/token`, csrfToken, headers: { cookie: cookies.join('; '), connection: 'close' }, algorithm });
-  expect(payload).toBe(TOKEN);
+it.each(['x25519', 'p256'] as const)(
+  '%s: the recording of a whole exchange does not yield the payload',
+  async (algorithm: Algorithm) => {
+    // The victim: loads the page (cookies, CSRF token), then runs the real client, all through the proxy.
+    const page = await fetch(`${proxy.origin}/`, { headers: { connection: 'close' } });
+    const cookies = page.headers.getSetCookie().map((c) => c.split(';', 1).join(''));
+    const csrfToken = decodeURIComponent(cookies.find((c) => c.startsWith('tokensec='))!.slice(9));
+    await page.text();
+    const payload = await handshake({
+      uri: `${proxy.origin}/token`,
+      csrfToken,
+      headers: { cookie: cookies.join('; '), connection: 'close' },
+      algorithm,
+    });
+    expect(payload).toBe(TOKEN);
 
-  // The observer: everything that crossed the wire.
-  const wire = proxy.recording();
-  expect(wire).toContain(csrfToken);
-  expect(wire).toContain('x-tokensec-handshake');
-  for (const form of [TOKEN, Buffer.from(TOKEN).toString('base64'), Buffer.from(TOKEN).toString('base64url'), TOKEN.slice(0, 24)]) {
-    expect(wire).not.toContain(form);
-  }
-  const requestValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(0, wire.lastIndexOf('HTTP/1.1 200')))![1];
-  const responseValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(wire.lastIndexOf('HTTP/1.1 200')))![1];
-  const [, , clientKey = ''] = defined(requestValue, 'request header').split('.');
-  const [, serverKey = '', iv = '', sealed = ''] = defined(responseValue, 'response header').split('.');
-  const A = decodeBase64url(clientKey)!;
-  const B = decodeBase64url(serverKey)!;
-  const ciphertext = decodeBase64url(sealed)!;
-  const context = keyContext(algorithm, A, B, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' });
+    // The observer: everything that crossed the wire.
+    const wire = proxy.recording();
+    expect(wire).toContain(csrfToken);
+    expect(wire).toContain('x-tokensec-handshake');
+    for (const form of [TOKEN, Buffer.from(TOKEN).toString('base64'), Buffer.from(TOKEN).toString('base64url'), TOKEN.slice(0, 24)]) {
+      expect(wire).not.toContain(form);
+    }
+    const requestValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(0, wire.lastIndexOf('HTTP/1.1 200')))![1];
+    const responseValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(wire.lastIndexOf('HTTP/1.1 200')))![1];
+    const [, , clientKey = ''] = defined(requestValue, 'request header').split('.');
+    const [, serverKey = '', iv = '', sealed = ''] = defined(responseValue, 'response header').split('.');
+    const A = decodeBase64url(clientKey)!;
+    const B = decodeBase64url(serverKey)!;
+    const ciphertext = decodeBase64url(sealed)!;
+    const context = keyContext(algorithm, A, B, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' });
 
-  // Every value the observer saw: header values, cookie values, each dot-separated part and each
-  // base64/base64url run, as text and decoded.
-  const seen = new Set<string>();
-  for (const line of wire.split('\r\n')) {
-    const value = line.includes(': ') ? line.slice(line.indexOf(': ') + 2) : line;
-    for (const piece of [value, ...value.split(/[;,= ]+/), ...value.split('.')]) if (piece.length >= 8) seen.add(piece);
-  }
-  for (const run of wire.match(/[A-Za-z0-9_+/-]{16,}/g) ?? []) seen.add(run);
-  const candidates: Uint8Array[] = [];
-  for (const value of seen) {
-    candidates.push(utf8(value), utf8(decodeURIComponent(value.replace(/%(?![0-9a-f]{2})/gi, ''))));
-    const decoded = decodeBase64url(value) ?? Buffer.from(value, 'base64');
-    if (decoded.length) candidates.push(new Uint8Array(decoded));
-  }
-  expect(candidates.length).toBeGreaterThan(50);
+    // Every value the observer saw: header values, cookie values, each dot-separated part and each
+    // base64/base64url run, as text and decoded.
+    const seen = new Set<string>();
+    for (const line of wire.split('\r\n')) {
+      const value = line.includes(': ') ? line.slice(line.indexOf(': ') + 2) : line;
+      for (const piece of [value, ...value.split(/[;,= ]+/), ...value.split('.')]) if (piece.length >= 8) seen.add(piece);
+    }
+    for (const run of wire.match(/[A-Za-z0-9_+/-]{16,}/g) ?? []) seen.add(run);
+    const candidates: Uint8Array[] = [];
+    for (const value of seen) {
+      candidates.push(utf8(value), utf8(decodeURIComponent(value.replace(/%(?![0-9a-f]{2})/gi, ''))));
+      const decoded = decodeBase64url(value) ?? Buffer.from(value, 'base64');
+      if (decoded.length) candidates.push(new Uint8Array(decoded));
+    }
+    expect(candidates.length).toBeGreaterThan(50);
 
-  const opens = (key: Uint8Array, sealedBytes: Uint8Array = ciphertext) => {
-    if (key.length !== 32) return false;
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', key, decodeBase64url(iv)!);
-      decipher.setAAD(context);
-      decipher.setAuthTag(sealedBytes.subarray(-16));
-      decipher.update(sealedBytes.subarray(0, -16));
-      decipher.final();
-      return true;
-    } catch {
-      return false;
+    const opens = (key: Uint8Array, sealedBytes: Uint8Array = ciphertext) => {
+      if (key.length !== 32) return false;
+      try {
+        const decipher = createDecipheriv('aes-256-gcm', key, decodeBase64url(iv)!);
+        decipher.setAAD(context);
+        decipher.setAuthTag(sealedBytes.subarray(-16));
+        decipher.update(sealedBytes.subarray(0, -16));
+        decipher.final();
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    let attempts = 0;
+    for (const ikm of candidates) {
+      // as the key itself, hashed, or as a passphrase in the 2015 style (request header as secret)
+      for (const key of [ikm, createHash('sha256').update(ikm).digest(), createHmac('sha256', ikm).update(context).digest()]) {
+        attempts++;
+        expect(opens(key)).toBe(false);
+      }
+      // with the protocol's own KDF, every recorded value as IKM against every recorded value as secret
+      for (const salt of candidates) {
+        attempts++;
+        expect(opens(hkdfSha256(ikm, salt, context, 32))).toBe(false);
+      }
     }
-  };
-  let attempts = 0;
-  for (const ikm of candidates) {
-    // as the key itself, hashed, or as a passphrase in the 2015 style (request header as secret)
-    for (const key of [ikm, createHash('sha256').update(ikm).digest(), createHmac('sha256', ikm).update(context).digest()]) {
-      attempts++;
-      expect(opens(key)).toBe(false);
-    }
-    // with the protocol's own KDF, every recorded value as IKM against every recorded value as secret
-    for (const salt of candidates) {
-      attempts++;
-      expect(opens(hkdfSha256(ikm, salt, context, 32))).toBe(false);
-    }
-  }
-  expect(attempts).toBeGreaterThan(candidates.length ** 2);
-  // Sanity: the same check does notice a key that works (one made on purpose for this probe).
-  const knownKey = new Uint8Array(32).fill(7);
-  const cipher = createCipheriv('aes-256-gcm', knownKey, decodeBase64url(iv)!);
-  cipher.setAAD(context);
-  const probe = Buffer.concat([cipher.update('x'), cipher.final(), cipher.getAuthTag()]);
-  expect(opens(knownKey, probe)).toBe(true);
-}, 60_000);
+    expect(attempts).toBeGreaterThan(candidates.length ** 2);
+    // Sanity: the same check does notice a key that works (one made on purpose for this probe).
+    const knownKey = new Uint8Array(32).fill(7);
+    const cipher = createCipheriv('aes-256-gcm', knownKey, decodeBase64url(iv)!);
+    cipher.setAAD(context);
+    const probe = Buffer.concat([cipher.update('x'), cipher.final(), cipher.getAuthTag()]);
+    expect(opens(knownKey, probe)).toBe(true);
+  },
+  60_000,
+);

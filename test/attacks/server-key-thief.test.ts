@@ -16,13 +16,23 @@ const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' 
 async function exchange(serverKeyPair: ReturnType<typeof generateServerKeyPair>, payload: string) {
   const keys = await createKeys(crypto.subtle, 'x25519');
   const request = parseRequest(await requestHeader(crypto.subtle, keys, SECRET, target));
-  const response = sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret: serverKeyPair.deriveSharedSecret(request.publicKey), secret: SECRET, target, payload });
+  const response = sealPayload({
+    request,
+    serverPublicKey: serverKeyPair.publicKey,
+    sharedSecret: serverKeyPair.deriveSharedSecret(request.publicKey),
+    secret: SECRET,
+    target,
+    payload,
+  });
   return { clientKey: request.publicKey, response };
 }
 
 /** What the thief computes: ECDH(stolen server private key, the client key on the wire), then the protocol's key. */
 function thiefOpens(stolen: Uint8Array, clientKey: Uint8Array, response: string): string {
-  const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(stolen).toString('base64url'), x: '' }, format: 'jwk' });
+  const privateKey = createPrivateKey({
+    key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(stolen).toString('base64url'), x: '' },
+    format: 'jwk',
+  });
   return openWithSharedSecret(response, x25519(privateKey, clientKey), clientKey, SECRET, target);
 }
 

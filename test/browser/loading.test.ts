@@ -21,7 +21,10 @@ type Script = string | { src: string; type?: string; data?: Record<string, strin
 function pageApp(pages: Record<string, Script[]>, connect = "'self'") {
   const app = express();
   app.use((_req, res, next) => {
-    res.setHeader('Content-Security-Policy', `default-src 'self'; script-src 'self'; connect-src ${connect}; object-src 'none'; base-uri 'none'`);
+    res.setHeader(
+      'Content-Security-Policy',
+      `default-src 'self'; script-src 'self'; connect-src ${connect}; object-src 'none'; base-uri 'none'`,
+    );
     next();
   });
   app.get('/favicon.ico', (_req, res) => res.status(204).end());
@@ -33,7 +36,9 @@ function pageApp(pages: Record<string, Script[]>, connect = "'self'") {
     app.get(path, (_req, res) => {
       const tags = [{ src: '/fixtures/report.js' }, ...scripts].map((s) => {
         const { src, type, data = {} } = typeof s === 'string' ? { src: s } : s;
-        const attrs = Object.entries(data).map(([k, v]) => ` data-${k}="${v}"`).join('');
+        const attrs = Object.entries(data)
+          .map(([k, v]) => ` data-${k}="${v}"`)
+          .join('');
         return `<script src="${src}"${type ? ` type="${type}"` : ''}${attrs}></script>`;
       });
       // '/inline-control' adds the one thing the policy forbids, to prove violations are seen.
@@ -144,7 +149,9 @@ describe('loading the client in Chromium', () => {
       const api = express();
       const apiServer = await listen(api);
       const apiOrigin = apiServer.origin.replace('127.0.0.1', 'localhost');
-      const page = await listen(pageApp({ '/cross': ['/tokensec.js', { src: '/fixtures/run-cross.js', data: { api: apiOrigin } }] }, `'self' ${apiOrigin}`));
+      const page = await listen(
+        pageApp({ '/cross': ['/tokensec.js', { src: '/fixtures/run-cross.js', data: { api: apiOrigin } }] }, `'self' ${apiOrigin}`),
+      );
       apiSetup(api, page.origin);
       api.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
       try {
@@ -165,7 +172,10 @@ describe('loading the client in Chromium', () => {
 
     it('with CORS that does not expose it: a clear ERR_TOKENSEC_NO_RESPONSE_HEADER, not a hang', async () => {
       const { result } = await crossOrigin((app, origin) => app.use(cors({ origin, credentials: true })));
-      expect(result).toMatchObject({ code: 'ERR_TOKENSEC_NO_RESPONSE_HEADER', message: expect.stringContaining('Access-Control-Expose-Headers') });
+      expect(result).toMatchObject({
+        code: 'ERR_TOKENSEC_NO_RESPONSE_HEADER',
+        message: expect.stringContaining('Access-Control-Expose-Headers'),
+      });
     });
 
     it('without CORS at all: ERR_TOKENSEC_NETWORK', async () => {

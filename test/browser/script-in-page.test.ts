@@ -23,7 +23,9 @@ async function visitWithInjection(csp: string | undefined): Promise<string[]> {
     a.get('/search', (req, res) => {
       if (csp) res.set('Content-Security-Policy', csp);
       // The vulnerable page: the query is written into the HTML unescaped.
-      res.type('html').send(`<!doctype html><title>search</title><script src="/tokensec.js"></script><p>Results for ${String(req.query.q)}</p>`);
+      res
+        .type('html')
+        .send(`<!doctype html><title>search</title><script src="/tokensec.js"></script><p>Results for ${String(req.query.q)}</p>`);
     });
     // The attacker's collection point (a GET, which the CSRF middleware lets through).
     a.get('/exfil', (req, res) => {

@@ -26,7 +26,9 @@ describe('client()', () => {
   });
 
   it('serves the readable bundle with minified: false, and ignores crypto (v2 has no CryptoJS variant)', async () => {
-    const res = await request(app({ minified: false, crypto: true })).get('/tokensec.js').expect(200);
+    const res = await request(app({ minified: false, crypto: true }))
+      .get('/tokensec.js')
+      .expect(200);
     expect(res.text.startsWith(bundle('tokensec.js').slice(0, 200))).toBe(true);
     expect(res.text.length).toBeGreaterThan(bundle('tokensec.min.js').length);
   });

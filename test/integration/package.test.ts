@@ -35,7 +35,10 @@ describe('browser bundles, run in Node against a listening app', () => {
 
 describe('the server package', () => {
   const node = (code: string, type: 'commonjs' | 'module') =>
-    execFileSync(process.execPath, [`--input-type=${type}`, '-e', code], { cwd: new URL('../..', import.meta.url), encoding: 'utf8' }).trim();
+    execFileSync(process.execPath, [`--input-type=${type}`, '-e', code], {
+      cwd: new URL('../..', import.meta.url),
+      encoding: 'utf8',
+    }).trim();
 
   it('imports by package name, as a default object and by name', () => {
     const out = node(
@@ -47,7 +50,10 @@ describe('the server package', () => {
   });
 
   it('requires from CommonJS (Node >= 20.19 loads ES modules with require)', () => {
-    const out = node(`const tokenSec = require('tokensec'); console.log(typeof tokenSec.initialize, typeof tokenSec.handshake, typeof tokenSec.default.client)`, 'commonjs');
+    const out = node(
+      `const tokenSec = require('tokensec'); console.log(typeof tokenSec.initialize, typeof tokenSec.handshake, typeof tokenSec.default.client)`,
+      'commonjs',
+    );
     expect(out).toBe('function function function');
   });
 

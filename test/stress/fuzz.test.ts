@@ -32,7 +32,12 @@ const middleware = handshake({ payload: PAYLOAD, secret: SECRET });
 /** Runs the real middleware on a minimal request/response pair and reports what it did. */
 function answer(value: string): Promise<{ error: unknown; headers: Record<string, unknown> }> {
   const headers: Record<string, unknown> = {};
-  const req = { headers: { 'x-tokensec-handshake': value }, method: 'POST', url: '/token', originalUrl: '/token' } as unknown as IncomingMessage;
+  const req = {
+    headers: { 'x-tokensec-handshake': value },
+    method: 'POST',
+    url: '/token',
+    originalUrl: '/token',
+  } as unknown as IncomingMessage;
   const res = {
     setHeader: (name: string, v: unknown) => void (headers[name.toLowerCase()] = v),
     getHeader: (name: string) => headers[name.toLowerCase()],
@@ -60,7 +65,11 @@ afterAll(() => {
 });
 
 const bytes = (max: number) => fc.uint8Array({ minLength: 0, maxLength: max });
-const field = fc.oneof(bytes(80).map(encodeBase64url), fc.string({ maxLength: 60 }), bytes(40).map((b) => Buffer.from(b).toString('base64')));
+const field = fc.oneof(
+  bytes(80).map(encodeBase64url),
+  fc.string({ maxLength: 60 }),
+  bytes(40).map((b) => Buffer.from(b).toString('base64')),
+);
 
 /** Hostile header values, each of which must be refused. */
 const hostile = fc.oneof(
@@ -81,7 +90,12 @@ const hostile = fc.oneof(
     .map(([v, a, k, m, extra]) => [v, a, k, m, ...extra].join('.')),
   // real headers, mutated: truncated, a character changed, inserted or removed
   fc
-    .tuple(fc.nat({ max: 3 }), fc.nat(), fc.constantFrom('truncate', 'replace', 'insert', 'delete'), fc.string({ minLength: 1, maxLength: 1, unit: 'binary-ascii' }))
+    .tuple(
+      fc.nat({ max: 3 }),
+      fc.nat(),
+      fc.constantFrom('truncate', 'replace', 'insert', 'delete'),
+      fc.string({ minLength: 1, maxLength: 1, unit: 'binary-ascii' }),
+    )
     .map(([which, at, how, ch]) => {
       const good = defined(validHeaders[which], 'a valid header');
       const i = at % good.length;
@@ -91,7 +105,10 @@ const hostile = fc.oneof(
       return good.slice(0, i) + good.slice(i + 1);
     }),
   // wrong key lengths with a valid binding
-  fc.tuple(fc.constantFrom<Algorithm>('x25519', 'p256'), bytes(100)).filter(([a, k]) => k.length !== (a === 'x25519' ? 32 : 65)).map(([a, k]) => withBinding(a, k)),
+  fc
+    .tuple(fc.constantFrom<Algorithm>('x25519', 'p256'), bytes(100))
+    .filter(([a, k]) => k.length !== (a === 'x25519' ? 32 : 65))
+    .map(([a, k]) => withBinding(a, k)),
   // P-256 points that are not on the curve, with a valid binding
   fc.uint8Array({ minLength: 64, maxLength: 64 }).map((xy) => withBinding('p256', Uint8Array.of(4, ...xy))),
   // X25519 small-order points with a valid binding: shared secret all zeros, must be refused

@@ -3,7 +3,16 @@
  * docs/PROTOCOL.md on plain node:crypto, not imported from src/ or client/: an attack that works
  * with an independent implementation shows the protocol's weakness, not our code's.
  */
-import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -134,4 +143,5 @@ export interface HarEntry {
   response: { status: number; headers: { name: string; value: string }[] };
 }
 
-export const harHeader = (headers: HarEntry['request']['headers'], name: string) => headers.find((h) => h.name.toLowerCase() === name)?.value;
+export const harHeader = (headers: HarEntry['request']['headers'], name: string) =>
+  headers.find((h) => h.name.toLowerCase() === name)?.value;

@@ -8,8 +8,14 @@ export async function launchChromium(extraArgs: string[] = []): Promise<Browser>
     return await chromium.launch({
       executablePath: CHROMIUM_PATH,
       args: [
-        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
         ...extraArgs,
       ],
     });

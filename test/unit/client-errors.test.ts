@@ -23,7 +23,14 @@ describe('client errors', () => {
     const keys = await createKeys(crypto.subtle, 'x25519');
     const request = parseRequest(await requestHeader(crypto.subtle, keys, 's-0123456789abcdef', target));
     const serverKeys = importServerKeyPair('x25519', new Uint8Array(32).fill(9));
-    realResponse = sealPayload({ request, serverPublicKey: serverKeys.publicKey, sharedSecret: serverKeys.deriveSharedSecret(request.publicKey), secret: 's-0123456789abcdef', target, payload: 'token' });
+    realResponse = sealPayload({
+      request,
+      serverPublicKey: serverKeys.publicKey,
+      sharedSecret: serverKeys.deriveSharedSecret(request.publicKey),
+      secret: 's-0123456789abcdef',
+      target,
+      payload: 'token',
+    });
   });
   afterAll(() => server.close());
 
@@ -43,7 +50,10 @@ describe('client errors', () => {
   });
 
   it('HTTP error → ERR_TOKENSEC_HTTP_STATUS with the status', async () => {
-    expect(await fails({ uri: `${server.origin}/500`, secret: 's-0123456789abcdef' })).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 500 });
+    expect(await fails({ uri: `${server.origin}/500`, secret: 's-0123456789abcdef' })).toMatchObject({
+      code: 'ERR_TOKENSEC_HTTP_STATUS',
+      status: 500,
+    });
   });
 
   it('no response header → ERR_TOKENSEC_NO_RESPONSE_HEADER, naming Access-Control-Expose-Headers', async () => {
@@ -57,7 +67,9 @@ describe('client errors', () => {
   });
 
   it('a response made for another handshake → ERR_TOKENSEC_DECRYPTION_FAILED', async () => {
-    expect((await fails({ uri: `${server.origin}/replayed`, secret: 's-0123456789abcdef', algorithm: 'x25519' })).code).toBe('ERR_TOKENSEC_DECRYPTION_FAILED');
+    expect((await fails({ uri: `${server.origin}/replayed`, secret: 's-0123456789abcdef', algorithm: 'x25519' })).code).toBe(
+      'ERR_TOKENSEC_DECRYPTION_FAILED',
+    );
   });
 
   it('connection refused → ERR_TOKENSEC_NETWORK', async () => {
@@ -66,13 +78,12 @@ describe('client errors', () => {
     expect((await fails({ uri: `${closed.origin}/token`, secret: 's-0123456789abcdef' })).code).toBe('ERR_TOKENSEC_NETWORK');
   });
 
-  it.each([
-    [{ header: 'bad header' }],
-    [{ algorithm: 'x448' as 'x25519' }],
-    [{ uri: 'http://[' }],
-  ])('bad options %j → ERR_TOKENSEC_INVALID_OPTIONS', async (options) => {
-    expect((await fails({ secret: 's-0123456789abcdef', ...options })).code).toBe('ERR_TOKENSEC_INVALID_OPTIONS');
-  });
+  it.each([[{ header: 'bad header' }], [{ algorithm: 'x448' as 'x25519' }], [{ uri: 'http://[' }]])(
+    'bad options %j → ERR_TOKENSEC_INVALID_OPTIONS',
+    async (options) => {
+      expect((await fails({ secret: 's-0123456789abcdef', ...options })).code).toBe('ERR_TOKENSEC_INVALID_OPTIONS');
+    },
+  );
 
   it('delivers errors to a callback too', async () => {
     const error = await new Promise((resolve) => handshake({ uri: `${server.origin}/500`, secret: 's-0123456789abcdef' }, resolve));

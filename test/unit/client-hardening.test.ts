@@ -48,21 +48,27 @@ describe('every failure is a TokenSecError with a code', () => {
   });
 
   it.each([0, -1, Number.NaN, '5'])('timeout %s → ERR_TOKENSEC_INVALID_OPTIONS', async (timeout) => {
-    expect(await failure(handshake({ uri: `${server.origin}/token`, secret: SECRET, timeout: timeout as never }))).toMatchObject({ code: 'ERR_TOKENSEC_INVALID_OPTIONS' });
+    expect(await failure(handshake({ uri: `${server.origin}/token`, secret: SECRET, timeout: timeout as never }))).toMatchObject({
+      code: 'ERR_TOKENSEC_INVALID_OPTIONS',
+    });
   });
 
   it('a response header of 200 KB → ERR_TOKENSEC_MALFORMED_RESPONSE, refused before decoding (was a RangeError)', async () => {
     const keys = await createKeys(crypto.subtle, 'x25519');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
     const huge = `v2.${'A'.repeat(43)}.${'A'.repeat(16)}.${'A'.repeat(200_000)}`;
-    await expect(openResponse(crypto.subtle, keys, SECRET, target, huge)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_MALFORMED_RESPONSE' });
+    await expect(openResponse(crypto.subtle, keys, SECRET, target, huge)).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_MALFORMED_RESPONSE',
+    });
   });
 });
 
 describe('timeout and AbortSignal', () => {
   it('a server that never answers → ERR_TOKENSEC_TIMEOUT after `timeout`', async () => {
     const started = Date.now();
-    expect(await failure(handshake({ uri: `${server.origin}/hang`, secret: SECRET, timeout: 100 }))).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT' });
+    expect(await failure(handshake({ uri: `${server.origin}/hang`, secret: SECRET, timeout: 100 }))).toMatchObject({
+      code: 'ERR_TOKENSEC_TIMEOUT',
+    });
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
@@ -71,7 +77,9 @@ describe('timeout and AbortSignal', () => {
     const pending = handshake({ uri: `${server.origin}/hang`, secret: SECRET, signal: controller.signal });
     setTimeout(() => controller.abort(), 50);
     expect(await failure(pending)).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
-    expect(await failure(handshake({ uri: `${server.origin}/token`, secret: SECRET, signal: AbortSignal.abort() }))).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+    expect(await failure(handshake({ uri: `${server.origin}/token`, secret: SECRET, signal: AbortSignal.abort() }))).toMatchObject({
+      code: 'ERR_TOKENSEC_ABORTED',
+    });
   });
 
   it('the callback form reports the timeout too', async () => {

@@ -29,7 +29,9 @@ describe('round trip: the client code against a listening app with csurf', () =>
   it('supports the callback form', async () => {
     const { cookie, csrfToken } = await visit(server.origin);
     const payload = await new Promise((resolve, reject) =>
-      clientHandshake({ uri: `${server.origin}/token`, csrfToken, headers: { cookie } }, (error, value) => (error ? reject(error) : resolve(value))),
+      clientHandshake({ uri: `${server.origin}/token`, csrfToken, headers: { cookie } }, (error, value) =>
+        error ? reject(error) : resolve(value),
+      ),
     );
     expect(payload).toBe(TOKEN);
   });
@@ -44,7 +46,9 @@ describe('round trip: the client code against a listening app with csurf', () =>
 
   it('a secret that differs from the CSRF token sent is refused with 403 ERR_TOKENSEC_SECRET_MISMATCH', async () => {
     const { cookie, csrfToken } = await visit(server.origin);
-    const error = await clientHandshake({ uri: `${server.origin}/token`, csrfToken, secret: 'something else', headers: { cookie } }).catch((e) => e);
+    const error = await clientHandshake({ uri: `${server.origin}/token`, csrfToken, secret: 'something else', headers: { cookie } }).catch(
+      (e) => e,
+    );
     expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
     expect(errors.at(-1)?.code).toBe('ERR_TOKENSEC_SECRET_MISMATCH');
   });
@@ -63,7 +67,9 @@ describe('round trip: the client code against a listening app with csurf', () =>
     const first = await send();
     const second = await send();
     expect(await openResponse(crypto.subtle, first.keys, csrfToken, target, first.value)).toBe(TOKEN);
-    await expect(openResponse(crypto.subtle, first.keys, csrfToken, target, second.value)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+    await expect(openResponse(crypto.subtle, first.keys, csrfToken, target, second.value)).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+    });
   });
 });
 
@@ -122,10 +128,14 @@ describe('handshake middleware', () => {
 
   it('keeps Vary values already set', async () => {
     const app = express();
-    app.post('/token', (_req, res, next) => {
-      res.setHeader('Vary', 'Origin');
-      next();
-    }, tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
+    app.post(
+      '/token',
+      (_req, res, next) => {
+        res.setHeader('Vary', 'Origin');
+        next();
+      },
+      tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }),
+    );
     const { value } = await header('s-0123456789abcdef');
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
     expect(response.headers.vary).toBe('Origin, x-tokensec-handshake');
@@ -145,7 +155,15 @@ describe('handshake middleware', () => {
     const { keys, target, value } = await header('s-0123456789abcdef', 'p256');
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'ann').expect(200);
     expect(args).toEqual(['POST', 'function']);
-    expect(await openResponse(crypto.subtle, keys, 's-0123456789abcdef', target, defined(response.headers['x-tokensec-handshake'], 'handshake header'))).toBe('token-for-ann');
+    expect(
+      await openResponse(
+        crypto.subtle,
+        keys,
+        's-0123456789abcdef',
+        target,
+        defined(response.headers['x-tokensec-handshake'], 'handshake header'),
+      ),
+    ).toBe('token-for-ann');
   });
 
   it('sends no header for an empty payload, and still calls next() or ends', async () => {
@@ -162,8 +180,20 @@ describe('handshake middleware', () => {
     const { app } = secretApp({ payload: TOKEN, secret: (req) => `user-secret-for-${req.headers['x-user']}`, terminate: true });
     const { keys, target, value } = await header('user-secret-for-bo');
     const ok = await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'bo').expect(200);
-    expect(await openResponse(crypto.subtle, keys, 'user-secret-for-bo', target, defined(ok.headers['x-tokensec-handshake'], 'handshake header'))).toBe(TOKEN);
-    await request(app).post('/token').set('x-tokensec-handshake', value).set('x-user', 'al').expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
+    expect(
+      await openResponse(
+        crypto.subtle,
+        keys,
+        'user-secret-for-bo',
+        target,
+        defined(ok.headers['x-tokensec-handshake'], 'handshake header'),
+      ),
+    ).toBe(TOKEN);
+    await request(app)
+      .post('/token')
+      .set('x-tokensec-handshake', value)
+      .set('x-user', 'al')
+      .expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
   });
 
   it('binds the path as sent, including a mount point', async () => {
@@ -182,16 +212,34 @@ describe('handshake middleware', () => {
       ['too long', async () => `v2.x25519.${'A'.repeat(300)}`, 431, 'ERR_TOKENSEC_HEADER_TOO_LARGE'],
       ['garbage', async () => 'hello world', 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
       ['empty', async () => '', 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
-      ['unknown version', async () => (await header('s-0123456789abcdef')).value.replace('v2.', 'v9.'), 400, 'ERR_TOKENSEC_UNSUPPORTED_VERSION'],
+      [
+        'unknown version',
+        async () => (await header('s-0123456789abcdef')).value.replace('v2.', 'v9.'),
+        400,
+        'ERR_TOKENSEC_UNSUPPORTED_VERSION',
+      ],
       ['a TokenSec 0.x client', async () => 'U2FsdGVkX1+abcdefghijklmnopqrstuvwxyz0123456789=', 400, 'ERR_TOKENSEC_UNSUPPORTED_VERSION'],
-      ['unknown algorithm', async () => (await header('s-0123456789abcdef')).value.replace('x25519', 'x448'), 400, 'ERR_TOKENSEC_UNSUPPORTED_ALGORITHM'],
-      ['key one character short', async () => truncateKey((await header('s-0123456789abcdef')).value), 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
-      ['small-order key with a valid binding', async () => (await smallOrderHeader()), 400, 'ERR_TOKENSEC_INVALID_PUBLIC_KEY'],
+      [
+        'unknown algorithm',
+        async () => (await header('s-0123456789abcdef')).value.replace('x25519', 'x448'),
+        400,
+        'ERR_TOKENSEC_UNSUPPORTED_ALGORITHM',
+      ],
+      [
+        'key one character short',
+        async () => truncateKey((await header('s-0123456789abcdef')).value),
+        400,
+        'ERR_TOKENSEC_MALFORMED_HEADER',
+      ],
+      ['small-order key with a valid binding', async () => await smallOrderHeader(), 400, 'ERR_TOKENSEC_INVALID_PUBLIC_KEY'],
       ['wrong secret', async () => (await header('not s')).value, 403, 'ERR_TOKENSEC_SECRET_MISMATCH'],
     ];
     it.each(cases)('%s → %i %s', async (_, make, status, code) => {
       const { app, seen } = secretApp({ payload: TOKEN, secret: 's-0123456789abcdef' });
-      const response = await request(app).post('/token').set('x-tokensec-handshake', await make()).expect(status);
+      const response = await request(app)
+        .post('/token')
+        .set('x-tokensec-handshake', await make())
+        .expect(status);
       expect(response.body).toEqual({ code });
       expect(seen[0]).toBeInstanceOf(TokenSecError);
       expect(seen[0]).toMatchObject({ status, statusCode: status, expose: true, code });
@@ -216,7 +264,12 @@ describe('handshake middleware', () => {
       // Bound with an unvalidated value of the attacker's choosing in the header: refused.
       const chosen = 'attacker-chosen-secret-0123456789';
       const forged = await header(chosen);
-      await request(app).post(query).set('cookie', cookie).set('x-csrf-token', chosen).set('x-tokensec-handshake', forged.value).expect(403);
+      await request(app)
+        .post(query)
+        .set('cookie', cookie)
+        .set('x-csrf-token', chosen)
+        .set('x-tokensec-handshake', forged.value)
+        .expect(403);
       expect(errors.at(-1)).toMatchObject({ code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
     });
 
@@ -231,7 +284,14 @@ describe('handshake middleware', () => {
   describe('failures of the app', () => {
     const SECRET_PAYLOAD = 'super-secret-token-value';
     it.each([
-      ['throws', () => { throw new Error('db down'); }, 500, 'ERR_TOKENSEC_PAYLOAD_FAILED'],
+      [
+        'throws',
+        () => {
+          throw new Error('db down');
+        },
+        500,
+        'ERR_TOKENSEC_PAYLOAD_FAILED',
+      ],
       ['rejects', () => Promise.reject(new Error('db down')), 500, 'ERR_TOKENSEC_PAYLOAD_FAILED'],
       ['returns a number', () => 42 as unknown as string, 500, 'ERR_TOKENSEC_INVALID_PAYLOAD'],
       ['returns too much', () => 'x'.repeat(6145), 500, 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE'],
@@ -243,10 +303,13 @@ describe('handshake middleware', () => {
       expect(response.headers['x-tokensec-handshake']).toBeUndefined();
     });
 
-    it('keeps the cause of a failed payload function, for the app\'s logs', async () => {
+    it("keeps the cause of a failed payload function, for the app's logs", async () => {
       const cause = new Error('db down');
       const { app, seen } = secretApp({ payload: () => Promise.reject(cause), secret: 's-0123456789abcdef' });
-      await request(app).post('/token').set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value).expect(500);
+      await request(app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value)
+        .expect(500);
       expect((seen[0] as Error).cause).toBe(cause);
     });
 
@@ -258,26 +321,54 @@ describe('handshake middleware', () => {
         timeout: 50,
         terminate: true,
       });
-      await request(app).post('/token').set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value).expect(503, { code: 'ERR_TOKENSEC_TIMEOUT' });
+      await request(app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value)
+        .expect(503, { code: 'ERR_TOKENSEC_TIMEOUT' });
       expect(seen[0]).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT', status: 503 });
       const { keys, target, value } = await header('s-0123456789abcdef');
       const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
-      expect(await openResponse(crypto.subtle, keys, 's-0123456789abcdef', target, defined(response.headers['x-tokensec-handshake'], 'handshake header'))).toBe(SECRET_PAYLOAD);
+      expect(
+        await openResponse(
+          crypto.subtle,
+          keys,
+          's-0123456789abcdef',
+          target,
+          defined(response.headers['x-tokensec-handshake'], 'handshake header'),
+        ),
+      ).toBe(SECRET_PAYLOAD);
     });
 
     it('a secret function that throws → 500 ERR_TOKENSEC_SECRET_FAILED; one that returns nothing → 403 ERR_TOKENSEC_SECRET_MISMATCH', async () => {
-      const throwing = secretApp({ payload: TOKEN, secret: () => { throw new Error('x'); } });
-      await request(throwing.app).post('/token').set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value).expect(500, { code: 'ERR_TOKENSEC_SECRET_FAILED' });
+      const throwing = secretApp({
+        payload: TOKEN,
+        secret: () => {
+          throw new Error('x');
+        },
+      });
+      await request(throwing.app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value)
+        .expect(500, { code: 'ERR_TOKENSEC_SECRET_FAILED' });
       const empty = secretApp({ payload: TOKEN, secret: () => undefined });
-      await request(empty.app).post('/token').set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value).expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
+      await request(empty.app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header('s-0123456789abcdef')).value)
+        .expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
     });
 
     it('never puts the payload or the secret in an error', async () => {
       const secret = 'the-secret-value-9c1';
       const { app, seen } = secretApp({ payload: () => 'y'.repeat(7000) + SECRET_PAYLOAD, secret });
       const bad = secretApp({ payload: SECRET_PAYLOAD, secret });
-      await request(app).post('/token').set('x-tokensec-handshake', (await header(secret)).value).expect(500);
-      await request(bad.app).post('/token').set('x-tokensec-handshake', (await header('wrong')).value).expect(403);
+      await request(app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header(secret)).value)
+        .expect(500);
+      await request(bad.app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header('wrong')).value)
+        .expect(403);
       for (const error of [...seen, ...bad.seen] as Error[]) {
         const text = `${error.message} ${error.stack} ${JSON.stringify(error)}`;
         expect(text).not.toContain(SECRET_PAYLOAD);
@@ -305,7 +396,10 @@ async function smallOrderHeader(): Promise<string> {
   const { bindingInput, utf8 } = await import('../../src/protocol/context.js');
   const { formatRequest } = await import('../../src/protocol/wire.js');
   const publicKey = new Uint8Array(32);
-  const binding = hmacSha256(utf8('s-0123456789abcdef'), bindingInput('x25519', publicKey, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' }));
+  const binding = hmacSha256(
+    utf8('s-0123456789abcdef'),
+    bindingInput('x25519', publicKey, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' }),
+  );
   return formatRequest('x25519', publicKey, binding);
 }
 

@@ -33,17 +33,22 @@ const servers: { close(): Promise<void> }[] = [];
 afterAll(() => Promise.all(servers.map((s) => s.close())));
 
 describe('safe methods fail closed', () => {
-  it.each(['GET', 'HEAD', 'OPTIONS'])('%s handshake → 405 ERR_TOKENSEC_METHOD_NOT_ALLOWED naming the method, with Allow', async (method) => {
-    const { app: a, seen } = app();
-    const { value } = await header(SECRET, method);
-    const response = await request(a)[method.toLowerCase() as 'get'](`/token`).set('x-tokensec-handshake', value).expect(405);
-    expect(response.headers['x-tokensec-handshake']).toBeUndefined();
-    expect(seen[0]).toMatchObject({ code: 'ERR_TOKENSEC_METHOD_NOT_ALLOWED', status: 405, headers: { Allow: 'POST' } });
-    expect(seen[0]?.message).toContain(method);
-  });
+  it.each(['GET', 'HEAD', 'OPTIONS'])(
+    '%s handshake → 405 ERR_TOKENSEC_METHOD_NOT_ALLOWED naming the method, with Allow',
+    async (method) => {
+      const { app: a, seen } = app();
+      const { value } = await header(SECRET, method);
+      const response = await request(a)[method.toLowerCase() as 'get'](`/token`).set('x-tokensec-handshake', value).expect(405);
+      expect(response.headers['x-tokensec-handshake']).toBeUndefined();
+      expect(seen[0]).toMatchObject({ code: 'ERR_TOKENSEC_METHOD_NOT_ALLOWED', status: 405, headers: { Allow: 'POST' } });
+      expect(seen[0]?.message).toContain(method);
+    },
+  );
 
   it('with csurf, a GET handshake got past the CSRF check and received a token; now it is refused', async () => {
-    const { app: a, errors } = csrfApp({}, undefined, (router) => router.get('/get-token', tokenSec.handshake({ payload: TOKEN, terminate: true })));
+    const { app: a, errors } = csrfApp({}, undefined, (router) =>
+      router.get('/get-token', tokenSec.handshake({ payload: TOKEN, terminate: true })),
+    );
     const server = await listen(a);
     servers.push(server);
     const { cookie, csrfToken } = await visit(server.origin);
@@ -59,7 +64,9 @@ describe('safe methods fail closed', () => {
     const { app: b } = app({ terminate: true });
     const patch = await header(SECRET, 'PATCH');
     const response = await request(b).patch('/token').set('x-tokensec-handshake', patch.value).expect(200);
-    expect(await openResponse(crypto.subtle, patch.keys, SECRET, patch.target, defined(response.headers['x-tokensec-handshake'], 'header'))).toBe(TOKEN);
+    expect(
+      await openResponse(crypto.subtle, patch.keys, SECRET, patch.target, defined(response.headers['x-tokensec-handshake'], 'header')),
+    ).toBe(TOKEN);
   });
 });
 
@@ -75,15 +82,24 @@ describe('the secret', () => {
 
   it('a secret function returning a short secret → 500 ERR_TOKENSEC_SECRET_FAILED (a server mistake, said in the log)', async () => {
     const { app: a, seen } = app({ secret: () => 'short' });
-    await request(a).post('/token').set('x-tokensec-handshake', (await header('short')).value).expect(500, { code: 'ERR_TOKENSEC_SECRET_FAILED' });
+    await request(a)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header('short')).value)
+      .expect(500, { code: 'ERR_TOKENSEC_SECRET_FAILED' });
     expect(seen[0]?.message).toMatch(/at least 16/);
   });
 
   it('"no secret" and "wrong secret" look the same to the client; the reason stays on the server-side error', async () => {
     const none = app({ secret: () => undefined });
     const wrong = app();
-    const a = await request(none.app).post('/token').set('x-tokensec-handshake', (await header(SECRET)).value).expect(403);
-    const b = await request(wrong.app).post('/token').set('x-tokensec-handshake', (await header(`${SECRET}-wrong`)).value).expect(403);
+    const a = await request(none.app)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(SECRET)).value)
+      .expect(403);
+    const b = await request(wrong.app)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(`${SECRET}-wrong`)).value)
+      .expect(403);
     expect(a.body).toEqual(b.body);
     expect(a.body).toEqual({ code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
     expect(none.seen[0]?.message).toBe(wrong.seen[0]?.message);
@@ -95,7 +111,10 @@ describe('the secret', () => {
 describe('deadline and cancellation', () => {
   it('the timeout covers the secret function: one that never settles → 503 ERR_TOKENSEC_TIMEOUT', async () => {
     const { app: a } = app({ secret: () => new Promise<string>(() => {}), timeout: 50 });
-    await request(a).post('/token').set('x-tokensec-handshake', (await header(SECRET)).value).expect(503, { code: 'ERR_TOKENSEC_TIMEOUT' });
+    await request(a)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(SECRET)).value)
+      .expect(503, { code: 'ERR_TOKENSEC_TIMEOUT' });
   });
 
   it('the payload function gets an AbortSignal that fires on timeout', async () => {
@@ -107,7 +126,10 @@ describe('deadline and cancellation', () => {
         return new Promise<string>(() => {});
       },
     });
-    await request(a).post('/token').set('x-tokensec-handshake', (await header(SECRET)).value).expect(503);
+    await request(a)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(SECRET)).value)
+      .expect(503);
     expect(signal?.aborted).toBe(true);
     expect(signal?.reason).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT' });
   });
@@ -127,7 +149,11 @@ describe('deadline and cancellation', () => {
     const server = await listen(a);
     servers.push(server);
     const controller = new AbortController();
-    const pending = fetch(`${server.origin}/token`, { method: 'POST', headers: { 'x-tokensec-handshake': (await header(SECRET)).value }, signal: controller.signal });
+    const pending = fetch(`${server.origin}/token`, {
+      method: 'POST',
+      headers: { 'x-tokensec-handshake': (await header(SECRET)).value },
+      signal: controller.signal,
+    });
     await running;
     controller.abort();
     await expect(pending).rejects.toThrow();
@@ -139,11 +165,15 @@ describe('the answer', () => {
   it('keeps Cache-Control: no-store when a later handler (terminate: false) sets caching headers', async () => {
     for (const later of [
       ((_req, res) => res.set('Cache-Control', 'public, max-age=3600').json({ next: true })) as express.RequestHandler,
-      ((_req, res) => res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('x')) as express.RequestHandler,
+      ((_req, res) =>
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }).end('x')) as express.RequestHandler,
       ((_req, res) => res.writeHead(200, ['Cache-Control', 'max-age=60']).end('x')) as express.RequestHandler,
     ]) {
       const { app: a } = app({}, later);
-      const response = await request(a).post('/token').set('x-tokensec-handshake', (await header(SECRET)).value).expect(200);
+      const response = await request(a)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header(SECRET)).value)
+        .expect(200);
       expect(response.headers['cache-control']).toBe('no-store');
       expect(response.headers['x-tokensec-handshake']).toBeDefined();
     }
@@ -162,7 +192,10 @@ describe('the answer', () => {
     await new Promise<void>((resolve) => longServer.listen(0, '127.0.0.1', resolve));
     servers.push({ close: () => new Promise((resolve) => longServer.close(() => resolve())) });
     const longPort = (longServer.address() as import('node:net').AddressInfo).port;
-    const refused = await fetch(`http://127.0.0.1:${longPort}${path}`, { method: 'POST', headers: { 'x-tokensec-handshake': (await header(SECRET)).value } });
+    const refused = await fetch(`http://127.0.0.1:${longPort}${path}`, {
+      method: 'POST',
+      headers: { 'x-tokensec-handshake': (await header(SECRET)).value },
+    });
     expect(refused.status).toBe(414);
     expect(await refused.json()).toEqual({ code: 'ERR_TOKENSEC_PATH_TOO_LONG' });
     expect(seen[0]).toBeInstanceOf(TokenSecError);
@@ -178,7 +211,9 @@ describe('the answer', () => {
     const net = await import('node:net');
     const raw = await new Promise<string>((resolve, reject) => {
       const socket = net.connect(Number(port), '127.0.0.1', () => {
-        socket.end(`POST http://127.0.0.1:${port}/token HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nx-tokensec-handshake: ${value}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+        socket.end(
+          `POST http://127.0.0.1:${port}/token HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nx-tokensec-handshake: ${value}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+        );
       });
       let data = '';
       socket.on('data', (chunk) => (data += chunk));
@@ -194,7 +229,10 @@ describe('the answer', () => {
 describe('strict UTF-8', () => {
   it('a payload with an unpaired surrogate → 500 ERR_TOKENSEC_INVALID_PAYLOAD, not a silent U+FFFD', async () => {
     const { app: a } = app({ payload: () => 'token-\ud800-end' });
-    await request(a).post('/token').set('x-tokensec-handshake', (await header(SECRET)).value).expect(500, { code: 'ERR_TOKENSEC_INVALID_PAYLOAD' });
+    await request(a)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(SECRET)).value)
+      .expect(500, { code: 'ERR_TOKENSEC_INVALID_PAYLOAD' });
   });
 
   it('a payload that starts with U+FEFF and holds astral characters arrives intact', async () => {
@@ -202,6 +240,8 @@ describe('strict UTF-8', () => {
     const { app: a } = app({ payload, terminate: true });
     const { keys, target, value } = await header(SECRET);
     const response = await request(a).post('/token').set('x-tokensec-handshake', value).expect(200);
-    expect(await openResponse(crypto.subtle, keys, SECRET, target, defined(response.headers['x-tokensec-handshake'], 'header'))).toBe(payload);
+    expect(await openResponse(crypto.subtle, keys, SECRET, target, defined(response.headers['x-tokensec-handshake'], 'header'))).toBe(
+      payload,
+    );
   });
 });

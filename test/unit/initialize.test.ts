@@ -20,7 +20,9 @@ const tokensecCookie = (res: request.Response) =>
 
 describe('initialize', () => {
   it('with cookie: true, sets the CSRF token in a script-readable SameSite=Strict cookie on /', async () => {
-    const res = await request(app({ cookie: true })).get('/').expect(200, 'page');
+    const res = await request(app({ cookie: true }))
+      .get('/')
+      .expect(200, 'page');
     const cookie = tokensecCookie(res)!;
     expect(cookie).toMatch(/^tokensec=[^;]+; Path=\/; SameSite=Strict$/);
     expect(cookie).not.toMatch(/HttpOnly/i);
@@ -39,19 +41,35 @@ describe('initialize', () => {
   });
 
   it('marks the cookie Secure when the request came over HTTPS (req.secure)', async () => {
-    const res = await request(app({ cookie: true }, { trustProxy: true })).get('/').set('x-forwarded-proto', 'https');
+    const res = await request(app({ cookie: true }, { trustProxy: true }))
+      .get('/')
+      .set('x-forwarded-proto', 'https');
     expect(tokensecCookie(res)).toMatch(/; Secure$/);
   });
 
   it('merges a cookie object over the defaults', async () => {
-    const res = await request(app({ cookie: { name: 'csrf-for-tokensec', path: '/app', sameSite: 'lax', secure: true, domain: 'example.test' } })).get('/');
+    const res = await request(
+      app({ cookie: { name: 'csrf-for-tokensec', path: '/app', sameSite: 'lax', secure: true, domain: 'example.test' } }),
+    ).get('/');
     const cookie = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith('csrf-for-tokensec='));
     expect(cookie).toMatch(/^csrf-for-tokensec=[^;]+; Path=\/app; Domain=example\.test; SameSite=Lax; Secure$/);
   });
 
   it('does nothing without cookie, or without a CSRF middleware', async () => {
     expect(tokensecCookie(await request(app({})).get('/').expect(200))).toBeUndefined();
-    expect(tokensecCookie(await request(app({ cookie: false })).get('/').expect(200))).toBeUndefined();
-    expect(tokensecCookie(await request(app({ cookie: true }, { csrf: false })).get('/').expect(200, 'page'))).toBeUndefined();
+    expect(
+      tokensecCookie(
+        await request(app({ cookie: false }))
+          .get('/')
+          .expect(200),
+      ),
+    ).toBeUndefined();
+    expect(
+      tokensecCookie(
+        await request(app({ cookie: true }, { csrf: false }))
+          .get('/')
+          .expect(200, 'page'),
+      ),
+    ).toBeUndefined();
   });
 });

@@ -48,13 +48,22 @@ describe('nothing leaks', () => {
     ['malformed header', () => PAYLOAD, async () => 'v2.x25519.nope', 400],
     // The app's own error holds the payload: TokenSec's error keeps it as `cause`, out of its
     // message and stack, so Express's handler neither logs nor renders it.
-    ['payload function throws an error holding the payload', () => { throw new Error(`could not use ${PAYLOAD}`); }, header, 500],
+    [
+      'payload function throws an error holding the payload',
+      () => {
+        throw new Error(`could not use ${PAYLOAD}`);
+      },
+      header,
+      500,
+    ],
     ['payload too large', () => PAYLOAD.repeat(200), header, 500],
     ['payload of the wrong type', () => ({ token: PAYLOAD }) as unknown as string, header, 500],
     ['payload timeout', () => new Promise<string>(() => {}), header, 503],
   ];
   it.each(cases)('%s', async (_, payload, make, status) => {
-    const res = await request(app(payload, 100)).post('/token').set('x-tokensec-handshake', await make());
+    const res = await request(app(payload, 100))
+      .post('/token')
+      .set('x-tokensec-handshake', await make());
     expect(res.status).toBe(status);
     await logged();
     expect(logs.length).toBeGreaterThan(0); // Express did log the error: the check has something to read
@@ -63,7 +72,10 @@ describe('nothing leaks', () => {
 
   it('a successful handshake carries the payload only encrypted: not in the body, a cookie or another header', async () => {
     const keys = await createKeys(crypto.subtle);
-    const res = await request(app(PAYLOAD)).post('/token').set('x-tokensec-handshake', await requestHeader(crypto.subtle, keys, SECRET, TARGET)).expect(200, 'done');
+    const res = await request(app(PAYLOAD))
+      .post('/token')
+      .set('x-tokensec-handshake', await requestHeader(crypto.subtle, keys, SECRET, TARGET))
+      .expect(200, 'done');
     expect(res.headers['set-cookie']).toBeUndefined();
     const { 'x-tokensec-handshake': header, ...others } = res.headers;
     const sealed = defined(header, 'handshake header');

@@ -8,7 +8,10 @@ describe('HKDF-SHA256 against RFC 5869 appendix A', () => {
   // A.1, A.2 and A.3: the SHA-256 test cases.
   const cases = [
     {
-      ikm: '0b'.repeat(22), salt: '000102030405060708090a0b0c', info: 'f0f1f2f3f4f5f6f7f8f9', length: 42,
+      ikm: '0b'.repeat(22),
+      salt: '000102030405060708090a0b0c',
+      info: 'f0f1f2f3f4f5f6f7f8f9',
+      length: 42,
       okm: '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865',
     },
     {
@@ -19,7 +22,10 @@ describe('HKDF-SHA256 against RFC 5869 appendix A', () => {
       okm: 'b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87',
     },
     {
-      ikm: '0b'.repeat(22), salt: '', info: '', length: 42,
+      ikm: '0b'.repeat(22),
+      salt: '',
+      info: '',
+      length: 42,
       okm: '8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8',
     },
   ];
@@ -43,13 +49,17 @@ describe('key agreement against the RFCs', () => {
     expect(h(r.publicKey)).toBe(
       '04d12dfb5289c8d4f81208b70270398c342296970a0bccb74c736fc7554494bf6356fbf3ca366cc23e8157854c13c58d6aac23f046ada30f8353e74f33039872ab',
     );
-    const gi = hex('04dad0b65394221cf9b051e1feca5787d098dfe637fc90b9ef945d0c37725811805271a0461cdb8252d61f1c456fa3e59ab1f45b33accf5f58389e0577b8990bb3');
+    const gi = hex(
+      '04dad0b65394221cf9b051e1feca5787d098dfe637fc90b9ef945d0c37725811805271a0461cdb8252d61f1c456fa3e59ab1f45b33accf5f58389e0577b8990bb3',
+    );
     expect(h(r.deriveSharedSecret(gi))).toBe('d6840f6b42f6edafd13116e0e12565202fef8e9ece7dce03812464d04b9442de');
   });
 
   it.each(SMALL_ORDER_POINTS)('X25519 refuses the small-order point %s', (point) => {
     const server = generateServerKeyPair('x25519');
-    expect(() => server.deriveSharedSecret(hex(point))).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_INVALID_PUBLIC_KEY', status: 400 }));
+    expect(() => server.deriveSharedSecret(hex(point))).toThrow(
+      expect.objectContaining({ code: 'ERR_TOKENSEC_INVALID_PUBLIC_KEY', status: 400 }),
+    );
   });
 
   it('P-256 refuses a point that is not on the curve', () => {

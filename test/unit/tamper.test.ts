@@ -42,11 +42,18 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
         const tampered = parts.map((p, i) => (i === part ? encodeBase64url(flipped) : p)).join('.');
         // X25519 ignores the top bit of a public key (RFC 7748 §5), so that flip gives the same
         // shared secret: it is refused only because the key context binds the key's exact bytes.
-        await expect(openResponse(crypto.subtle, keys, SECRET, TARGET, tampered)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+        await expect(openResponse(crypto.subtle, keys, SECRET, TARGET, tampered)).rejects.toMatchObject({
+          code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+        });
         flips++;
       }
     }
-    expect(flips).toBe((parts.slice(1).map((p) => decodeBase64url(p)!.length).reduce((a, b) => a + b) * 8));
+    expect(flips).toBe(
+      parts
+        .slice(1)
+        .map((p) => decodeBase64url(p)!.length)
+        .reduce((a, b) => a + b) * 8,
+    );
   });
 
   it('a substituted server public key is refused', async () => {
@@ -54,19 +61,29 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
     const other = await exchange(algorithm);
     const parts = response.split('.');
     parts[1] = defined(other.response.split('.')[1], 'server key field');
-    await expect(openResponse(crypto.subtle, keys, SECRET, TARGET, parts.join('.'))).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+    await expect(openResponse(crypto.subtle, keys, SECRET, TARGET, parts.join('.'))).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+    });
   });
 
   it('a response replayed to another handshake is refused', async () => {
     const first = await exchange(algorithm);
     const second = await exchange(algorithm);
-    await expect(openResponse(crypto.subtle, second.keys, SECRET, TARGET, first.response)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+    await expect(openResponse(crypto.subtle, second.keys, SECRET, TARGET, first.response)).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+    });
   });
 
   it('a response opened for another method or path is refused', async () => {
     const { keys, response } = await exchange(algorithm);
-    for (const target of [{ ...TARGET, method: 'PUT' }, { ...TARGET, path: '/other' }, { ...TARGET, header: 'x-other' }]) {
-      await expect(openResponse(crypto.subtle, keys, SECRET, target, response)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+    for (const target of [
+      { ...TARGET, method: 'PUT' },
+      { ...TARGET, path: '/other' },
+      { ...TARGET, header: 'x-other' },
+    ]) {
+      await expect(openResponse(crypto.subtle, keys, SECRET, target, response)).rejects.toMatchObject({
+        code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+      });
     }
   });
 
@@ -75,7 +92,9 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
     await request(app()).post('/other').set('x-tokensec-handshake', value).expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
     const put = express();
     put.put('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true }), (_req, res) => res.end());
-    put.use((err: { status: number; code: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => res.status(err.status).json({ code: err.code }));
+    put.use((err: { status: number; code: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) =>
+      res.status(err.status).json({ code: err.code }),
+    );
     await request(put).put('/token').set('x-tokensec-handshake', value).expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
   });
 

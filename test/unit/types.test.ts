@@ -12,7 +12,10 @@ export function serverTypes() {
   const app = express();
   app.use(tokenSec.initialize({ cookie: { sameSite: 'lax' } }));
   app.get('/tokensec.js', tokenSec.client({ minified: false }));
-  app.post('/token', tokenSec.handshake<Request, Response>({ payload: async (req, res) => `${req.ip}${res.statusCode}`, secret: (req) => req.get('x-s') }));
+  app.post(
+    '/token',
+    tokenSec.handshake<Request, Response>({ payload: async (req, res) => `${req.ip}${res.statusCode}`, secret: (req) => req.get('x-s') }),
+  );
   expectTypeOf<ServerHandshakeOptions['terminate']>().toEqualTypeOf<boolean | undefined>();
   // @ts-expect-error: httpOnly cookies cannot be read by the client
   tokenSec.initialize({ cookie: { httpOnly: true } });

@@ -19,7 +19,13 @@ async function clientKeys(v: Vector): Promise<ClientKeys> {
   const jwk: JsonWebKey =
     v.algorithm === 'x25519'
       ? { kty: 'OKP', crv: 'X25519', d: b64u(v.clientPrivateKey), x: b64u(v.clientPublicKey) }
-      : { kty: 'EC', crv: 'P-256', d: b64u(v.clientPrivateKey), x: b64u(v.clientPublicKey.slice(2, 66)), y: b64u(v.clientPublicKey.slice(66)) };
+      : {
+          kty: 'EC',
+          crv: 'P-256',
+          d: b64u(v.clientPrivateKey),
+          x: b64u(v.clientPublicKey.slice(2, 66)),
+          y: b64u(v.clientPublicKey.slice(66)),
+        };
   const privateKey = await crypto.subtle.importKey('jwk', jwk, webCryptoAlgorithm(v.algorithm), false, ['deriveBits']);
   return { algorithm: v.algorithm, privateKey, publicKey };
 }
@@ -58,7 +64,17 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
     const context = keyContext(v.algorithm, request.publicKey, server.publicKey, target);
     expect(h(context)).toBe(v.keyContext);
     expect(h(hkdfSha256(shared, utf8(v.secret), context, 32))).toBe(v.aesKey);
-    expect(sealPayload({ request, serverPublicKey: server.publicKey, sharedSecret: shared, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) })).toBe(v.responseHeader);
+    expect(
+      sealPayload({
+        request,
+        serverPublicKey: server.publicKey,
+        sharedSecret: shared,
+        secret: v.secret,
+        target,
+        payload: v.payload,
+        iv: hex(v.iv),
+      }),
+    ).toBe(v.responseHeader);
   });
 
   it('client: request header and decryption of the response header', async () => {
@@ -85,13 +101,17 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
       [v.secret, { ...target, path: `${v.path}x` }],
       [v.secret, { ...target, header: 'x-other' }],
     ] as const) {
-      expect(() => verifyBinding(request, secret, t)).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_SECRET_MISMATCH', status: 403 }));
+      expect(() => verifyBinding(request, secret, t)).toThrow(
+        expect.objectContaining({ code: 'ERR_TOKENSEC_SECRET_MISMATCH', status: 403 }),
+      );
     }
   });
 
   it('client refuses the response under another secret or path', async () => {
     const keys = await clientKeys(v);
-    await expect(openResponse(crypto.subtle, keys, `${v.secret}x`, target, v.responseHeader)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_DECRYPTION_FAILED' });
+    await expect(openResponse(crypto.subtle, keys, `${v.secret}x`, target, v.responseHeader)).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
+    });
     await expect(openResponse(crypto.subtle, keys, v.secret, { ...target, path: '/elsewhere' }, v.responseHeader)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
     });

@@ -32,7 +32,15 @@ describe('base64url', () => {
   });
 
   it('encodes the RFC 4648 §10 test vectors', () => {
-    const cases: [string, string][] = [['', ''], ['f', 'Zg'], ['fo', 'Zm8'], ['foo', 'Zm9v'], ['foob', 'Zm9vYg'], ['fooba', 'Zm9vYmE'], ['foobar', 'Zm9vYmFy']];
+    const cases: [string, string][] = [
+      ['', ''],
+      ['f', 'Zg'],
+      ['fo', 'Zm8'],
+      ['foo', 'Zm9v'],
+      ['foob', 'Zm9vYg'],
+      ['fooba', 'Zm9vYmE'],
+      ['foobar', 'Zm9vYmFy'],
+    ];
     for (const [plain, encoded] of cases) expect(encodeBase64url(Buffer.from(plain))).toBe(encoded);
   });
 
@@ -93,7 +101,11 @@ describe('request header', () => {
 
 describe('response header', () => {
   it('round-trips and checks lengths for the algorithm', () => {
-    const response = { publicKey: new Uint8Array(randomBytes(65)), iv: new Uint8Array(randomBytes(12)), ciphertext: new Uint8Array(randomBytes(40)) };
+    const response = {
+      publicKey: new Uint8Array(randomBytes(65)),
+      iv: new Uint8Array(randomBytes(12)),
+      ciphertext: new Uint8Array(randomBytes(40)),
+    };
     const value = formatResponse(response);
     expect(parseResponse(value, 'p256')).toEqual(response);
     expect(parseResponse(value, 'x25519')).toBeUndefined();
@@ -111,12 +123,17 @@ describe('bound bytes', () => {
   it('length-prefixes every field and normalises header and method case', () => {
     const input = bindingInput('x25519', Uint8Array.of(1, 2), target);
     const expected = Buffer.concat([
-      Buffer.from('0013', 'hex'), Buffer.from('TokenSec v2 binding'),
-      Buffer.from('0006', 'hex'), Buffer.from('x25519'),
+      Buffer.from('0013', 'hex'),
+      Buffer.from('TokenSec v2 binding'),
+      Buffer.from('0006', 'hex'),
+      Buffer.from('x25519'),
       Buffer.from('00020102', 'hex'),
-      Buffer.from('0014', 'hex'), Buffer.from('x-tokensec-handshake'),
-      Buffer.from('0004', 'hex'), Buffer.from('POST'),
-      Buffer.from('0002', 'hex'), Buffer.from('/a'),
+      Buffer.from('0014', 'hex'),
+      Buffer.from('x-tokensec-handshake'),
+      Buffer.from('0004', 'hex'),
+      Buffer.from('POST'),
+      Buffer.from('0002', 'hex'),
+      Buffer.from('/a'),
     ]);
     expect(Buffer.from(input)).toEqual(expected);
   });

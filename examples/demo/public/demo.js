@@ -73,7 +73,11 @@
     clearTimeout(refreshTimer);
     // Refresh at 80% of the lifetime, so the API never sees an expired token.
     const inMs = Math.max(1000, expiresAt - Date.now() - tokenTtl * 200);
-    step('refresh', refreshes ? 'done' : 'pending', `${refreshes ? `Refreshed ${refreshes}×. ` : ''}Next refresh in ${Math.round(inMs / 1000)} s.`);
+    step(
+      'refresh',
+      refreshes ? 'done' : 'pending',
+      `${refreshes ? `Refreshed ${refreshes}×. ` : ''}Next refresh in ${Math.round(inMs / 1000)} s.`,
+    );
     refreshTimer = setTimeout(async () => {
       if (await getToken()) {
         refreshes++;
@@ -131,7 +135,11 @@
     token = null;
     $('token-panel').hidden = true;
     const refused = handshakeRefused && res.status === 401;
-    step('logout', refused ? 'refused' : 'failed', `Handshake: ${handshakeRefused || 'answered!'}; API with the old token: ${res.status} ${json.error ?? ''}`);
+    step(
+      'logout',
+      refused ? 'refused' : 'failed',
+      `Handshake: ${handshakeRefused || 'answered!'}; API with the old token: ${res.status} ${json.error ?? ''}`,
+    );
     step('login', 'pending');
   });
 

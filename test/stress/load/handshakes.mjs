@@ -57,5 +57,17 @@ const result = await run(total);
 const ms = Date.now() - started;
 const after = await settle();
 server.close();
-console.log(JSON.stringify({ total, concurrency, ...result, unhandled, ms, heapBefore: before.heapUsed, heapAfter: after.heapUsed, rssBefore: before.rss, rssAfter: after.rss }));
+console.log(
+  JSON.stringify({
+    total,
+    concurrency,
+    ...result,
+    unhandled,
+    ms,
+    heapBefore: before.heapUsed,
+    heapAfter: after.heapUsed,
+    rssBefore: before.rss,
+    rssAfter: after.rss,
+  }),
+);
 process.exit(0);
