@@ -5,16 +5,21 @@
  * Layout: src/protocol/ is the wire format both sides share, src/server/ the middlewares,
  * client/ the browser (docs/ARCHITECTURE.md).
  */
+import { dpop } from './server/dpop/middleware.js';
+import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
 import { handshake } from './server/handshake.js';
 import { initialize } from './server/initialize.js';
 import { client } from './server/serve-client.js';
 
-export { client, handshake, initialize };
+export { client, dpop, handshake, initialize, memoryReplayStore, redisReplayStore };
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
 export type { ServeClientOptions } from './server/serve-client.js';
 export type { ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
+export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
+export type { NonceOptions } from './server/dpop/nonce.js';
+export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
-const tokenSec = { initialize, handshake, client };
+const tokenSec = { initialize, handshake, client, dpop, memoryReplayStore, redisReplayStore };
 export default tokenSec;

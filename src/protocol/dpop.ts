@@ -19,9 +19,12 @@ export const DPOP_NONCE_HEADER = 'dpop-nonce';
  */
 export const HANDSHAKE_CLAIM = 'tsh';
 
-/** Signature algorithms TokenSec makes and verifies: ES256 (P-256) by default, EdDSA (Ed25519) where both sides allow it. */
-export type DpopAlgorithm = 'ES256' | 'EdDSA';
-export const DPOP_ALGORITHMS: readonly DpopAlgorithm[] = ['ES256', 'EdDSA'];
+/**
+ * Signature algorithms TokenSec makes and verifies: ES256 (P-256) by default, and Ed25519 where
+ * both sides allow it, named `EdDSA` (RFC 8037) or `Ed25519` (its fully-specified name, RFC 9864).
+ */
+export type DpopAlgorithm = 'ES256' | 'EdDSA' | 'Ed25519';
+export const DPOP_ALGORITHMS: readonly DpopAlgorithm[] = ['ES256', 'EdDSA', 'Ed25519'];
 
 export type PublicJwk = { kty: 'EC'; crv: 'P-256'; x: string; y: string } | { kty: 'OKP'; crv: 'Ed25519'; x: string };
 

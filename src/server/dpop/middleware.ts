@@ -1,0 +1,190 @@
+/**
+ * `tokenSec.dpop()`: protects API routes with sender-constrained tokens (RFC 9449 §7). The request
+ * carries `Authorization: DPoP <token>` and a DPoP proof made with the browser's key; the token
+ * (verified by the app) names that key in `cnf.jkt`. A token copied from a log is useless without
+ * the key.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, type DpopAlgorithm } from '../../protocol/dpop.js';
+import { TokenSecError } from '../../protocol/errors.js';
+import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
+import { nonceSource, type NonceOptions, type NonceSource } from './nonce.js';
+import { memoryReplayStore, type ReplayStore } from './replay-store.js';
+import { dpopError, readProofHeader, verifyDpopProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
+
+type MaybePromise<T> = T | Promise<T>;
+
+/** The claims of a verified access token, as the app's `verifyToken` returns them. */
+export type TokenClaims = Record<string, unknown> & { cnf?: { jkt?: unknown } };
+
+/** What `dpop()` puts on the request for the route. */
+export interface DpopRequestInfo {
+  token: string;
+  /** The claims `verifyToken` returned. */
+  claims: TokenClaims;
+  /** The proof key's thumbprint, equal to the token's `cnf.jkt`. */
+  jkt: string;
+}
+
+/** The request as `dpop()` sees it: node:http's, plus Express's fields where present. */
+export interface DpopRequestLike extends IncomingMessage {
+  originalUrl?: string;
+  protocol?: string;
+  get?: (name: string) => string | undefined;
+  tokenSec?: DpopRequestInfo;
+}
+
+/**
+ * Options of `tokenSec.dpop()`.
+ *
+ * @example
+ * ```ts
+ * import { jwtVerify } from 'jose';
+ * app.use('/api', tokenSec.dpop({
+ *   verifyToken: async (token) => (await jwtVerify(token, key, { issuer: 'https://app.example' })).payload,
+ * }));
+ * ```
+ */
+export interface DpopOptions<Req extends DpopRequestLike = DpopRequestLike> {
+  /** Verifies the access token (signature, expiry, audience: your rules, e.g. with jose) and returns its claims; throw to refuse. */
+  verifyToken: (token: string, req: Req) => MaybePromise<TokenClaims>;
+  /** Proof algorithms accepted. Default `['ES256']`; `'EdDSA'` may be added. */
+  algorithms?: DpopAlgorithm[];
+  /** Seconds a proof stays acceptable after its `iat`. Default 300. */
+  maxAge?: number;
+  /** Seconds a proof's `iat` may lie in the future. Default 5. */
+  clockSkew?: number;
+  /** Where proof ids are remembered. Default: `memoryReplayStore()` (one process); use `redisReplayStore()` for several. */
+  replayStore?: ReplayStore;
+  /** Require server nonces (RFC 9449 §8): `true`, or nonce options. Default off. */
+  nonce?: boolean | NonceOptions;
+  /** The request's absolute URL as the client addressed it, when the default (protocol, Host, path) is wrong behind your proxy. */
+  url?: (req: Req) => string;
+  /** For tests only: the clock, in milliseconds. */
+  now?: () => number;
+}
+
+const KNOWN = ['verifyToken', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'nonce', 'url', 'now'] as const;
+
+/** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
+export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>): DpopVerifyOptions {
+  const algorithms = given.algorithms ?? ['ES256'];
+  if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((alg) => !DPOP_ALGORITHMS.includes(alg as DpopAlgorithm))) {
+    throw optionError(fn, `option "algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`);
+  }
+  const replayStore = given.replayStore ?? memoryReplayStore();
+  if (typeof replayStore !== 'object' || replayStore === null || typeof (replayStore as ReplayStore).add !== 'function') {
+    throw optionError(
+      fn,
+      'option "replayStore" must have an add(key, ttlSeconds) method, e.g. memoryReplayStore() or redisReplayStore({ client }).',
+    );
+  }
+  const nonce = given.nonce;
+  if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
+    throw optionError(fn, `option "nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
+  }
+  if (given.now !== undefined && typeof given.now !== 'function')
+    throw optionError(fn, 'option "now" must be a function returning milliseconds.');
+  return {
+    algorithms: algorithms as DpopAlgorithm[],
+    maxAge: checkInteger(fn, 'maxAge', given.maxAge, 300, 1, 86_400, 'seconds'),
+    clockSkew: checkInteger(fn, 'clockSkew', given.clockSkew, 5, 0, 600, 'seconds'),
+    replayStore: replayStore as ReplayStore,
+    nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions)) : undefined,
+    now: given.now as (() => number) | undefined,
+  };
+}
+
+/** The URL the client addressed: Express's protocol and host honour `trust proxy`; plain node:http uses the socket and Host. */
+export function requestUrl(req: DpopRequestLike): string {
+  const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
+  const host = req.get?.('host') ?? req.headers.host ?? '';
+  const path = (req.originalUrl ?? req.url ?? '/').split(/[?#]/, 1)[0] ?? '/';
+  return `${protocol}://${host}${path}`;
+}
+
+/** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */
+export function wwwAuthenticate(algorithms: readonly string[], error?: DpopErrorName, description?: string): string {
+  const parts = [`algs="${algorithms.join(' ')}"`];
+  if (error) parts.unshift(`error="${error}"`);
+  if (error && description) parts.splice(1, 0, `error_description="${description.replace(/["\\]/g, '')}"`);
+  return `DPoP ${parts.join(', ')}`;
+}
+
+function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
+  if (!(error instanceof TokenSecError)) return error;
+  const name = (error as { dpopError?: DpopErrorName }).dpopError;
+  const headers: Record<string, string> = { 'WWW-Authenticate': wwwAuthenticate(verify.algorithms, name, error.message) };
+  if (name === 'use_dpop_nonce' && verify.nonce) headers['DPoP-Nonce'] = verify.nonce.current();
+  return Object.assign(error, { headers });
+}
+
+/**
+ * Protects API routes with DPoP-bound tokens: checks the proof (typ, alg, public jwk, signature,
+ * htm, htu, iat, jti once, ath, nonce), the token (your `verifyToken`), and that the token's
+ * `cnf.jkt` is the proof key. Refusals go to `next(err)` as 401 TokenSecErrors carrying
+ * `err.headers['WWW-Authenticate']` (Express's default handler sends it; a custom handler must copy it).
+ *
+ * @example
+ * ```ts
+ * app.get('/api/me', tokenSec.dpop({ verifyToken }), (req, res) => res.json({ sub: req.tokenSec.claims.sub }));
+ * ```
+ */
+export function dpop<Req extends DpopRequestLike = DpopRequestLike, Res extends ServerResponse = ServerResponse>(
+  options: DpopOptions<Req>,
+): Middleware<Req, Res> {
+  const given = checkOptions('dpop', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;
+  if (typeof given.verifyToken !== 'function') {
+    throw optionError(
+      'dpop',
+      'option "verifyToken" is required: a function (token, req) that verifies the access token (e.g. with jose) and returns its claims.',
+    );
+  }
+  if (given.url !== undefined && typeof given.url !== 'function')
+    throw optionError('dpop', 'option "url" must be a function (req) returning the absolute request URL.');
+  const verifyToken = given.verifyToken as DpopOptions<Req>['verifyToken'];
+  const urlOf = (given.url as ((req: Req) => string) | undefined) ?? requestUrl;
+  const verify = resolveVerifyOptions('dpop', given);
+
+  async function check(req: Req, res: Res): Promise<void> {
+    const authorization = req.headers.authorization ?? '';
+    const match = /^DPoP ([\w\-.~+/]+=*)$/.exec(authorization);
+    if (!match) {
+      // A Bearer token where a DPoP-bound one is required, or no credentials at all.
+      const error = dpopError(
+        'ERR_TOKENSEC_DPOP_INVALID_TOKEN',
+        'This API requires Authorization: DPoP <token> with a DPoP proof.',
+        'invalid_token',
+      );
+      if (!authorization) delete (error as { dpopError?: unknown }).dpopError;
+      throw error;
+    }
+    const token = match[1] ?? '';
+    const proof = await verifyDpopProof(
+      readProofHeader(req),
+      { method: (req.method ?? 'GET').toUpperCase(), url: urlOf(req), accessToken: token },
+      verify,
+    );
+    let claims: TokenClaims;
+    try {
+      claims = await verifyToken(token, req);
+    } catch (cause) {
+      throw Object.assign(dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token was refused.', 'invalid_token'), { cause });
+    }
+    if (typeof claims !== 'object' || claims === null || claims.cnf?.jkt !== proof.jkt) {
+      throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token is not bound to the DPoP proof key (cnf.jkt).', 'invalid_token');
+    }
+    req.tokenSec = { token, claims, jkt: proof.jkt };
+    if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
+  }
+
+  return function tokenSecDpop(req, res, next) {
+    check(req, res).then(
+      () => next(),
+      (error: unknown) => next(withChallenge(error, verify)),
+    );
+  };
+}
+
+export { DPOP_NONCE_HEADER };

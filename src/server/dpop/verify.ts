@@ -1,0 +1,206 @@
+/**
+ * Verifies a DPoP proof (RFC 9449 §4.3) with synchronous node:crypto. One function for the
+ * handshake and for API routes; the checks run in the order docs/PROTOCOL.md gives, and the replay
+ * store is asked last, so unsigned garbage never fills it.
+ */
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { decodeBase64url } from '../../protocol/base64url.js';
+import {
+  DPOP_TYP,
+  HANDSHAKE_CLAIM,
+  decodeJsonObject,
+  normalizeHtu,
+  publicJwk,
+  thumbprintInput,
+  type DpopAlgorithm,
+  type DpopClaims,
+  type PublicJwk,
+} from '../../protocol/dpop.js';
+import { TokenSecError } from '../../protocol/errors.js';
+import { nodeBase64url } from '../base64url.js';
+import type { NonceSource } from './nonce.js';
+import type { ReplayStore } from './replay-store.js';
+
+/** How proofs are checked, resolved from a middleware's options. */
+export interface DpopVerifyOptions {
+  algorithms: readonly DpopAlgorithm[];
+  /** Seconds a proof stays acceptable after its `iat`. */
+  maxAge: number;
+  /** Seconds a proof's `iat` may lie in the future (clock skew). */
+  clockSkew: number;
+  replayStore: ReplayStore;
+  nonce?: NonceSource | undefined;
+  /** For tests only: the clock, in milliseconds. */
+  now?: (() => number) | undefined;
+}
+
+/** What this request requires of the proof. */
+export interface DpopExpectation {
+  /** The request method. */
+  method: string;
+  /** The request URL, absolute, as the app sees it. */
+  url: string;
+  /** On an API call: the access token the proof must hash into `ath`. */
+  accessToken?: string | undefined;
+  /** On a handshake: the handshake header value the proof must hash into `tsh`. */
+  handshake?: string | undefined;
+}
+
+/** A proof that passed every check. */
+export interface VerifiedProof {
+  /** The key's RFC 7638 thumbprint, base64url: what a token's `cnf.jkt` names. */
+  jkt: string;
+  jwk: PublicJwk;
+  alg: DpopAlgorithm;
+  claims: DpopClaims;
+}
+
+/** RFC 9449's error for each failure, for WWW-Authenticate. */
+export type DpopErrorName = 'invalid_dpop_proof' | 'use_dpop_nonce' | 'invalid_token';
+
+export type DpopError = TokenSecError & { dpopError?: DpopErrorName };
+
+const MAX_PROOF_LENGTH = 8192;
+const MAX_JTI_LENGTH = 256;
+
+export function dpopError(
+  code:
+    | 'ERR_TOKENSEC_DPOP_MISSING_PROOF'
+    | 'ERR_TOKENSEC_DPOP_INVALID_PROOF'
+    | 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF'
+    | 'ERR_TOKENSEC_DPOP_NONCE_REQUIRED'
+    | 'ERR_TOKENSEC_DPOP_INVALID_TOKEN',
+  message: string,
+  name: DpopErrorName,
+): DpopError {
+  return Object.assign(new TokenSecError(code, message, 401), { dpopError: name });
+}
+
+const invalid = (what: string) => dpopError('ERR_TOKENSEC_DPOP_INVALID_PROOF', `Invalid DPoP proof: ${what}.`, 'invalid_dpop_proof');
+
+export const sha256Base64url = (text: string): string => createHash('sha256').update(text, 'utf8').digest('base64url');
+
+/** The RFC 7638 thumbprint of a public JWK, base64url. */
+export const jwkThumbprint = (jwk: PublicJwk): string => sha256Base64url(thumbprintInput(jwk));
+
+/**
+ * The request's one DPoP header, or undefined. RFC 9449 §4.3 allows exactly one: a second is an
+ * error, not a value to pick from (Node joins repeated unknown headers, so the raw list is read).
+ */
+export function readProofHeader(req: IncomingMessage): string | undefined {
+  let found: string | undefined;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() !== 'dpop') continue;
+    if (found !== undefined) throw invalid('more than one DPoP header');
+    found = raw[i + 1];
+  }
+  return found;
+}
+
+/** Imported keys by thumbprint: the thumbprint hashes every key member, so equal thumbprints are equal keys. */
+const keyCache = new Map<string, KeyObject>();
+const KEY_CACHE_SIZE = 1000;
+
+function publicKeyFor(jkt: string, jwk: PublicJwk): KeyObject {
+  const cached = keyCache.get(jkt);
+  if (cached) {
+    // Most recently used last, so the oldest is evicted first.
+    keyCache.delete(jkt);
+    keyCache.set(jkt, cached);
+    return cached;
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: jwk, format: 'jwk' });
+  } catch {
+    throw invalid('the jwk is not a valid public key');
+  }
+  if (keyCache.size >= KEY_CACHE_SIZE) {
+    const oldest = keyCache.keys().next().value;
+    if (oldest !== undefined) keyCache.delete(oldest);
+  }
+  keyCache.set(jkt, key);
+  return key;
+}
+
+function signatureValid(alg: DpopAlgorithm, key: KeyObject, input: string, signature: Uint8Array): boolean {
+  try {
+    return alg === 'ES256'
+      ? verify('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, signature)
+      : verify(null, Buffer.from(input), key, signature);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Checks a DPoP proof against this request; resolves with the key's thumbprint and the claims, or
+ * rejects with a 401 TokenSecError (`dpopError` names RFC 9449's error for WWW-Authenticate).
+ *
+ * @example
+ * ```ts
+ * const proof = await verifyDpopProof(readProofHeader(req), { method: 'GET', url: 'https://api.example/me', accessToken }, options);
+ * ```
+ */
+export async function verifyDpopProof(
+  proof: string | undefined,
+  expected: DpopExpectation,
+  options: DpopVerifyOptions,
+): Promise<VerifiedProof> {
+  if (proof === undefined || proof === '')
+    throw dpopError('ERR_TOKENSEC_DPOP_MISSING_PROOF', 'DPoP proof missing: send one in the DPoP header.', 'invalid_dpop_proof');
+  if (proof.length > MAX_PROOF_LENGTH) throw invalid(`longer than ${MAX_PROOF_LENGTH} characters`);
+  const [encodedHeader = '', encodedClaims = '', encodedSignature = '', ...rest] = proof.split('.');
+  if (rest.length > 0 || !encodedSignature) throw invalid('not a compact JWS of three parts');
+
+  // The header: typ, alg from the allowlist, a public key of that algorithm.
+  const header = decodeJsonObject(encodedHeader, nodeBase64url);
+  if (!header) throw invalid('the header is not a base64url JSON object');
+  if (header.typ !== DPOP_TYP) throw invalid(`typ must be "${DPOP_TYP}"`);
+  const alg = header.alg;
+  if (typeof alg !== 'string' || !(options.algorithms as readonly string[]).includes(alg)) {
+    throw invalid(`alg must be one of ${options.algorithms.join(', ')}`);
+  }
+  if ('crit' in header) throw invalid('crit is not supported');
+  const jwk = publicJwk(alg as DpopAlgorithm, header.jwk, nodeBase64url);
+  if (!jwk) throw invalid(`jwk must be exactly the public ${alg === 'ES256' ? 'P-256' : 'Ed25519'} key (no private member)`);
+
+  // The signature, over the first two parts as sent.
+  const jkt = jwkThumbprint(jwk);
+  const signature = decodeBase64url(encodedSignature, nodeBase64url);
+  if (!signature || !signatureValid(alg as DpopAlgorithm, publicKeyFor(jkt, jwk), `${encodedHeader}.${encodedClaims}`, signature)) {
+    throw invalid('the signature does not verify');
+  }
+
+  // The claims: this request, now, once.
+  const claims = decodeJsonObject(encodedClaims, nodeBase64url);
+  if (!claims) throw invalid('the claims are not a base64url JSON object');
+  const { jti, htm, htu, iat } = claims;
+  if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH)
+    throw invalid(`jti must be a string of 1 to ${MAX_JTI_LENGTH} characters`);
+  if (htm !== expected.method) throw invalid('htm is not this request method');
+  const target = normalizeHtu(expected.url);
+  if (typeof htu !== 'string' || target === undefined || normalizeHtu(htu) !== target) throw invalid('htu is not this request URL');
+  const now = Math.floor((options.now ?? Date.now)() / 1000);
+  if (typeof iat !== 'number' || !Number.isInteger(iat)) throw invalid('iat must be a whole number of seconds');
+  if (iat > now + options.clockSkew) throw invalid('iat is in the future');
+  if (iat < now - options.maxAge) throw invalid('iat is too old');
+  if (expected.accessToken !== undefined && claims.ath !== sha256Base64url(expected.accessToken))
+    throw invalid('ath is not the hash of this access token');
+  if (expected.handshake !== undefined && claims[HANDSHAKE_CLAIM] !== sha256Base64url(expected.handshake)) {
+    throw invalid(`${HANDSHAKE_CLAIM} is not the hash of this handshake header`);
+  }
+  if (options.nonce && !options.nonce.isValid(claims.nonce)) {
+    throw dpopError(
+      'ERR_TOKENSEC_DPOP_NONCE_REQUIRED',
+      'DPoP proof without a current server nonce: use the DPoP-Nonce header.',
+      'use_dpop_nonce',
+    );
+  }
+  if (!(await options.replayStore.add(`${jkt}:${jti}`, options.maxAge + options.clockSkew))) {
+    throw dpopError('ERR_TOKENSEC_DPOP_REPLAYED_PROOF', 'DPoP proof already used (same jti).', 'invalid_dpop_proof');
+  }
+  return { jkt, jwk, alg: alg as DpopAlgorithm, claims: claims as unknown as DpopClaims };
+}
