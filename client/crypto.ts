@@ -1,10 +1,17 @@
 /**
- * The browser's half of protocol v2 (docs/PROTOCOL.md), on Web Crypto. Private keys are created
+ * The browser's half of protocol v3 (docs/PROTOCOL.md), on Web Crypto. Private keys are created
  * non-extractable: script can use them through crypto.subtle but never read their bytes.
  */
 import { TokenSecError } from '../src/protocol/errors.js';
 import { bindingInput, keyContext, utf8, type RequestTarget } from '../src/protocol/context.js';
 import { formatRequest, parseResponse, type Algorithm } from '../src/protocol/wire.js';
+
+/** Web Crypto, which browsers offer only in secure contexts (HTTPS, localhost). */
+export function subtleCrypto(): SubtleCrypto {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) throw new TokenSecError('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
+  return subtle;
+}
 
 /** One handshake's ephemeral key pair and its raw public key. */
 export interface ClientKeys {

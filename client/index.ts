@@ -5,9 +5,15 @@
  */
 import { TokenSecError } from '../src/protocol/errors.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, type Algorithm } from '../src/protocol/wire.js';
-import { createKeys, openResponse, requestHeader } from './crypto.js';
+import { portableBase64url } from '../src/protocol/base64url.js';
+import { utf8 } from '../src/protocol/context.js';
+import { DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
+import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
+import { createDpopProof, getDpopKey } from './dpop.js';
 
 export { TokenSecError };
+export { createDpopProof, deleteDpopKey, getDpopKey, rotateDpopKey } from './dpop.js';
+export type { ClientDpopAlgorithm, DpopKey, DpopKeyOptions, DpopProofInput } from './dpop.js';
 export type { TokenSecErrorCode } from '../src/protocol/errors.js';
 
 /**
@@ -43,6 +49,11 @@ export interface ClientHandshakeOptions {
   timeout?: number;
   /** Cancels the handshake: it then fails with ERR_TOKENSEC_ABORTED. */
   signal?: AbortSignal;
+  /**
+   * Send a DPoP proof made with the page's key (`getDpopKey()`), so the server can bind the
+   * token to it. Default true; false only for a server whose `dpop.required` is false.
+   */
+  dpop?: boolean;
 }
 
 /**
@@ -74,10 +85,7 @@ function readCookie(name: string): string | undefined {
 }
 
 async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
-  const subtle = globalThis.crypto?.subtle;
-  if (!subtle) {
-    throw fail('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
-  }
+  const subtle = subtleCrypto();
   const { uri = '/', header = DEFAULT_HEADER, algorithm } = options;
   const method = (options.method ?? 'POST').toUpperCase();
   let url: URL | undefined;
@@ -95,11 +103,18 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   if (!secret) {
     throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
   }
-  const target = { header, method, path: url.pathname };
+  const dpopKey = options.dpop === false ? undefined : await getDpopKey();
+  const target = { header, method, path: url.pathname, jkt: dpopKey && portableBase64url.decode(dpopKey.thumbprint) };
 
   const keys = await createKeys(subtle, algorithm);
-  const headers: Record<string, string> = { ...options.headers, [header]: await requestHeader(subtle, keys, secret, target) };
+  const value = await requestHeader(subtle, keys, secret, target);
+  const headers: Record<string, string> = { ...options.headers, [header]: value };
   if (csrfToken) headers[CSRF_HEADER] = csrfToken;
+  if (dpopKey) {
+    // The proof commits to this handshake header, and so to the ephemeral key in it.
+    const tsh = portableBase64url.encode(new Uint8Array(await subtle.digest('SHA-256', utf8(value))));
+    headers[DPOP_HEADER] = await createDpopProof({ method, url, key: dpopKey, claims: { [HANDSHAKE_CLAIM]: tsh } });
+  }
 
   let response: Response;
   try {
@@ -109,11 +124,11 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
     throw abort.signal.reason ?? new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
   }
   if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
-  const value = response.headers.get(header);
-  if (value === null) {
+  const sealed = response.headers.get(header);
+  if (sealed === null) {
     throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
   }
-  return openResponse(subtle, keys, secret, target, value);
+  return openResponse(subtle, keys, secret, target, sealed);
 }
 
 /**

@@ -2,8 +2,9 @@
 //
 // Log in (session cookie, HttpOnly) -> CSRF token (csrf-sync, handed to the page by
 // tokenSec.initialize) -> TokenSec.handshake() fetches a short-lived JWT minted per user with
-// jose -> the page calls a protected API with `Authorization: Bearer` -> it refreshes the token
-// before expiry -> log out, after which the handshake and the API refuse.
+// jose and bound to the page's DPoP key (cnf.jkt) -> the page calls a protected API with
+// `Authorization: DPoP` and a proof -> it refreshes the token before expiry -> log out, after
+// which the handshake and the API refuse. A token copied from a log is useless without the key.
 //
 // It imports TokenSec by package name, as an application would. No external service is needed.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -89,8 +90,10 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
     '/api/token',
     requireUser,
     tokenSec.handshake({
-      payload: (req) =>
-        new SignJWT({ name: 'Demo User', scope: 'profile:read' })
+      // jkt: the thumbprint of the browser's DPoP key, verified by the handshake. cnf.jkt binds
+      // the token to it (RFC 9449 §6), so only that key's proofs make it usable.
+      payload: (req, _res, { jkt }) =>
+        new SignJWT({ name: 'Demo User', scope: 'profile:read', cnf: { jkt } })
           .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
           .setSubject(req.session.user)
           .setIssuer(ISSUER)
@@ -103,33 +106,39 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
     }),
   );
 
-  // The protected API: a valid, unexpired token, for the user of this session.
-  app.get('/api/me', async (req, res) => {
-    const match = /^Bearer (\S+)$/.exec(req.get('authorization') ?? '');
-    if (!match) {
-      res.status(401).json({ error: 'missing_token', message: 'Send Authorization: Bearer <token>.' });
-      return;
-    }
-    try {
-      const { payload } = await jwtVerify(match[1], jwtKey, { issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] });
-      if (payload.sub !== req.session.user) {
-        res.status(401).json({ error: 'session_ended', message: 'The session this token was issued to has ended.' });
-        return;
-      }
-      res.set('Cache-Control', 'no-store').json({ claims: payload, message: `Hello ${payload.name}, this came from a protected API.` });
-    } catch (error) {
-      const expired = error instanceof joseErrors.JWTExpired;
-      res.status(401).json({
-        error: expired ? 'token_expired' : 'invalid_token',
-        message: expired ? 'The token has expired.' : 'The token is not valid.',
-      });
-    }
-  });
+  // The protected API: a DPoP proof of the page's key, and a valid, unexpired token bound to
+  // that key (cnf.jkt), for the user of this session. tokenSec.dpop checks the proof and the
+  // binding; verifying the token itself is the app's, with jose.
+  class SessionEnded extends Error {}
+  app.get(
+    '/api/me',
+    tokenSec.dpop({
+      verifyToken: async (token, req) => {
+        const { payload } = await jwtVerify(token, jwtKey, { issuer: ISSUER, audience: AUDIENCE, algorithms: ['HS256'] });
+        if (payload.sub !== req.session.user) throw new SessionEnded();
+        return payload;
+      },
+    }),
+    (req, res) => {
+      const { claims } = req.tokenSec;
+      res.set('Cache-Control', 'no-store').json({ claims, message: `Hello ${claims.name}, this came from a protected API.` });
+    },
+  );
 
-  // Errors from TokenSec (TokenSecError) and csrf-sync (EBADCSRFTOKEN) carry status and code.
+  // Why a token was refused, for the page: the cause tokenSec.dpop keeps on its error.
+  const tokenError = (err) => {
+    if (err.cause instanceof joseErrors.JWTExpired) return { error: 'token_expired', message: 'The token has expired.' };
+    if (err.cause instanceof SessionEnded) return { error: 'session_ended', message: 'The session this token was issued to has ended.' };
+    if (err.code?.startsWith('ERR_TOKENSEC_DPOP_')) return { error: err.dpopError ?? 'invalid_token', message: err.message };
+    return {};
+  };
+
+  // Errors from TokenSec (TokenSecError) and csrf-sync (EBADCSRFTOKEN) carry status and code;
+  // TokenSec's DPoP refusals also carry headers (WWW-Authenticate), which a handler must send.
   app.use((err, _req, res, _next) => {
     const status = err.status ?? err.statusCode ?? 500;
-    res.status(status).json({ code: err.code ?? 'INTERNAL', message: status < 500 ? err.message : 'Internal error.' });
+    if (err.headers) res.set(err.headers);
+    res.status(status).json({ code: err.code ?? 'INTERNAL', message: status < 500 ? err.message : 'Internal error.', ...tokenError(err) });
   });
   return app;
 }

@@ -4,8 +4,9 @@
  */
 import type { Algorithm } from './wire.js';
 
-const BINDING_LABEL = 'TokenSec v2 binding';
-const KEY_LABEL = 'TokenSec v2 key';
+const BINDING_LABEL = 'TokenSec v3 binding';
+const KEY_LABEL = 'TokenSec v3 key';
+const NO_KEY = new Uint8Array(0);
 
 const encoder = new TextEncoder();
 export const utf8 = (text: string): Uint8Array<ArrayBuffer> => encoder.encode(text);
@@ -24,20 +25,31 @@ export interface RequestTarget {
   method: string;
   /** Request path as sent on the request line, without query string or fragment. */
   path: string;
+  /**
+   * The raw 32-byte RFC 7638 thumbprint of the DPoP key whose proof came with the handshake;
+   * absent (bound as zero bytes) when the handshake carried no proof.
+   */
+  jkt?: Uint8Array | undefined;
 }
 
 /**
- * label, algorithm, the public keys, then the target, each field as a 2-byte big-endian length
- * and its bytes, so that no two field lists encode alike.
+ * label, algorithm, the public keys, the DPoP key's thumbprint, then the target, each field as a
+ * 2-byte big-endian length and its bytes, so that no two field lists encode alike.
  */
 function context(label: string, algorithm: Algorithm, publicKeys: Uint8Array[], target: RequestTarget): Uint8Array<ArrayBuffer> {
-  const fields = [label, algorithm, ...publicKeys, target.header.toLowerCase(), target.method.toUpperCase(), target.path].map((field) =>
-    typeof field === 'string' ? utf8(field) : field,
-  );
+  const fields = [
+    label,
+    algorithm,
+    ...publicKeys,
+    target.jkt ?? NO_KEY,
+    target.header.toLowerCase(),
+    target.method.toUpperCase(),
+    target.path,
+  ].map((field) => (typeof field === 'string' ? utf8(field) : field));
   const out = new Uint8Array(fields.reduce((n, field) => n + 2 + field.length, 0));
   let offset = 0;
   for (const field of fields) {
-    // Cannot happen for real requests (Node caps the request line at 16 KB); never truncate silently.
+    // The server refuses longer paths first (414); never truncate silently.
     if (field.length > 0xffff) throw new RangeError();
     out[offset] = field.length >> 8;
     out[offset + 1] = field.length & 255;

@@ -5,6 +5,7 @@
  * browser), and the base64url codec is passed in.
  */
 import { decodeBase64url, portableBase64url, type Base64urlCodec } from './base64url.js';
+import { utf8 } from './context.js';
 
 /** The JOSE `typ` of a DPoP proof. */
 export const DPOP_TYP = 'dpop+jwt';
@@ -99,18 +100,14 @@ export function normalizeHtu(uri: string): string | undefined {
   return `${url.protocol}//${url.host}${path}`;
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-export const encodeJson = (value: unknown, codec: Base64urlCodec = portableBase64url): string =>
-  codec.encode(encoder.encode(JSON.stringify(value)));
+export const encodeJson = (value: unknown, codec: Base64urlCodec = portableBase64url): string => codec.encode(utf8(JSON.stringify(value)));
 
 /** A JWS part decoded as a JSON object, or undefined (not canonical base64url, not UTF-8, not JSON, not an object). */
 export function decodeJsonObject(text: string, codec: Base64urlCodec = portableBase64url): Record<string, unknown> | undefined {
   const bytes = decodeBase64url(text, codec);
   if (!bytes) return undefined;
   try {
-    const value: unknown = JSON.parse(decoder.decode(bytes));
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

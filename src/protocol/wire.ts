@@ -1,5 +1,5 @@
 /**
- * TokenSec protocol v2 header grammar: the request and response header values, formatted and
+ * TokenSec protocol v3 header grammar: the request and response header values, formatted and
  * parsed. Shared by the server (node:crypto) and the browser client (Web Crypto), so the two can
  * never disagree; docs/PROTOCOL.md is its specification. Platform-neutral: each side passes its
  * base64url codec (the portable one by default).
@@ -7,7 +7,7 @@
 import { decodeBase64url, portableBase64url, type Base64urlCodec } from './base64url.js';
 import { TokenSecError } from './errors.js';
 
-export const VERSION = 'v2';
+export const VERSION = 'v3';
 export const DEFAULT_HEADER = 'x-tokensec-handshake';
 /** Where the client sends the CSRF token, and where the server takes its default secret from. */
 export const CSRF_HEADER = 'x-csrf-token';
@@ -18,7 +18,7 @@ export const PUBLIC_KEY_LENGTH: Readonly<Record<Algorithm, number>> = { x25519: 
 export const BINDING_LENGTH = 32; // HMAC-SHA256
 export const IV_LENGTH = 12; // AES-GCM's 96-bit nonce
 export const TAG_LENGTH = 16;
-/** A v2 request header is at most 139 characters (P-256); anything much longer is refused unparsed. */
+/** A request header is at most 139 characters (P-256); anything much longer is refused unparsed. */
 export const MAX_REQUEST_HEADER_LENGTH = 256;
 /** Keeps the response header under ~8.3 KB: proxies and browsers commonly cap one header near 8 KB. */
 export const MAX_PAYLOAD_BYTES = 6144;
@@ -41,7 +41,7 @@ export interface HandshakeResponse {
   ciphertext: Uint8Array<ArrayBuffer>;
 }
 
-/** `v2.<algorithm>.<client public key>.<binding>` */
+/** `v3.<algorithm>.<client public key>.<binding>` */
 export function formatRequest(
   algorithm: Algorithm,
   publicKey: Uint8Array,
@@ -51,7 +51,7 @@ export function formatRequest(
   return [VERSION, algorithm, codec.encode(publicKey), codec.encode(binding)].join('.');
 }
 
-/** `v2.<server public key>.<iv>.<ciphertext and tag>` */
+/** `v3.<server public key>.<iv>.<ciphertext and tag>` */
 export function formatResponse(response: HandshakeResponse, codec: Base64urlCodec = portableBase64url): string {
   return [VERSION, codec.encode(response.publicKey), codec.encode(response.iv), codec.encode(response.ciphertext)].join('.');
 }
@@ -77,7 +77,7 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
     throw new TokenSecError(
       'ERR_TOKENSEC_UNSUPPORTED_VERSION',
       legacy
-        ? 'TokenSec handshake from a 0.x (2015) client; serve the v2 client with tokenSec.client().'
+        ? 'TokenSec handshake from a 0.x (2015) client; serve the current client with tokenSec.client().'
         : `Unsupported TokenSec protocol version; this server speaks ${VERSION}.`,
       400,
     );
@@ -108,7 +108,7 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
   return { algorithm, publicKey, binding };
 }
 
-/** Parses a response header in the client; returns undefined if it is not a well-formed v2 response. */
+/** Parses a response header in the client; returns undefined if it is not a well-formed response. */
 export function parseResponse(
   value: string,
   algorithm: Algorithm,

@@ -1,5 +1,5 @@
 /**
- * The server's half of protocol v2 (docs/PROTOCOL.md), on synchronous node:crypto: Node's async
+ * The server's half of protocol v3 (docs/PROTOCOL.md), on synchronous node:crypto: Node's async
  * WebCrypto path measured about 4x slower for the same work.
  */
 import {

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LONE_SURROGATE } from '../protocol/context.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME } from '../protocol/wire.js';
+import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
 
 /**
@@ -38,6 +39,12 @@ export interface HandshakeContext {
    * database calls or fetches, so work for a request nobody waits for stops.
    */
   signal: AbortSignal;
+  /**
+   * The RFC 7638 thumbprint of the browser's DPoP key, verified: mint the token with
+   * `cnf: { jkt }` so that it works only with that key. Undefined (payload function only) when
+   * `dpop.required` is false and the handshake carried no proof.
+   */
+  jkt?: string | undefined;
 }
 
 /**
@@ -82,6 +89,11 @@ export interface ServerHandshakeOptions<
    * function that checks the request itself.
    */
   allowSafeMethods?: boolean;
+  /**
+   * DPoP (RFC 9449) on the handshake: the browser's proof commits to its ephemeral key, and the
+   * payload function gets the key's thumbprint (`jkt`) to bind the token to. Required by default.
+   */
+  dpop?: HandshakeDpopOptions<Req>;
 }
 
 /** Where the secret comes from, decided once. */
@@ -103,9 +115,10 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   allowSafeMethods: boolean;
   secret: SecretSource<Req>;
   payload: PayloadSource<Req, Res>;
+  dpop: ResolvedHandshakeDpop<Req>;
 }
 
-const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout', 'allowSafeMethods'] as const;
+const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout', 'allowSafeMethods', 'dpop'] as const;
 
 /** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
 export const MIN_SECRET_BYTES = 16;
@@ -133,6 +146,7 @@ export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res ex
     terminate: checkBoolean('handshake', 'terminate', given.terminate, false),
     timeout: checkInteger('handshake', 'timeout', given.timeout, 10_000, 1, 2 ** 31 - 1, 'milliseconds'),
     allowSafeMethods: checkBoolean('handshake', 'allowSafeMethods', given.allowSafeMethods, false),
+    dpop: resolveHandshakeDpop<Req>(given.dpop),
   };
 }
 

@@ -16,6 +16,7 @@ import { CSRF_HEADER, parseRequest, type HandshakeRequest } from '../protocol/wi
 import { nodeBase64url } from './base64url.js';
 import { generateServerKeyPair, sealPayload, verifyBinding, type ServerKeyPair } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
+import { checkSessionKey, handshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
 import {
   resolveHandshakeOptions,
   secretProblem,
@@ -145,12 +146,13 @@ async function resolvePayload<Req, Res>(
   res: Res,
   source: PayloadSource<Req, Res>,
   deadline: () => HandshakeDeadline,
+  jkt: string | undefined,
 ): Promise<string> {
   if (source.kind === 'value') return source.value;
   let value: unknown;
   try {
     const context = deadline();
-    value = await context.run(() => source.fn(req, res, { signal: context.signal }));
+    value = await context.run(() => source.fn(req, res, { signal: context.signal, jkt }));
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_FAILED', 'TokenSec payload function threw or rejected.', 500, { cause });
@@ -180,6 +182,8 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
   checkMethod(method, options.allowSafeMethods);
   const request = parseHeader(value);
   const target = requestTarget(req, options.header, method);
+  const proof = await handshakeProof(req, String(value), method, options.dpop);
+  target.jkt = proof && Buffer.from(proof.jkt, 'base64url');
   // One deadline covers the app's secret and payload functions; made only if one runs.
   let deadline: HandshakeDeadline | undefined;
   const getDeadline = () => (deadline ??= new HandshakeDeadline(res, options.timeout));
@@ -190,14 +194,16 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
     } catch {
       throw secretRefused('binding-mismatch');
     }
+    await checkSessionKey(req, proof, options.dpop);
     const { serverKeyPair, sharedSecret } = agree(request);
-    const payload = await resolvePayload(req, res, options.payload, getDeadline);
+    const payload = await resolvePayload(req, res, options.payload, getDeadline, proof?.jkt);
     // An empty payload means "nothing to deliver": the answer carries no handshake header.
     const sealed =
       payload === ''
         ? undefined
         : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
     respond(res, options.header, sealed);
+    await recordSessionKey(req, proof, options.dpop);
   } finally {
     deadline?.dispose();
   }

@@ -16,7 +16,7 @@ export interface ServeClientOptions {
   minified?: boolean;
   /**
    * Accepted for source compatibility with TokenSec 0.x, where it chose a bundle with CryptoJS
-   * inside. The v2 client uses the browser's Web Crypto and has no such variant: ignored.
+   * inside. The current client uses the browser's Web Crypto and has no such variant: ignored.
    */
   crypto?: boolean;
   /** Seconds browsers and caches may reuse the bundle before revalidating (ETag). Default 3600. */

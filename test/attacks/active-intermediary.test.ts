@@ -1,37 +1,63 @@
 /**
  * Threat table, "active on-path where TLS ends": a proxy that can change requests sits between
- * the real browser client and the README's app (csurf, initialize, handshake). It needs nothing but
- * what passes through it.
+ * the real browser client and the demo app (express-session, csrf-sync, DPoP required, sessions
+ * bound to their first key). It needs nothing but what passes through it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handshake } from '../../client/index.js';
+// @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
+import { createDemoApp } from '../../examples/demo/server.mjs';
+import { TokenSecError, handshake } from '../../client/index.js';
 import { rewritingProxy, type RewritingProxy } from '../support/attackers.js';
-import { TOKEN, csrfApp, listen, visit } from '../support/helpers.js';
+import { demoAgent } from '../support/demo-session.js';
+import { listen } from '../support/helpers.js';
 
 const INJECTED = 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhdHRhY2tlciJ9.';
 
 let app: Awaited<ReturnType<typeof listen>>;
-let proxy: RewritingProxy;
+const proxies: RewritingProxy[] = [];
 beforeAll(async () => {
-  app = await listen(csrfApp().app);
-  proxy = await rewritingProxy(app.origin, INJECTED);
+  app = await listen(createDemoApp());
 });
 afterAll(async () => {
-  await proxy.close();
+  await Promise.all(proxies.map((p) => p.close()));
   await app.close();
 });
 
+async function victimThrough(mode: 'swap-key' | 'own-proof', firstDirect: boolean) {
+  const proxy = await rewritingProxy(app.origin, INJECTED, mode);
+  proxies.push(proxy);
+  const agent = demoAgent(app.origin);
+  await agent.login();
+  const run = (origin: string) =>
+    handshake({ uri: `${origin}/api/token`, csrfToken: agent.csrf(), headers: { cookie: agent.cookie() }, algorithm: 'x25519' }).catch(
+      (error: unknown) => error,
+    );
+  if (firstDirect) expect(typeof (await run(app.origin))).toBe('string');
+  return { proxy, result: await run(proxy.origin) };
+}
+
 describe('an active intermediary where TLS ends', () => {
-  it('today: swaps the browser key, reads the real token, and the page accepts a token of its choice', async () => {
-    // The victim loads the page and runs the real client, all through the proxy.
-    const { cookie, csrfToken } = await visit(proxy.origin);
-    const received = await handshake({ uri: `${proxy.origin}/token`, csrfToken, headers: { cookie }, algorithm: 'x25519' });
-    expect(proxy.stolen).toEqual([TOKEN]);
-    expect(received).toBe(INJECTED);
+  it('swapping the ephemeral key breaks the DPoP proof that commits to it: refused, nothing stolen', async () => {
+    const { proxy, result } = await victimThrough('swap-key', false);
+    expect(proxy.statuses).toEqual([401]);
+    expect(proxy.stolen).toEqual([]);
+    expect(result).toBeInstanceOf(TokenSecError);
+    expect(result).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 401 });
   });
 
-  it('without the proxy the same client gets the real token (the attack, not the setup, makes the difference)', async () => {
-    const { cookie, csrfToken } = await visit(app.origin);
-    expect(await handshake({ uri: `${app.origin}/token`, csrfToken, headers: { cookie }, algorithm: 'x25519' })).toBe(TOKEN);
+  it('replacing the proof with one of its own key, on a session already bound to the browser key: refused 403', async () => {
+    const { proxy, result } = await victimThrough('own-proof', true);
+    expect(proxy.statuses).toEqual([403]);
+    expect(proxy.stolen).toEqual([]);
+    expect(result).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+  });
+
+  it('remaining risk, trust on first use: at a session first handshake it binds its own key and gets a token only that key can use', async () => {
+    const { proxy, result } = await victimThrough('own-proof', false);
+    expect(proxy.statuses).toEqual([200]);
+    const [stolen] = proxy.stolen;
+    const claims = JSON.parse(Buffer.from((stolen ?? '').split('.')[1] ?? '', 'base64url').toString());
+    expect(claims.cnf.jkt).toBe(proxy.jkt); // bound to the intermediary's key, not the browser's
+    expect(result).toBe(INJECTED); // and the page accepts what it injects
   });
 });

@@ -75,8 +75,8 @@ it.each(['x25519', 'p256'] as const)(
     for (const form of [TOKEN, Buffer.from(TOKEN).toString('base64'), Buffer.from(TOKEN).toString('base64url'), TOKEN.slice(0, 24)]) {
       expect(wire).not.toContain(form);
     }
-    const requestValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(0, wire.lastIndexOf('HTTP/1.1 200')))![1];
-    const responseValue = /x-tokensec-handshake: (v2\.[^\r]+)/i.exec(wire.slice(wire.lastIndexOf('HTTP/1.1 200')))![1];
+    const requestValue = /x-tokensec-handshake: (v3\.[^\r]+)/i.exec(wire.slice(0, wire.lastIndexOf('HTTP/1.1 200')))![1];
+    const responseValue = /x-tokensec-handshake: (v3\.[^\r]+)/i.exec(wire.slice(wire.lastIndexOf('HTTP/1.1 200')))![1];
     const [, , clientKey = ''] = defined(requestValue, 'request header').split('.');
     const [, serverKey = '', iv = '', sealed = ''] = defined(responseValue, 'response header').split('.');
     const A = decodeBase64url(clientKey)!;

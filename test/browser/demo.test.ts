@@ -2,11 +2,14 @@
 import { mkdirSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import request from 'supertest';
+import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { DEMO_USER, createDemoApp } from '../../examples/demo/server.mjs';
 import { launchChromium } from '../support/chromium.js';
+import { demoAgent } from '../support/demo-session.js';
 import { defined, listen } from '../support/helpers.js';
+import { joseProof, proofKey, sha256 } from '../support/proofs.js';
 
 const state = (page: Page, step: string) => page.getAttribute(`#step-${step}`, 'data-state');
 const detail = (page: Page, step: string) => page.textContent(`#step-${step} .detail`);
@@ -27,9 +30,12 @@ describe('demo in Chromium', () => {
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
     page.on('pageerror', (e) => errors.push(String(e)));
     const bearer: string[] = [];
+    const proofs: string[] = [];
     page.on('request', (r) => {
       const auth = r.headers().authorization;
-      if (auth?.startsWith('Bearer ')) bearer.push(auth.slice(7));
+      if (auth?.startsWith('DPoP ')) bearer.push(auth.slice(5));
+      const proof = r.headers().dpop;
+      if (proof && auth) proofs.push(proof);
     });
     await page.exposeFunction('reportViolation', (v: string) => violations.push(v));
     await page.addInitScript(() => {
@@ -42,11 +48,11 @@ describe('demo in Chromium', () => {
       await context.close();
       await server.close();
     };
-    return { page, bearer, violations, errors, close };
+    return { page, bearer, proofs, origin: server.origin, violations, errors, close };
   }
 
   it('log in → handshake → protected API → token only in memory → log out → both refuse', async () => {
-    const { page, bearer, violations, errors, close } = await open(60);
+    const { page, bearer, proofs, origin, violations, errors, close } = await open(60);
     try {
       expect(await state(page, 'csrf')).toBe('done');
       await page.fill('input[name=password]', DEMO_USER.password);
@@ -64,8 +70,16 @@ describe('demo in Chromium', () => {
       expect(Number((await page.textContent('#time-left'))!.replace(' s', ''))).toBeGreaterThan(50);
 
       // The token is a JWT that reached the page, and it is in no storage the page can read.
-      const token = defined(bearer[0], 'the bearer token the page sent');
+      const token = defined(bearer[0], 'the DPoP-bound token the page sent');
       expect(token.split('.')).toHaveLength(3);
+      // The page's API call carried a DPoP proof that jose verifies, of the key the token is bound to.
+      const proof = defined(proofs[0], 'the proof the page sent');
+      const verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
+      expect(verified.payload).toMatchObject({ htm: 'GET', htu: `${origin}/api/me`, ath: await sha256(token) });
+      expect(claims.cnf.jkt).toBe(await calculateJwkThumbprint(defined(verified.protectedHeader.jwk, 'jwk')));
+      // Copied from the page and replayed from Node without the key: refused.
+      const copied = await fetch(`${origin}/api/me`, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
+      expect(copied.status).toBe(401);
       const stored = await page.evaluate(() => ({
         local: JSON.stringify({ ...localStorage }),
         session: JSON.stringify({ ...sessionStorage }),
@@ -117,43 +131,49 @@ describe('demo in Chromium', () => {
 });
 
 describe('demo API', () => {
-  it('401 with a JSON error for a missing, bad or expired token', async () => {
+  it('401 with WWW-Authenticate and a JSON error for a missing, Bearer, copied or expired token', async () => {
     const app = createDemoApp({ tokenTtl: 1 });
-    await request(app).get('/api/me').expect(401, { error: 'missing_token', message: 'Send Authorization: Bearer <token>.' });
-    const bad = await request(app).get('/api/me').set('authorization', 'Bearer eyJhbGciOiJIUzI1NiJ9.e30.AAAA').expect(401);
-    expect(bad.body.error).toBe('invalid_token');
+    const missing = await request(app).get('/api/me').expect(401);
+    expect(missing.headers['www-authenticate']).toBe('DPoP algs="ES256"');
+    expect(missing.body).toMatchObject({ code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
+    const bearer = await request(app).get('/api/me').set('authorization', 'Bearer eyJhbGciOiJIUzI1NiJ9.e30.AAAA').expect(401);
+    expect(bearer.headers['www-authenticate']).toMatch(/^DPoP error="invalid_token"/);
 
-    // A real token, from a real handshake in Node, used after it expired.
-    const { handshake } = await import('../../client/index.js');
+    // A real token, from a real handshake in Node (with the Node client's DPoP key).
+    const { createDpopProof, handshake } = await import('../../client/index.js');
     const server = await listen(app);
     try {
-      // A minimal cookie jar: the latest Set-Cookie for a name wins.
-      const jar = new Map<string, string>();
-      const keep = (res: Response) => {
-        for (const c of res.headers.getSetCookie()) {
-          const pair = c.split(';', 1).join('');
-          jar.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
-        }
-        return res;
-      };
-      const cookie = () => [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-      const csrf = () => decodeURIComponent(jar.get('tokensec')!);
-      keep(await fetch(`${server.origin}/`));
-      const login = keep(
-        await fetch(`${server.origin}/login`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-csrf-token': csrf(), cookie: cookie() },
-          body: JSON.stringify(DEMO_USER),
-        }),
-      );
-      expect(login.status).toBe(200);
-      keep(await fetch(`${server.origin}/api/session`, { headers: { cookie: cookie() } }));
-      const cookies = [cookie()];
-      const token = await handshake({ uri: `${server.origin}/api/token`, csrfToken: csrf(), headers: { cookie: cookies.join('; ') } });
-      const ok = await fetch(`${server.origin}/api/me`, { headers: { authorization: `Bearer ${token}`, cookie: cookies.join('; ') } });
+      const agent = demoAgent(server.origin);
+      await agent.login();
+      const url = `${server.origin}/api/me`;
+      const token = await handshake({ uri: `${server.origin}/api/token`, csrfToken: agent.csrf(), headers: { cookie: agent.cookie() } });
+      const withProof = async (accessToken: string, proof?: string) =>
+        fetch(url, {
+          headers: {
+            authorization: `DPoP ${accessToken}`,
+            dpop: proof ?? (await createDpopProof({ method: 'GET', url, accessToken })),
+            cookie: agent.cookie(),
+          },
+        });
+      const ok = await withProof(token);
       expect(ok.status).toBe(200);
+      expect((await ok.json()).claims.cnf.jkt).toMatch(/^[\w-]{43}$/);
+
+      // The same token copied and replayed: as a Bearer, with a replayed proof, with a proof of another key.
+      expect((await fetch(url, { headers: { authorization: `Bearer ${token}`, cookie: agent.cookie() } })).status).toBe(401);
+      const proof = await createDpopProof({ method: 'GET', url, accessToken: token });
+      expect((await withProof(token, proof)).status).toBe(200);
+      const replayed = await withProof(token, proof);
+      expect(replayed.status).toBe(401);
+      expect((await replayed.json()).code).toBe('ERR_TOKENSEC_DPOP_REPLAYED_PROOF');
+      const thief = await proofKey();
+      const stolenKey = await joseProof(thief, { htm: 'GET', htu: url, ath: await sha256(token) });
+      const otherKey = await withProof(token, stolenKey);
+      expect(otherKey.status).toBe(401);
+      expect(otherKey.headers.get('www-authenticate')).toMatch(/^DPoP error="invalid_token"/);
+
       await new Promise((resolve) => setTimeout(resolve, 2100));
-      const expired = await fetch(`${server.origin}/api/me`, { headers: { authorization: `Bearer ${token}`, cookie: cookies.join('; ') } });
+      const expired = await withProof(token);
       expect(expired.status).toBe(401);
       expect((await expired.json()).error).toBe('token_expired');
     } finally {

@@ -128,7 +128,7 @@ describe('loading the client in Chromium', () => {
     const { result, handshakeHeaders, problems } = await run('/fallback');
     expect(result).toEqual({ payload: TOKEN });
     expect(handshakeHeaders).toHaveLength(1);
-    expect(handshakeHeaders[0]).toMatch(/^v2\.p256\./);
+    expect(handshakeHeaders[0]).toMatch(/^v3\.p256\./);
     expect(problems).toEqual([]);
   });
 
@@ -140,7 +140,7 @@ describe('loading the client in Chromium', () => {
 
   it('the default is X25519', async () => {
     const { handshakeHeaders } = await run('/script');
-    expect(handshakeHeaders[0]).toMatch(/^v2\.x25519\./);
+    expect(handshakeHeaders[0]).toMatch(/^v3\.x25519\./);
   });
 
   describe('cross-origin: page on 127.0.0.1, API on localhost', () => {

@@ -22,7 +22,14 @@ describe('browser bundles, run in Node against a listening app', () => {
   ];
   it.each(builds)('%s completes a handshake with each algorithm', async (_, load) => {
     const TokenSec = await load();
-    expect(Object.keys(TokenSec).sort()).toEqual(['TokenSecError', 'handshake']);
+    expect(Object.keys(TokenSec).sort()).toEqual([
+      'TokenSecError',
+      'createDpopProof',
+      'deleteDpopKey',
+      'getDpopKey',
+      'handshake',
+      'rotateDpopKey',
+    ]);
     for (const algorithm of ['x25519', 'p256'] as const) {
       const { cookie, csrfToken } = await visit(server.origin);
       expect(await TokenSec.handshake({ uri: `${server.origin}/token`, csrfToken, headers: { cookie }, algorithm })).toBe(TOKEN);
@@ -64,12 +71,13 @@ describe('the server package', () => {
 });
 
 describe('size budget', () => {
-  // 2 KiB in 2.0.0; the hardening of the threat-model issue (timeout, AbortSignal, strict
-  // parsing, HKDF as two HMACs) costs about 400 bytes: the budget is 2.5 KiB.
-  it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 2560 bytes min+gzip', async (file) => {
+  // 2 KiB in 2.0.0. The hardening of the threat-model issue (timeout, AbortSignal, strict parsing,
+  // HKDF as two HMACs) cost about 400 bytes, and DPoP (a non-extractable key in IndexedDB, proofs
+  // for the handshake and API calls) about 1,300: the budget is 3.75 KiB.
+  it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 3840 bytes min+gzip', async (file) => {
     const { readFileSync } = await import('node:fs');
     const { gzipSync } = await import('node:zlib');
     const code = readFileSync(new URL(`../../dist/browser/${file}`, import.meta.url));
-    expect(gzipSync(code).length).toBeLessThanOrEqual(2560);
+    expect(gzipSync(code).length).toBeLessThanOrEqual(3840);
   });
 });

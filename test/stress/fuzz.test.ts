@@ -27,7 +27,7 @@ const CODES_4XX = new Set([
   'ERR_TOKENSEC_SECRET_MISMATCH',
 ]);
 
-const middleware = handshake({ payload: PAYLOAD, secret: SECRET });
+const middleware = handshake({ payload: PAYLOAD, secret: SECRET, dpop: { required: false } });
 
 /** Runs the real middleware on a minimal request/response pair and reports what it did. */
 function answer(value: string): Promise<{ error: unknown; headers: Record<string, unknown> }> {
@@ -81,7 +81,7 @@ const hostile = fc.oneof(
   // the right shape with wrong parts
   fc
     .tuple(
-      fc.constantFrom('v2', 'v1', 'v3', 'V2', '2', '', 'v02', 'v2 '),
+      fc.constantFrom('v3', 'v1', 'v2', 'V3', '3', '', 'v03', 'v3 '),
       fc.constantFrom('x25519', 'p256', 'X25519', 'P-256', 'x448', 'ecdh', ''),
       field,
       field,
@@ -115,7 +115,7 @@ const hostile = fc.oneof(
   fc.constantFrom(...SMALL_ORDER).map((k) => withBinding('x25519', k)),
   // huge values
   // (Node refuses request headers over 16 KB before any middleware runs.)
-  fc.integer({ min: 257, max: 20_000 }).map((n) => `v2.x25519.${'A'.repeat(n)}`),
+  fc.integer({ min: 257, max: 20_000 }).map((n) => `v3.x25519.${'A'.repeat(n)}`),
 );
 
 it('refuses 100,000 generated hostile headers with a 4xx and a stable code', async () => {
@@ -140,7 +140,7 @@ it('refuses 100,000 generated hostile headers with a 4xx and a stable code', asy
 
 it('the same over a real socket: a sample through Express answers 4xx JSON, never the payload', async () => {
   const app = express();
-  app.post('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true }));
+  app.post('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }));
   app.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     res.status(err.status ?? 500).json({ code: err.code });
   });
@@ -170,6 +170,6 @@ it('a valid header from the pool is accepted (the fuzz target is live, not refus
   for (const value of validHeaders) {
     const { error, headers } = await answer(value);
     expect(error).toBeUndefined();
-    expect(headers['x-tokensec-handshake']).toMatch(/^v2\./);
+    expect(headers['x-tokensec-handshake']).toMatch(/^v3\./);
   }
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import cookieParser from 'cookie-parser';
@@ -25,6 +26,12 @@ export interface Vector {
   aesKey: string;
   requestHeader: string;
   responseHeader: string;
+  /** Present when the handshake carries a DPoP proof. */
+  dpop?: { htu: string; jti: string; iat: number };
+  dpopJwk?: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  jkt?: string;
+  tsh?: string;
+  dpopProof?: string;
 }
 
 /** The vectors exactly as docs/PROTOCOL.md publishes them. */
@@ -91,6 +98,28 @@ export function csrfApp(
   };
   app.use(onError);
   return { app, errors };
+}
+
+/**
+ * A complete handshake request as the browser client makes it, DPoP proof included, for tests
+ * that send it by hand: the handshake header, the proof, and what the response is bound to.
+ */
+export async function signedHandshake(url: string, secret: string, options: { method?: string; algorithm?: 'x25519' | 'p256' } = {}) {
+  const { createKeys, requestHeader } = await import('../../client/crypto.js');
+  const { createDpopProof, getDpopKey } = await import('../../client/dpop.js');
+  const method = options.method ?? 'POST';
+  const key = await getDpopKey();
+  const target = {
+    header: 'x-tokensec-handshake',
+    method,
+    path: new URL(url).pathname,
+    jkt: new Uint8Array(Buffer.from(key.thumbprint, 'base64url')),
+  };
+  const keys = await createKeys(crypto.subtle, options.algorithm);
+  const value = await requestHeader(crypto.subtle, keys, secret, target);
+  const tsh = createHash('sha256').update(value).digest('base64url');
+  const proof = await createDpopProof({ method, url, key, claims: { tsh } });
+  return { keys, target, value, proof, jkt: key.thumbprint, headers: { 'x-tokensec-handshake': value, dpop: proof } };
 }
 
 export async function listen(app: Express): Promise<{ origin: string; close: () => Promise<void> }> {

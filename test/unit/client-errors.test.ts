@@ -11,8 +11,8 @@ describe('client errors', () => {
     const app = express();
     app.post('/500', (_req, res) => res.status(500).send('boom'));
     app.post('/none', (_req, res) => res.send('no header'));
-    app.post('/garbage', (_req, res) => res.set('x-tokensec-handshake', 'v2.not.a.response').end());
-    app.post('/wrong-length', (_req, res) => res.set('x-tokensec-handshake', 'v2.AAAA.AAAA.AAAA').end());
+    app.post('/garbage', (_req, res) => res.set('x-tokensec-handshake', 'v3.not.a.response').end());
+    app.post('/wrong-length', (_req, res) => res.set('x-tokensec-handshake', 'v3.AAAA.AAAA.AAAA').end());
     // A well-formed response that was made for another handshake (a replay).
     app.post('/replayed', (_req, res) => res.set('x-tokensec-handshake', realResponse).end());
     server = await listen(app);

@@ -56,7 +56,7 @@ describe('every failure is a TokenSecError with a code', () => {
   it('a response header of 200 KB → ERR_TOKENSEC_MALFORMED_RESPONSE, refused before decoding (was a RangeError)', async () => {
     const keys = await createKeys(crypto.subtle, 'x25519');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
-    const huge = `v2.${'A'.repeat(43)}.${'A'.repeat(16)}.${'A'.repeat(200_000)}`;
+    const huge = `v3.${'A'.repeat(43)}.${'A'.repeat(16)}.${'A'.repeat(200_000)}`;
     await expect(openResponse(crypto.subtle, keys, SECRET, target, huge)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_MALFORMED_RESPONSE',
     });

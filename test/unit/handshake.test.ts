@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handshake as clientHandshake } from '../../client/index.js';
 import { openResponse, requestHeader, createKeys } from '../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../src/index.js';
-import { TOKEN, csrfApp, defined, listen, visit } from '../support/helpers.js';
+import { TOKEN, csrfApp, defined, listen, signedHandshake, visit } from '../support/helpers.js';
 
 describe('round trip: the client code against a listening app with csurf', () => {
   const { app, errors } = csrfApp();
@@ -55,29 +55,32 @@ describe('round trip: the client code against a listening app with csurf', () =>
 
   it('a response moved to another handshake does not decrypt', async () => {
     const { cookie, csrfToken } = await visit(server.origin);
-    const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
     const send = async () => {
-      const keys = await createKeys(crypto.subtle);
+      const { keys, target, headers } = await signedHandshake(`${server.origin}/token`, csrfToken);
       const response = await fetch(`${server.origin}/token`, {
         method: 'POST',
-        headers: { cookie, 'x-csrf-token': csrfToken, 'x-tokensec-handshake': await requestHeader(crypto.subtle, keys, csrfToken, target) },
+        headers: { cookie, 'x-csrf-token': csrfToken, ...headers },
       });
-      return { keys, value: response.headers.get('x-tokensec-handshake')! };
+      return { keys, target, value: response.headers.get('x-tokensec-handshake')! };
     };
     const first = await send();
     const second = await send();
-    expect(await openResponse(crypto.subtle, first.keys, csrfToken, target, first.value)).toBe(TOKEN);
-    await expect(openResponse(crypto.subtle, first.keys, csrfToken, target, second.value)).rejects.toMatchObject({
+    expect(await openResponse(crypto.subtle, first.keys, csrfToken, first.target, first.value)).toBe(TOKEN);
+    await expect(openResponse(crypto.subtle, first.keys, csrfToken, first.target, second.value)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
     });
   });
 });
 
-/** A minimal app without CSRF middleware, for driving the handshake middleware directly. */
+/**
+ * A minimal app without CSRF middleware, for driving the handshake middleware directly with raw
+ * handshake headers. These tests are about the binding, the secret and the answer, so DPoP is in
+ * its migration mode (proofs optional); test/unit/dpop-handshake.test.ts covers DPoP.
+ */
 function secretApp(options: Parameters<typeof tokenSec.handshake>[0], after?: express.RequestHandler) {
   const app = express();
   const seen: unknown[] = [];
-  app.post('/token', tokenSec.handshake(options), after ?? ((_req, res) => res.json({ next: true })));
+  app.post('/token', tokenSec.handshake({ dpop: { required: false }, ...options }), after ?? ((_req, res) => res.json({ next: true })));
   app.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     seen.push(err);
     res.status(err.status ?? 500).json({ code: err.code });
@@ -123,7 +126,7 @@ describe('handshake middleware', () => {
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
     expect(response.text).toBe('');
     expect(reached).toBe(false);
-    expect(response.headers['x-tokensec-handshake']).toMatch(/^v2\./);
+    expect(response.headers['x-tokensec-handshake']).toMatch(/^v3\./);
   });
 
   it('keeps Vary values already set', async () => {
@@ -134,7 +137,7 @@ describe('handshake middleware', () => {
         res.setHeader('Vary', 'Origin');
         next();
       },
-      tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }),
+      tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true, dpop: { required: false } }),
     );
     const { value } = await header('s-0123456789abcdef');
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
@@ -199,7 +202,7 @@ describe('handshake middleware', () => {
   it('binds the path as sent, including a mount point', async () => {
     const app = express();
     const router = express.Router();
-    router.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
+    router.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true, dpop: { required: false } }));
     app.use('/api', router);
     const good = await header('s-0123456789abcdef', 'x25519', '/api/token');
     await request(app).post('/api/token?x=1').set('x-tokensec-handshake', good.value).expect(200);
@@ -209,12 +212,12 @@ describe('handshake middleware', () => {
 
   describe('bad input: a 4xx TokenSecError with a stable code, passed to next(err)', () => {
     const cases: [string, () => Promise<string>, number, string][] = [
-      ['too long', async () => `v2.x25519.${'A'.repeat(300)}`, 431, 'ERR_TOKENSEC_HEADER_TOO_LARGE'],
+      ['too long', async () => `v3.x25519.${'A'.repeat(300)}`, 431, 'ERR_TOKENSEC_HEADER_TOO_LARGE'],
       ['garbage', async () => 'hello world', 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
       ['empty', async () => '', 400, 'ERR_TOKENSEC_MALFORMED_HEADER'],
       [
         'unknown version',
-        async () => (await header('s-0123456789abcdef')).value.replace('v2.', 'v9.'),
+        async () => (await header('s-0123456789abcdef')).value.replace('v3.', 'v9.'),
         400,
         'ERR_TOKENSEC_UNSUPPORTED_VERSION',
       ],
@@ -255,7 +258,8 @@ describe('handshake middleware', () => {
     });
 
     it('the secret is the token csurf validated: ?_csrf alone works, ?_csrf plus a different x-csrf-token is refused', async () => {
-      const { app, errors } = csrfApp();
+      // About the secret: raw handshake headers, DPoP in its migration mode.
+      const { app, errors } = csrfApp({ dpop: { required: false } });
       // csurf reads ?_csrf before the header, so it validates the query token and never looks at the header.
       const { cookie, csrfToken } = await visit((await listenOnce(app)).origin);
       const query = `/token?_csrf=${encodeURIComponent(csrfToken)}`;

@@ -21,7 +21,11 @@ async function header(secret: string, method = 'POST', path = '/token') {
 function app(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: express.RequestHandler) {
   const a = express();
   const seen: TokenSecError[] = [];
-  a.all('/token', tokenSec.handshake({ payload: TOKEN, secret: SECRET, ...options }), after ?? ((_req, res) => res.json({ next: true })));
+  a.all(
+    '/token',
+    tokenSec.handshake({ payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options }),
+    after ?? ((_req, res) => res.json({ next: true })),
+  );
   a.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     seen.push(err);
     res.status(err.status ?? 500).json({ code: err.code });
@@ -47,7 +51,7 @@ describe('safe methods fail closed', () => {
 
   it('with csurf, a GET handshake got past the CSRF check and received a token; now it is refused', async () => {
     const { app: a, errors } = csrfApp({}, undefined, (router) =>
-      router.get('/get-token', tokenSec.handshake({ payload: TOKEN, terminate: true })),
+      router.get('/get-token', tokenSec.handshake({ payload: TOKEN, terminate: true, dpop: { required: false } })),
     );
     const server = await listen(a);
     servers.push(server);
@@ -183,7 +187,7 @@ describe('the answer', () => {
     const seen: TokenSecError[] = [];
     const path = `/token${'/x'.repeat(33_000)}`;
     const long = express();
-    long.use(tokenSec.handshake({ payload: TOKEN, secret: SECRET }));
+    long.use(tokenSec.handshake({ payload: TOKEN, secret: SECRET, dpop: { required: false } }));
     long.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
       seen.push(err);
       res.status(err.status ?? 500).json({ code: err.code });

@@ -13,8 +13,8 @@ const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' 
 
 function app() {
   const a = express();
-  a.post('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true }));
-  a.post('/other', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true }));
+  a.post('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }));
+  a.post('/other', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }));
   a.use((err: { status?: number; code?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     res.status(err.status ?? 500).json({ code: err.code });
   });
@@ -91,7 +91,9 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
     const { request: value } = await exchange(algorithm);
     await request(app()).post('/other').set('x-tokensec-handshake', value).expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
     const put = express();
-    put.put('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true }), (_req, res) => res.end());
+    put.put('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }), (_req, res) =>
+      res.end(),
+    );
     put.use((err: { status: number; code: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) =>
       res.status(err.status).json({ code: err.code }),
     );

@@ -8,7 +8,11 @@ import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding
 import { bindingInput, keyContext, utf8 } from '../../src/protocol/context.js';
 import { parseRequest } from '../../src/protocol/wire.js';
 import { secretProblem } from '../../src/server/handshake-options.js';
-import { hex, protocolVectors, type Vector } from '../support/helpers.js';
+import { createHash } from 'node:crypto';
+import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
+import { memoryReplayStore } from '../../src/server/dpop/replay-store.js';
+import { verifyDpopProof } from '../../src/server/dpop/verify.js';
+import { defined, hex, protocolVectors, type Vector } from '../support/helpers.js';
 
 const h = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
 const b64u = (text: string) => Buffer.from(text, 'hex').toString('base64url');
@@ -45,8 +49,41 @@ it('docs/PROTOCOL.md publishes at least 3 vectors covering both algorithms', () 
   expect(new Set(vectors.map((v) => v.algorithm))).toEqual(new Set(['x25519', 'p256']));
 });
 
+it('the DPoP vectors use the RFC 7515 appendix A.3 ES256 key, and one vector has no proof', () => {
+  expect(vectors.filter((v) => v.dpopJwk).map((v) => v.dpopJwk?.x)).toContain('f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU');
+  expect(vectors.some((v) => !v.dpopProof && !v.jkt)).toBe(true);
+});
+
 describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
-  const target = { header: v.header, method: v.method, path: v.path };
+  const target = {
+    header: v.header,
+    method: v.method,
+    path: v.path,
+    jkt: v.jkt === undefined ? undefined : new Uint8Array(Buffer.from(v.jkt, 'base64url')),
+  };
+
+  if (v.dpopProof) {
+    it('DPoP: jkt is the RFC 7638 thumbprint jose computes, tsh the hash of the request header, and the proof verifies with ours and jose', async () => {
+      const proof = defined(v.dpopProof, 'proof');
+      const jwk = defined(v.dpopJwk, 'jwk');
+      expect(v.jkt).toBe(await calculateJwkThumbprint(jwk));
+      expect(v.tsh).toBe(createHash('sha256').update(v.requestHeader).digest('base64url'));
+      const dpop = defined(v.dpop, 'dpop inputs');
+      const verified = await verifyDpopProof(
+        proof,
+        { method: v.method, url: dpop.htu, handshake: v.requestHeader },
+        { algorithms: ['ES256'], maxAge: 60, clockSkew: 5, replayStore: memoryReplayStore(), now: () => dpop.iat * 1000 },
+      );
+      expect(verified.jkt).toBe(v.jkt);
+      const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, {
+        typ: 'dpop+jwt',
+        algorithms: ['ES256'],
+        currentDate: new Date(dpop.iat * 1000),
+      });
+      expect(protectedHeader.jwk).toEqual(jwk);
+      expect(payload).toEqual({ jti: dpop.jti, htm: v.method, htu: dpop.htu, iat: dpop.iat, tsh: v.tsh });
+    });
+  }
 
   it('server: binding input, binding, shared secret, context, key and response header', () => {
     const request = parseRequest(v.requestHeader);

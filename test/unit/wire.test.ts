@@ -63,7 +63,7 @@ describe('request header', () => {
 
   it('round-trips', () => {
     const value = formatRequest('x25519', publicKey, binding);
-    expect(value).toMatch(/^v2\.x25519\.[\w-]{43}\.[\w-]{43}$/);
+    expect(value).toMatch(/^v3\.x25519\.[\w-]{43}\.[\w-]{43}$/);
     expect(parseRequest(value)).toEqual({ algorithm: 'x25519', publicKey, binding });
   });
 
@@ -72,24 +72,24 @@ describe('request header', () => {
     const good = formatRequest('x25519', new Uint8Array(32).fill(255), new Uint8Array(32).fill(255));
     const [, , key = '', mac = ''] = good.split('.');
     expect(codeOf(() => parseRequest('x'.repeat(257)))).toBe('ERR_TOKENSEC_HEADER_TOO_LARGE');
-    expect(codeOf(() => parseRequest(`v3.x25519.${key}.${mac}`))).toBe('ERR_TOKENSEC_UNSUPPORTED_VERSION');
+    expect(codeOf(() => parseRequest(`v2.x25519.${key}.${mac}`))).toBe('ERR_TOKENSEC_UNSUPPORTED_VERSION');
     expect(codeOf(() => parseRequest('U2FsdGVkX19hYmNkZWZnaA=='))).toBe('ERR_TOKENSEC_UNSUPPORTED_VERSION');
     expect(codeOf(() => parseRequest('hello'))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
-    expect(codeOf(() => parseRequest(`v2.x25519.${key}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
+    expect(codeOf(() => parseRequest(`v3.x25519.${key}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
     expect(codeOf(() => parseRequest(`${good}.x`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
-    expect(codeOf(() => parseRequest(`v2.x448.${key}.${mac}`))).toBe('ERR_TOKENSEC_UNSUPPORTED_ALGORITHM');
-    expect(codeOf(() => parseRequest(`v2.x25519.${key}=.${mac}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
-    expect(codeOf(() => parseRequest(`v2.x25519.${key.slice(0, 42)}.${mac}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
-    expect(codeOf(() => parseRequest(`v2.x25519.${key.slice(0, 40)}.${mac}`))).toBe('ERR_TOKENSEC_INVALID_PUBLIC_KEY');
-    expect(codeOf(() => parseRequest(`v2.p256.${key}.${mac}`))).toBe('ERR_TOKENSEC_INVALID_PUBLIC_KEY');
-    expect(codeOf(() => parseRequest(`v2.x25519.${key}.${mac.slice(0, 40)}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
+    expect(codeOf(() => parseRequest(`v3.x448.${key}.${mac}`))).toBe('ERR_TOKENSEC_UNSUPPORTED_ALGORITHM');
+    expect(codeOf(() => parseRequest(`v3.x25519.${key}=.${mac}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
+    expect(codeOf(() => parseRequest(`v3.x25519.${key.slice(0, 42)}.${mac}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
+    expect(codeOf(() => parseRequest(`v3.x25519.${key.slice(0, 40)}.${mac}`))).toBe('ERR_TOKENSEC_INVALID_PUBLIC_KEY');
+    expect(codeOf(() => parseRequest(`v3.p256.${key}.${mac}`))).toBe('ERR_TOKENSEC_INVALID_PUBLIC_KEY');
+    expect(codeOf(() => parseRequest(`v3.x25519.${key}.${mac.slice(0, 40)}`))).toBe('ERR_TOKENSEC_MALFORMED_HEADER');
     // a compressed or hybrid P-256 point is not the format Web Crypto exports
     const p256 = new Uint8Array(65).fill(7);
     expect(codeOf(() => parseRequest(formatRequest('p256', p256, binding)))).toBe('ERR_TOKENSEC_INVALID_PUBLIC_KEY');
   });
 
   it('never echoes the header value in its error message', () => {
-    const value = `v2.x25519.${'A'.repeat(40)}SECRETISH.${'B'.repeat(43)}`;
+    const value = `v3.x25519.${'A'.repeat(40)}SECRETISH.${'B'.repeat(43)}`;
     try {
       parseRequest(value);
       expect.unreachable();
@@ -112,7 +112,7 @@ describe('response header', () => {
     const [v, key, , ct] = value.split('.');
     expect(parseResponse([v, key, encodeBase64url(randomBytes(16)), ct].join('.'), 'p256')).toBeUndefined();
     expect(parseResponse([v, key, encodeBase64url(randomBytes(12)), encodeBase64url(randomBytes(15))].join('.'), 'p256')).toBeUndefined();
-    expect(parseResponse(`v3${value.slice(2)}`, 'p256')).toBeUndefined();
+    expect(parseResponse(`v2${value.slice(2)}`, 'p256')).toBeUndefined();
     expect(parseResponse(`${value}.`, 'p256')).toBeUndefined();
   });
 });
@@ -124,10 +124,11 @@ describe('bound bytes', () => {
     const input = bindingInput('x25519', Uint8Array.of(1, 2), target);
     const expected = Buffer.concat([
       Buffer.from('0013', 'hex'),
-      Buffer.from('TokenSec v2 binding'),
+      Buffer.from('TokenSec v3 binding'),
       Buffer.from('0006', 'hex'),
       Buffer.from('x25519'),
       Buffer.from('00020102', 'hex'),
+      Buffer.from('0000', 'hex'), // no DPoP key: an empty jkt
       Buffer.from('0014', 'hex'),
       Buffer.from('x-tokensec-handshake'),
       Buffer.from('0004', 'hex'),
@@ -147,6 +148,7 @@ describe('bound bytes', () => {
       keyContext('x25519', Uint8Array.of(1), Uint8Array.of(2), { ...target, header: 'x-other' }),
       keyContext('x25519', Uint8Array.of(1), Uint8Array.of(2), { ...target, method: 'GET' }),
       keyContext('x25519', Uint8Array.of(1), Uint8Array.of(2), { ...target, path: '/b' }),
+      keyContext('x25519', Uint8Array.of(1), Uint8Array.of(2), { ...target, jkt: new Uint8Array(32) }),
       // moving a byte between adjacent fields must change the encoding too
       keyContext('x25519', Uint8Array.of(1, 2), new Uint8Array(0), target),
     ];

@@ -54,9 +54,15 @@
     }
   }
 
+  /** An API call with the token and a DPoP proof of the page's key: a copied token alone is refused. */
+  async function apiFetch(path, accessToken) {
+    const proof = await TokenSec.createDpopProof({ method: 'GET', url: path, accessToken });
+    return fetch(path, { headers: { authorization: `DPoP ${accessToken}`, dpop: proof } });
+  }
+
   async function callApi() {
     step('api', 'running');
-    const res = await fetch('/api/me', { headers: { authorization: `Bearer ${token}` } });
+    const res = await apiFetch('/api/me', token);
     const json = await res.json();
     if (!res.ok) {
       step('api', 'failed', `${res.status} ${json.error}: ${json.message}`);
@@ -130,9 +136,10 @@
     } catch (error) {
       handshakeRefused = `${error.code}${error.status ? ` ${error.status}` : ''}`;
     }
-    const res = await fetch('/api/me', { headers: { authorization: `Bearer ${oldToken}` } });
+    const res = await apiFetch('/api/me', oldToken);
     const json = await res.json();
     token = null;
+    await TokenSec.deleteDpopKey(); // a new login gets a new key
     $('token-panel').hidden = true;
     const refused = handshakeRefused && res.status === 401;
     step(

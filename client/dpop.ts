@@ -1,0 +1,227 @@
+/**
+ * The browser's DPoP key (RFC 9449) and proofs. The key pair is made by Web Crypto with a
+ * non-extractable private key and kept in IndexedDB (a CryptoKeyPair survives structured clone and
+ * stays non-extractable), so it outlives reloads, and script can use it but never copy it. Where
+ * IndexedDB is missing (Node, some private modes) the key lives in memory for the page's life.
+ */
+import { portableBase64url } from '../src/protocol/base64url.js';
+import { utf8 } from '../src/protocol/context.js';
+import { DPOP_TYP, encodeJson, normalizeHtu, thumbprintInput, type PublicJwk } from '../src/protocol/dpop.js';
+import { TokenSecError } from '../src/protocol/errors.js';
+import { subtleCrypto } from './crypto.js';
+
+/** The algorithms the browser client signs with: ES256 (default) or EdDSA (Ed25519). */
+export type ClientDpopAlgorithm = 'ES256' | 'EdDSA';
+
+/** The page's DPoP key. */
+export interface DpopKey {
+  algorithm: ClientDpopAlgorithm;
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  /** The public key as a JWK, with only the members RFC 7638 hashes. */
+  jwk: PublicJwk;
+  /** RFC 7638 thumbprint, base64url: what the token's `cnf.jkt` must be. */
+  thumbprint: string;
+}
+
+/**
+ * Which key `getDpopKey()` makes when there is none yet.
+ *
+ * @example
+ * ```js
+ * const key = await TokenSec.getDpopKey({ algorithm: 'EdDSA' });
+ * ```
+ */
+export interface DpopKeyOptions {
+  /** Default ES256. A stored key of another algorithm is kept until `rotateDpopKey()`. */
+  algorithm?: ClientDpopAlgorithm;
+}
+
+/**
+ * What a proof is for.
+ *
+ * @example
+ * ```js
+ * const proof = await TokenSec.createDpopProof({ method: 'GET', url: '/api/me', accessToken: token });
+ * fetch('/api/me', { headers: { Authorization: `DPoP ${token}`, DPoP: proof } });
+ * ```
+ */
+export interface DpopProofInput {
+  method: string;
+  /** The request URL; a relative one is resolved against the page. Query and fragment are dropped. */
+  url: string | URL;
+  /** The access token sent with the request: the proof then carries its hash (`ath`). */
+  accessToken?: string;
+  /** A nonce the server sent in `DPoP-Nonce`. */
+  nonce?: string;
+  /** Extra claims (the handshake adds `tsh`). */
+  claims?: Record<string, string>;
+  /** The key to sign with. Default: `getDpopKey()`. */
+  key?: DpopKey;
+}
+
+const STORE = 'keys';
+const RECORD = 'dpop';
+let memory: { algorithm: ClientDpopAlgorithm; pair: CryptoKeyPair } | undefined;
+let pending: Promise<unknown> | undefined;
+
+const fail = (code: TokenSecError['code'], message: string, cause?: unknown) => new TokenSecError(code, message, undefined, { cause });
+
+const subtle = subtleCrypto;
+
+/** Runs one request on the key store in its own transaction; resolves when the transaction commits. */
+function withStore<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open('tokensec', 1);
+    open.onupgradeneeded = () => open.result.createObjectStore(STORE);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const transaction = db.transaction(STORE, mode);
+      const result = request(transaction.objectStore(STORE));
+      transaction.oncomplete = () => {
+        db.close();
+        resolve(result.result);
+      };
+      transaction.onerror = transaction.onabort = () => {
+        db.close();
+        reject(transaction.error);
+      };
+    };
+  });
+}
+
+const hasIndexedDb = () => typeof indexedDB !== 'undefined';
+
+async function load(): Promise<typeof memory> {
+  if (!hasIndexedDb()) return memory;
+  return withStore('readonly', (store) => store.get(RECORD)) as Promise<typeof memory>;
+}
+
+/** Stores a new key; with `replace: false` an existing one wins (another tab made it first). */
+async function save(record: NonNullable<typeof memory>, replace: boolean): Promise<NonNullable<typeof memory>> {
+  if (!hasIndexedDb()) return (memory = replace ? record : (memory ?? record));
+  try {
+    await withStore('readwrite', (store) => (replace ? store.put(record, RECORD) : store.add(record, RECORD)));
+    return record;
+  } catch (error) {
+    if (!replace && (error as DOMException | null)?.name === 'ConstraintError') return (await load()) ?? record;
+    throw error;
+  }
+}
+
+async function describeKey(record: NonNullable<typeof memory>): Promise<DpopKey> {
+  const raw = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
+  const jwk = (
+    record.algorithm === 'ES256' ? { kty: 'EC', crv: 'P-256', x: raw.x, y: raw.y } : { kty: 'OKP', crv: 'Ed25519', x: raw.x }
+  ) as PublicJwk;
+  const digest = await subtle().digest('SHA-256', utf8(thumbprintInput(jwk)));
+  return {
+    algorithm: record.algorithm,
+    privateKey: record.pair.privateKey,
+    publicKey: record.pair.publicKey,
+    jwk,
+    thumbprint: portableBase64url.encode(new Uint8Array(digest)),
+  };
+}
+
+async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise<DpopKey> {
+  if (algorithm !== 'ES256' && algorithm !== 'EdDSA') throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP algorithm');
+  let pair: CryptoKeyPair;
+  try {
+    const params = algorithm === 'ES256' ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'Ed25519' };
+    pair = (await subtle().generateKey(params, false, ['sign', 'verify'])) as CryptoKeyPair;
+  } catch (cause) {
+    if (cause instanceof TokenSecError) throw cause;
+    throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, cause);
+  }
+  return describeKey(await save({ algorithm, pair }, replace));
+}
+
+/** Runs key work one at a time in this page, so concurrent callers share one key. */
+function serially<T>(work: () => Promise<T>): Promise<T> {
+  const next = (pending ?? Promise.resolve()).then(work, work);
+  pending = next.catch(() => undefined);
+  return next.catch((cause: unknown) => {
+    throw cause instanceof TokenSecError ? cause : fail('ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE', 'DPoP key store failed', cause);
+  });
+}
+
+/**
+ * The page's DPoP key: the stored one, or a new one made and stored. Concurrent callers share one.
+ *
+ * @example
+ * ```js
+ * const { thumbprint } = await TokenSec.getDpopKey(); // the jkt the server binds tokens to
+ * ```
+ */
+export function getDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
+  return serially(async () => {
+    const stored = await load();
+    return stored ? describeKey(stored) : create(options.algorithm ?? 'ES256', false);
+  });
+}
+
+/**
+ * Replaces the page's DPoP key with a new one. Tokens bound to the old key stop working, and a
+ * server that binds sessions to keys refuses the new key until the session is bound again.
+ *
+ * @example
+ * ```js
+ * await TokenSec.rotateDpopKey();
+ * ```
+ */
+export function rotateDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
+  return serially(() => create(options.algorithm ?? 'ES256', true));
+}
+
+/**
+ * Deletes the page's DPoP key (on logout); the next `getDpopKey()` makes a new one.
+ *
+ * @example
+ * ```js
+ * await TokenSec.deleteDpopKey();
+ * ```
+ */
+export async function deleteDpopKey(): Promise<void> {
+  await serially(async () => {
+    memory = undefined;
+    if (hasIndexedDb()) await withStore('readwrite', (store) => store.delete(RECORD));
+  });
+}
+
+/**
+ * A DPoP proof (RFC 9449 §4) for one request: a JWS with typ dpop+jwt, the public key, and the
+ * claims jti, htm, htu, iat (and ath, nonce, extra claims when given).
+ *
+ * @example
+ * ```js
+ * const proof = await TokenSec.createDpopProof({ method: 'POST', url: 'https://api.example/orders', accessToken: token });
+ * ```
+ */
+export async function createDpopProof(input: DpopProofInput): Promise<string> {
+  const key = input?.key ?? (await getDpopKey());
+  let htu: string | undefined;
+  try {
+    htu = normalizeHtu(new URL(input.url, globalThis.location?.href).href);
+  } catch {
+    // reported below
+  }
+  if (!htu || typeof input.method !== 'string') throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP method or url');
+  const jti = portableBase64url.encode(crypto.getRandomValues(new Uint8Array(16)));
+  const claims: Record<string, unknown> = {
+    ...input.claims,
+    jti,
+    htm: input.method.toUpperCase(),
+    htu,
+    iat: Math.floor(Date.now() / 1000),
+  };
+  if (input.accessToken !== undefined)
+    claims.ath = portableBase64url.encode(new Uint8Array(await subtle().digest('SHA-256', utf8(input.accessToken))));
+  if (input.nonce !== undefined) claims.nonce = input.nonce;
+  const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;
+  const params = key.algorithm === 'ES256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' };
+  // Web Crypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4).
+  const signature = await subtle().sign(params, key.privateKey, utf8(signingInput));
+  return `${signingInput}.${portableBase64url.encode(new Uint8Array(signature))}`;
+}

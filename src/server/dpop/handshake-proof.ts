@@ -1,0 +1,138 @@
+/**
+ * DPoP on the handshake: the proof that commits to the handshake's ephemeral key (claim `tsh`),
+ * and the binding of a session to the first key that completes a handshake in it.
+ */
+import { TokenSecError } from '../../protocol/errors.js';
+import { checkBoolean, checkOptions, optionError } from '../options.js';
+import { requestUrl, resolveVerifyOptions, type DpopRequestLike } from './middleware.js';
+import type { ReplayStore } from './replay-store.js';
+import { readProofHeader, verifyDpopProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
+import type { DpopAlgorithm } from '../../protocol/dpop.js';
+
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * Where a session's DPoP key thumbprint is kept. The default uses express-session:
+ * `req.session.tokenSecJkt`.
+ *
+ * @example
+ * ```ts
+ * const sessionKey = {
+ *   get: (req) => sessions.get(req.sessionId)?.jkt,
+ *   set: (req, jkt) => sessions.update(req.sessionId, { jkt }),
+ * };
+ * ```
+ */
+export interface SessionKeyStore<Req> {
+  get(req: Req): MaybePromise<string | undefined>;
+  set(req: Req, jkt: string): MaybePromise<void>;
+}
+
+/**
+ * The handshake's `dpop` option.
+ *
+ * @example
+ * ```ts
+ * tokenSec.handshake({ payload, dpop: { required: true, algorithms: ['ES256', 'EdDSA'] } });
+ * ```
+ */
+export interface HandshakeDpopOptions<Req = DpopRequestLike> {
+  /** Refuse handshakes without a proof. Default true; false accepts them (jkt undefined) while you migrate clients. */
+  required?: boolean;
+  /** Default `['ES256']`. */
+  algorithms?: DpopAlgorithm[];
+  /** Seconds a proof stays acceptable. Default 300. */
+  maxAge?: number;
+  /** Seconds of clock skew allowed. Default 5. */
+  clockSkew?: number;
+  /** Default: memoryReplayStore(); redisReplayStore() across processes. */
+  replayStore?: ReplayStore;
+  /**
+   * Binds the session to the first key that completes a handshake in it; later handshakes with
+   * another key get 403 ERR_TOKENSEC_DPOP_KEY_MISMATCH. Default: express-session's `req.session`
+   * (no binding where there is no session); `false` turns it off.
+   */
+  sessionKey?: false | SessionKeyStore<Req>;
+  /** The request's absolute URL as the browser addressed it, when the default is wrong behind your proxy. */
+  url?: (req: Req) => string;
+  /** For tests only: the clock, in milliseconds. */
+  now?: () => number;
+}
+
+export interface ResolvedHandshakeDpop<Req> {
+  required: boolean;
+  verify: DpopVerifyOptions;
+  sessionKey: SessionKeyStore<Req> | undefined;
+  url: (req: Req) => string;
+}
+
+const KNOWN = ['required', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'sessionKey', 'url', 'now'] as const;
+
+interface SessionRequest {
+  session?: { tokenSecJkt?: unknown };
+}
+
+/** express-session: the thumbprint on `req.session`; no binding without a session. */
+const expressSessionKey: SessionKeyStore<unknown> = {
+  get: (req) => {
+    const value = (req as SessionRequest).session?.tokenSecJkt;
+    return typeof value === 'string' ? value : undefined;
+  },
+  set: (req, jkt) => {
+    const { session } = req as SessionRequest;
+    if (session) session.tokenSecJkt = jkt;
+  },
+};
+
+export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
+  const given = checkOptions('handshake', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;
+  const { sessionKey, url } = given;
+  if (
+    sessionKey !== undefined &&
+    sessionKey !== false &&
+    (typeof sessionKey !== 'object' ||
+      sessionKey === null ||
+      typeof (sessionKey as SessionKeyStore<Req>).get !== 'function' ||
+      typeof (sessionKey as SessionKeyStore<Req>).set !== 'function')
+  ) {
+    throw optionError('handshake', 'option "dpop.sessionKey" must be false or an object with get(req) and set(req, jkt).');
+  }
+  if (url !== undefined && typeof url !== 'function')
+    throw optionError('handshake', 'option "dpop.url" must be a function (req) returning the absolute request URL.');
+  return {
+    required: checkBoolean('handshake', 'dpop.required', given.required, true),
+    verify: resolveVerifyOptions('handshake', given),
+    sessionKey:
+      sessionKey === false ? undefined : ((sessionKey as SessionKeyStore<Req> | undefined) ?? (expressSessionKey as SessionKeyStore<Req>)),
+    url: (url as ((req: Req) => string) | undefined) ?? (requestUrl as (req: Req) => string),
+  };
+}
+
+/** The handshake's proof, verified and committed to this handshake header; undefined when none came and none is required. */
+export async function handshakeProof<Req extends DpopRequestLike>(
+  req: Req,
+  header: string,
+  method: string,
+  dpop: ResolvedHandshakeDpop<Req>,
+): Promise<VerifiedProof | undefined> {
+  const proof = readProofHeader(req);
+  if (proof === undefined && !dpop.required) return undefined;
+  return verifyDpopProof(proof, { method, url: dpop.url(req), handshake: header }, dpop.verify);
+}
+
+/** Refuses a handshake whose key is not the one the session is bound to. */
+export async function checkSessionKey<Req>(req: Req, proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> {
+  const bound = await dpop.sessionKey?.get(req);
+  if (bound !== undefined && bound !== proof?.jkt) {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
+      'TokenSec handshake made with another DPoP key than the one this session is bound to.',
+      403,
+    );
+  }
+}
+
+/** Binds the session to the key of its first successful handshake. */
+export async function recordSessionKey<Req>(req: Req, proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> {
+  if (proof && dpop.sessionKey && (await dpop.sessionKey.get(req)) === undefined) await dpop.sessionKey.set(req, proof.jkt);
+}
