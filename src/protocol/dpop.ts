@@ -48,8 +48,9 @@ export interface DpopClaims {
 }
 
 /**
- * The exact public JWK a proof may carry for `alg`, with only the members RFC 7638 hashes (a JWK
- * holding a private member, `d`, or any other member is refused), or undefined.
+ * The public JWK a proof carries for `alg`, reduced to the members RFC 7638 hashes, or undefined
+ * when it is not one: a JWK holding the private member `d` is refused (RFC 9449 §4.3); other
+ * members (`kid`, `use`...) are not part of the key and are ignored.
  */
 export function publicJwk(alg: DpopAlgorithm, jwk: unknown, codec: Base64urlCodec = portableBase64url): PublicJwk | undefined {
   if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return undefined;

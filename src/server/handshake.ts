@@ -2,8 +2,9 @@
  * `tokenSec.handshake()`: answers a handshake request with the payload encrypted to the key the
  * browser sent. Each request runs one straight pipeline of named steps:
  *
- *   checkMethod → parseHeader → requestTarget → resolveSecret → verifyBinding → agree
- *     → resolvePayload → sealPayload → respond
+ *   checkMethod → parseHeader → requestTarget → handshakeProof → resolveSecret → verifyBinding
+ *     → recordHandshakeProof → checkSessionKey → agree → resolvePayload → sealPayload → respond
+ *     → recordSessionKey
  *
  * (verifyBinding and sealPayload are the node:crypto steps of crypto.ts.) Requests without the
  * handshake header pass straight through. Every failure is a TokenSecError with `status` and a
@@ -16,7 +17,7 @@ import { CSRF_HEADER, parseRequest, type HandshakeRequest } from '../protocol/wi
 import { nodeBase64url } from './base64url.js';
 import { generateServerKeyPair, sealPayload, verifyBinding, type ServerKeyPair } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
-import { checkSessionKey, handshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
+import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
 import {
   resolveHandshakeOptions,
   secretProblem,
@@ -39,7 +40,7 @@ const MAX_FIELD_BYTES = 0xffff;
 
 // ---- the steps, in the order the pipeline runs them ----
 
-/** Step 1: handshakes on safe methods are refused unless the app allowed them. */
+/** handshakes on safe methods are refused unless the app allowed them. */
 function checkMethod(method: string, allowSafeMethods: boolean): void {
   if (!allowSafeMethods && SAFE_METHODS.has(method)) {
     const error = new TokenSecError(
@@ -51,12 +52,12 @@ function checkMethod(method: string, allowSafeMethods: boolean): void {
   }
 }
 
-/** Step 2: the handshake header's value parsed. A header sent twice reaches us joined by ", " and is malformed. */
+/** the handshake header's value parsed. A header sent twice reaches us joined by ", " and is malformed. */
 function parseHeader(value: string | string[]): HandshakeRequest {
   return parseRequest(Array.isArray(value) ? value.join(', ') : value, nodeBase64url);
 }
 
-/** Step 3: what the binding, key and ciphertext are bound to. */
+/** what the binding, key and ciphertext are bound to. */
 function requestTarget(req: HandshakeRequestLike, header: string, method: string): RequestTarget {
   const path = requestPath(req);
   if (Buffer.byteLength(path) > MAX_FIELD_BYTES) {
@@ -109,7 +110,7 @@ function csrfTokenOf(req: HandshakeRequestLike): string {
   return token;
 }
 
-/** Step 4: the secret the client must have bound its key with. */
+/** the secret the client must have bound its key with. */
 async function resolveSecret<Req extends HandshakeRequestLike>(
   req: Req,
   source: SecretSource<Req>,
@@ -134,13 +135,13 @@ async function resolveSecret<Req extends HandshakeRequestLike>(
   return value;
 }
 
-/** Step 6: a fresh server key pair and the ECDH shared secret, before any payload is produced. */
+/** a fresh server key pair and the ECDH shared secret, before any payload is produced. */
 function agree(request: HandshakeRequest): { serverKeyPair: ServerKeyPair; sharedSecret: Uint8Array } {
   const serverKeyPair = generateServerKeyPair(request.algorithm);
   return { serverKeyPair, sharedSecret: serverKeyPair.deriveSharedSecret(request.publicKey) };
 }
 
-/** Step 7: the token to deliver. */
+/** the token to deliver. */
 async function resolvePayload<Req, Res>(
   req: Req,
   res: Res,
@@ -163,7 +164,7 @@ async function resolvePayload<Req, Res>(
   return value;
 }
 
-/** Step 9: the answer's headers. Whatever is sent, no cache may store it. */
+/** the answer's headers. Whatever is sent, no cache may store it. */
 function respond(res: ServerResponse, header: string, value: string | undefined): void {
   noStore(res);
   appendVary(res, header);
@@ -182,7 +183,7 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
   checkMethod(method, options.allowSafeMethods);
   const request = parseHeader(value);
   const target = requestTarget(req, options.header, method);
-  const proof = await handshakeProof(req, String(value), method, options.dpop);
+  const proof = handshakeProof(req, String(value), method, options.dpop);
   target.jkt = proof && Buffer.from(proof.jkt, 'base64url');
   // One deadline covers the app's secret and payload functions; made only if one runs.
   let deadline: HandshakeDeadline | undefined;
@@ -194,6 +195,7 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
     } catch {
       throw secretRefused('binding-mismatch');
     }
+    await recordHandshakeProof(proof, options.dpop);
     await checkSessionKey(req, proof, options.dpop);
     const { serverKeyPair, sharedSecret } = agree(request);
     const payload = await resolvePayload(req, res, options.payload, getDeadline, proof?.jkt);

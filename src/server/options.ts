@@ -34,13 +34,14 @@ function isRequestLike(value: object): boolean {
 /**
  * Returns `options` as a record after checking it is an object with only `known` keys.
  * Also catches `app.use(tokenSec.handshake)`: Express then calls the factory with a request.
+ * `prefix` names a nested options object in messages (`dpop.`).
  */
-export function checkOptions(fn: string, options: unknown, known: readonly string[]): Record<string, unknown> {
+export function checkOptions(fn: string, options: unknown, known: readonly string[], prefix = ''): Record<string, unknown> {
   if (options === undefined) return {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw optionError(
       fn,
-      `options must be an object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}.`,
+      `${prefix ? `option "${prefix.slice(0, -1)}"` : 'options'} must be an object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}.`,
     );
   }
   if (isRequestLike(options)) {
@@ -53,8 +54,8 @@ export function checkOptions(fn: string, options: unknown, known: readonly strin
     const closest = known
       .map((name) => ({ name, d: name.toLowerCase() === key.toLowerCase() ? 0 : distance(key, name) }))
       .sort((x, y) => x.d - y.d)[0];
-    const hint = closest && closest.d <= Math.max(2, Math.floor(key.length / 2)) ? ` Did you mean "${closest.name}"?` : '';
-    throw optionError(fn, `unknown option "${key}".${hint} Known options: ${known.join(', ')}.`);
+    const hint = closest && closest.d <= Math.max(2, Math.floor(key.length / 2)) ? ` Did you mean "${prefix}${closest.name}"?` : '';
+    throw optionError(fn, `unknown option "${prefix}${key}".${hint} Known options: ${known.map((name) => prefix + name).join(', ')}.`);
   }
   return options as Record<string, unknown>;
 }

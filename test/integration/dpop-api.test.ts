@@ -137,6 +137,36 @@ describe('refused with 401 and WWW-Authenticate', () => {
     }
   });
 
+  it('requests without a valid token bound to the key never write to the replay store (no filling it with self-made proofs)', async () => {
+    const keys: string[] = [];
+    const app = express();
+    app.get('/api/me', tokenSec.dpop({ verifyToken, replayStore: { add: (key) => (keys.push(key), true) } }), (_req, res) => res.json({}));
+    const counted = await listen(app);
+    try {
+      const url = `${counted.origin}/api/me`;
+      const { keyPair, jkt } = await dpopKey();
+      const other = await dpopKey();
+      const forged = `${await mint(jkt)}x`;
+      const boundElsewhere = await mint(other.jkt);
+      for (const token of [forged, boundElsewhere]) {
+        const response = await fetch(url, {
+          headers: { authorization: `DPoP ${token}`, dpop: await dpopPackage.generateProof(keyPair, url, 'GET', undefined, token) },
+        });
+        expect(response.status).toBe(401);
+      }
+      expect(keys).toEqual([]);
+      const token = await mint(jkt);
+      const ok = await fetch(url, {
+        headers: { authorization: `DPoP ${token}`, dpop: await dpopPackage.generateProof(keyPair, url, 'GET', undefined, token) },
+      });
+      expect(ok.status).toBe(200);
+      expect(keys).toHaveLength(1);
+      expect(keys[0]).toMatch(new RegExp(`^${jkt}:`));
+    } finally {
+      await counted.close();
+    }
+  });
+
   it('two DPoP headers', async () => {
     const { keyPair, jkt } = await dpopKey();
     const token = await mint(jkt);

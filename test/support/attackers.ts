@@ -77,7 +77,7 @@ function keyAndContext(shared: Uint8Array, secret: string, clientKey: Uint8Array
 }
 
 /** Opens a response header with the client's private key; throws if it is not genuine. */
-export function openV2(value: string, clientPrivateKey: KeyObject, clientKey: Uint8Array, secret: string, target: Target): string {
+export function openHandshake(value: string, clientPrivateKey: KeyObject, clientKey: Uint8Array, secret: string, target: Target): string {
   const serverKey = unb64u(value.split('.')[1] ?? '');
   return openWithSharedSecret(value, x25519(clientPrivateKey, serverKey), clientKey, secret, target);
 }
@@ -94,7 +94,7 @@ export function openWithSharedSecret(value: string, shared: Uint8Array, clientKe
 }
 
 /** Seals `payload` to `clientKey` as a server would: a response header value. */
-export function sealV2(payload: string, clientKey: Uint8Array, secret: string, target: Target): string {
+export function sealHandshake(payload: string, clientKey: Uint8Array, secret: string, target: Target): string {
   const server = x25519KeyPair();
   const { key, context } = keyAndContext(x25519(server.privateKey, clientKey), secret, clientKey, server.publicKey, target);
   const iv = randomBytes(12);
@@ -189,8 +189,8 @@ export async function rewritingProxy(
       const sealed = answer.headers[header];
       if (own) statuses.push(answer.statusCode ?? 0);
       if (own && browserKey && browserTarget && ownTarget && typeof sealed === 'string' && typeof secret === 'string') {
-        stolen.push(openV2(sealed, own.privateKey, own.publicKey, secret, ownTarget));
-        out[header] = sealV2(inject, browserKey, secret, browserTarget);
+        stolen.push(openHandshake(sealed, own.privateKey, own.publicKey, secret, ownTarget));
+        out[header] = sealHandshake(inject, browserKey, secret, browserTarget);
       }
       res.writeHead(answer.statusCode ?? 502, out);
       answer.pipe(res);

@@ -101,25 +101,33 @@ export function csrfApp(
 }
 
 /**
- * A complete handshake request as the browser client makes it, DPoP proof included, for tests
- * that send it by hand: the handshake header, the proof, and what the response is bound to.
+ * A complete handshake request as the browser client makes it, DPoP proof included (unless
+ * `dpop: false`), for tests that send it by hand: the handshake header, the proof, and what the
+ * response is bound to.
  */
-export async function signedHandshake(url: string, secret: string, options: { method?: string; algorithm?: 'x25519' | 'p256' } = {}) {
+export async function signedHandshake(
+  url: string,
+  secret: string,
+  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean } = {},
+) {
   const { createKeys, requestHeader } = await import('../../client/crypto.js');
   const { createDpopProof, getDpopKey } = await import('../../client/dpop.js');
   const method = options.method ?? 'POST';
-  const key = await getDpopKey();
+  const key = options.dpop === false ? undefined : await getDpopKey();
   const target = {
     header: 'x-tokensec-handshake',
     method,
     path: new URL(url).pathname,
-    jkt: new Uint8Array(Buffer.from(key.thumbprint, 'base64url')),
+    jkt: key && new Uint8Array(Buffer.from(key.thumbprint, 'base64url')),
   };
   const keys = await createKeys(crypto.subtle, options.algorithm);
   const value = await requestHeader(crypto.subtle, keys, secret, target);
+  const headers: Record<string, string> = { 'x-tokensec-handshake': value };
+  if (!key) return { keys, target, value, proof: undefined, jkt: undefined, headers };
   const tsh = createHash('sha256').update(value).digest('base64url');
   const proof = await createDpopProof({ method, url, key, claims: { tsh } });
-  return { keys, target, value, proof, jkt: key.thumbprint, headers: { 'x-tokensec-handshake': value, dpop: proof } };
+  headers.dpop = proof;
+  return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }
 
 export async function listen(app: Express): Promise<{ origin: string; close: () => Promise<void> }> {

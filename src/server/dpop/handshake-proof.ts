@@ -4,9 +4,9 @@
  */
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkBoolean, checkOptions, optionError } from '../options.js';
-import { requestUrl, resolveVerifyOptions, type DpopRequestLike } from './middleware.js';
+import { requestUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
 import type { ReplayStore } from './replay-store.js';
-import { readProofHeader, verifyDpopProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
+import { checkDpopProof, readProofHeader, recordProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
 import type { DpopAlgorithm } from '../../protocol/dpop.js';
 
 type MaybePromise<T> = T | Promise<T>;
@@ -85,7 +85,7 @@ const expressSessionKey: SessionKeyStore<unknown> = {
 };
 
 export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
-  const given = checkOptions('handshake', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;
+  const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
   const { sessionKey, url } = given;
   if (
     sessionKey !== undefined &&
@@ -101,23 +101,42 @@ export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDp
     throw optionError('handshake', 'option "dpop.url" must be a function (req) returning the absolute request URL.');
   return {
     required: checkBoolean('handshake', 'dpop.required', given.required, true),
-    verify: resolveVerifyOptions('handshake', given),
+    verify: resolveVerifyOptions('handshake', given, 'dpop.'),
     sessionKey:
       sessionKey === false ? undefined : ((sessionKey as SessionKeyStore<Req> | undefined) ?? (expressSessionKey as SessionKeyStore<Req>)),
     url: (url as ((req: Req) => string) | undefined) ?? (requestUrl as (req: Req) => string),
   };
 }
 
-/** The handshake's proof, verified and committed to this handshake header; undefined when none came and none is required. */
-export async function handshakeProof<Req extends DpopRequestLike>(
+/**
+ * The handshake's proof, checked against this request and committed to this handshake header;
+ * undefined when none came and none is required. Its one-time use is recorded by
+ * `recordHandshakeProof`, once the binding has shown the client holds the secret.
+ */
+export function handshakeProof<Req extends DpopRequestLike>(
   req: Req,
   header: string,
   method: string,
   dpop: ResolvedHandshakeDpop<Req>,
-): Promise<VerifiedProof | undefined> {
+): VerifiedProof | undefined {
   const proof = readProofHeader(req);
   if (proof === undefined && !dpop.required) return undefined;
-  return verifyDpopProof(proof, { method, url: dpop.url(req), handshake: header }, dpop.verify);
+  try {
+    return checkDpopProof(proof, { method, url: dpop.url(req), handshake: header }, dpop.verify);
+  } catch (error) {
+    // A 401 carries its challenge (RFC 9110 §15.5.2), here as on API routes.
+    throw withChallenge(error, dpop.verify);
+  }
+}
+
+/** Refuses a proof used before; records this one. Run once the binding has shown the client holds the secret. */
+export async function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> {
+  if (!proof) return;
+  try {
+    await recordProof(proof, dpop.verify);
+  } catch (error) {
+    throw withChallenge(error, dpop.verify);
+  }
 }
 
 /** Refuses a handshake whose key is not the one the session is bound to. */

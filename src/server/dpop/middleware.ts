@@ -11,7 +11,7 @@ import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
 import { nonceSource, type NonceOptions, type NonceSource } from './nonce.js';
 import { memoryReplayStore, type ReplayStore } from './replay-store.js';
-import { dpopError, readProofHeader, verifyDpopProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
+import { checkDpopProof, dpopError, readProofHeader, recordProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -68,28 +68,31 @@ export interface DpopOptions<Req extends DpopRequestLike = DpopRequestLike> {
 const KNOWN = ['verifyToken', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'nonce', 'url', 'now'] as const;
 
 /** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
-export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>): DpopVerifyOptions {
+export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
   const algorithms = given.algorithms ?? ['ES256'];
   if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((alg) => !DPOP_ALGORITHMS.includes(alg as DpopAlgorithm))) {
-    throw optionError(fn, `option "algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`);
+    throw optionError(
+      fn,
+      `option "${prefix}algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`,
+    );
   }
   const replayStore = given.replayStore ?? memoryReplayStore();
   if (typeof replayStore !== 'object' || replayStore === null || typeof (replayStore as ReplayStore).add !== 'function') {
     throw optionError(
       fn,
-      'option "replayStore" must have an add(key, ttlSeconds) method, e.g. memoryReplayStore() or redisReplayStore({ client }).',
+      `option "${prefix}replayStore" must have an add(key, ttlSeconds) method, e.g. memoryReplayStore() or redisReplayStore({ client }).`,
     );
   }
   const nonce = given.nonce;
   if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
-    throw optionError(fn, `option "nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
+    throw optionError(fn, `option "${prefix}nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
   }
   if (given.now !== undefined && typeof given.now !== 'function')
-    throw optionError(fn, 'option "now" must be a function returning milliseconds.');
+    throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
   return {
     algorithms: algorithms as DpopAlgorithm[],
-    maxAge: checkInteger(fn, 'maxAge', given.maxAge, 300, 1, 86_400, 'seconds'),
-    clockSkew: checkInteger(fn, 'clockSkew', given.clockSkew, 5, 0, 600, 'seconds'),
+    maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 300, 1, 86_400, 'seconds'),
+    clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
     replayStore: replayStore as ReplayStore,
     nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions)) : undefined,
     now: given.now as (() => number) | undefined,
@@ -112,7 +115,8 @@ export function wwwAuthenticate(algorithms: readonly string[], error?: DpopError
   return `DPoP ${parts.join(', ')}`;
 }
 
-function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
+/** Puts RFC 9449's challenge (and a fresh nonce when one is asked for) on a refusal, in `err.headers`. */
+export function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
   if (!(error instanceof TokenSecError)) return error;
   const name = (error as { dpopError?: DpopErrorName }).dpopError;
   const headers: Record<string, string> = { 'WWW-Authenticate': wwwAuthenticate(verify.algorithms, name, error.message) };
@@ -161,7 +165,7 @@ export function dpop<Req extends DpopRequestLike = DpopRequestLike, Res extends 
       throw error;
     }
     const token = match[1] ?? '';
-    const proof = await verifyDpopProof(
+    const proof = checkDpopProof(
       readProofHeader(req),
       { method: (req.method ?? 'GET').toUpperCase(), url: urlOf(req), accessToken: token },
       verify,
@@ -175,6 +179,8 @@ export function dpop<Req extends DpopRequestLike = DpopRequestLike, Res extends 
     if (typeof claims !== 'object' || claims === null || claims.cnf?.jkt !== proof.jkt) {
       throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token is not bound to the DPoP proof key (cnf.jkt).', 'invalid_token');
     }
+    // Only now, with a valid token bound to this key, is the proof id worth remembering.
+    await recordProof(proof, verify);
     req.tokenSec = { token, claims, jkt: proof.jkt };
     if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
   }

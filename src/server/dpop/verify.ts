@@ -1,7 +1,9 @@
 /**
  * Verifies a DPoP proof (RFC 9449 §4.3) with synchronous node:crypto. One function for the
- * handshake and for API routes; the checks run in the order docs/PROTOCOL.md gives, and the replay
- * store is asked last, so unsigned garbage never fills it.
+ * handshake and for API routes; the checks run in the order docs/PROTOCOL.md gives. The replay
+ * store is a separate, last step (`recordProof`), which callers take only once the request has
+ * shown more than a self-made key: a valid access token on an API route, the secret on a
+ * handshake. Otherwise anyone could fill the store with proofs of keys of their own.
  */
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -142,19 +144,16 @@ function signatureValid(alg: DpopAlgorithm, key: KeyObject, input: string, signa
 }
 
 /**
- * Checks a DPoP proof against this request; resolves with the key's thumbprint and the claims, or
- * rejects with a 401 TokenSecError (`dpopError` names RFC 9449's error for WWW-Authenticate).
+ * Checks a DPoP proof against this request, all but its one-time use (see `recordProof`); returns
+ * the key's thumbprint and the claims, or throws a 401 TokenSecError (`dpopError` names RFC 9449's
+ * error for WWW-Authenticate).
  *
  * @example
  * ```ts
- * const proof = await verifyDpopProof(readProofHeader(req), { method: 'GET', url: 'https://api.example/me', accessToken }, options);
+ * const proof = checkDpopProof(readProofHeader(req), { method: 'GET', url: 'https://api.example/me', accessToken }, options);
  * ```
  */
-export async function verifyDpopProof(
-  proof: string | undefined,
-  expected: DpopExpectation,
-  options: DpopVerifyOptions,
-): Promise<VerifiedProof> {
+export function checkDpopProof(proof: string | undefined, expected: DpopExpectation, options: DpopVerifyOptions): VerifiedProof {
   if (proof === undefined || proof === '')
     throw dpopError('ERR_TOKENSEC_DPOP_MISSING_PROOF', 'DPoP proof missing: send one in the DPoP header.', 'invalid_dpop_proof');
   if (proof.length > MAX_PROOF_LENGTH) throw invalid(`longer than ${MAX_PROOF_LENGTH} characters`);
@@ -205,8 +204,30 @@ export async function verifyDpopProof(
       'use_dpop_nonce',
     );
   }
-  if (!(await options.replayStore.add(`${jkt}:${jti}`, options.maxAge + options.clockSkew))) {
+  return { jkt, jwk, alg: alg as DpopAlgorithm, claims: claims as unknown as DpopClaims };
+}
+
+/** The last check: the proof's `jti` is recorded for as long as the proof could be accepted, and a second use is refused. */
+export async function recordProof(proof: VerifiedProof, options: DpopVerifyOptions): Promise<void> {
+  if (!(await options.replayStore.add(`${proof.jkt}:${proof.claims.jti}`, options.maxAge + options.clockSkew))) {
     throw dpopError('ERR_TOKENSEC_DPOP_REPLAYED_PROOF', 'DPoP proof already used (same jti).', 'invalid_dpop_proof');
   }
-  return { jkt, jwk, alg: alg as DpopAlgorithm, claims: claims as unknown as DpopClaims };
+}
+
+/**
+ * `checkDpopProof` then `recordProof`: for callers with nothing to check in between.
+ *
+ * @example
+ * ```ts
+ * const { jkt } = await verifyDpopProof(readProofHeader(req), { method: 'POST', url }, options);
+ * ```
+ */
+export async function verifyDpopProof(
+  proof: string | undefined,
+  expected: DpopExpectation,
+  options: DpopVerifyOptions,
+): Promise<VerifiedProof> {
+  const verified = checkDpopProof(proof, expected, options);
+  await recordProof(verified, options);
+  return verified;
 }
