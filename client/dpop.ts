@@ -10,10 +10,24 @@ import { DPOP_TYP, encodeJson, normalizeHtu, thumbprintInput, type PublicJwk } f
 import { TokenSecError } from '../src/protocol/errors.js';
 import { subtleCrypto } from './crypto.js';
 
-/** The algorithms the browser client signs with: ES256 (default) or EdDSA (Ed25519). */
+/**
+ * The algorithms the browser client signs with: ES256 (default) or EdDSA (Ed25519).
+ *
+ * @example
+ * ```js
+ * await TokenSec.rotateDpopKey({ algorithm: 'EdDSA' });
+ * ```
+ */
 export type ClientDpopAlgorithm = 'ES256' | 'EdDSA';
 
-/** The page's DPoP key. */
+/**
+ * The page's DPoP key.
+ *
+ * @example
+ * ```js
+ * const { thumbprint, algorithm } = await TokenSec.getDpopKey();
+ * ```
+ */
 export interface DpopKey {
   algorithm: ClientDpopAlgorithm;
   privateKey: CryptoKey;

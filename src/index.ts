@@ -15,10 +15,12 @@ export { client, dpop, handshake, initialize, memoryReplayStore, redisReplayStor
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
 export type { ServeClientOptions } from './server/serve-client.js';
-export type { ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
+export type { HandshakeContext, ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';
+export type { HandshakeDpopOptions, SessionKeyStore } from './server/dpop/handshake-proof.js';
+export type { DpopAlgorithm } from './protocol/dpop.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
 const tokenSec = { initialize, handshake, client, dpop, memoryReplayStore, redisReplayStore };

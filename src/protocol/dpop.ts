@@ -23,6 +23,11 @@ export const HANDSHAKE_CLAIM = 'tsh';
 /**
  * Signature algorithms TokenSec makes and verifies: ES256 (P-256) by default, and Ed25519 where
  * both sides allow it, named `EdDSA` (RFC 8037) or `Ed25519` (its fully-specified name, RFC 9864).
+ *
+ * @example
+ * ```ts
+ * tokenSec.dpop({ verifyToken, algorithms: ['ES256', 'EdDSA'] });
+ * ```
  */
 export type DpopAlgorithm = 'ES256' | 'EdDSA' | 'Ed25519';
 export const DPOP_ALGORITHMS: readonly DpopAlgorithm[] = ['ES256', 'EdDSA', 'Ed25519'];

@@ -4,6 +4,11 @@
  *
  * Server errors also carry `status`/`statusCode` and `expose` (the http-errors convention that
  * Express's error handlers read), like csurf's EBADCSRFTOKEN.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof TokenSecError && error.code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') await TokenSec.deleteDpopKey();
+ * ```
  */
 export type TokenSecErrorCode =
   // server, per request

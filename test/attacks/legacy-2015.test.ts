@@ -30,7 +30,7 @@ describe('TokenSec 0.1 (2015)', () => {
   });
 });
 
-describe('the same attack on a recorded v2 exchange', () => {
+describe('the same attack on a recorded v3 exchange', () => {
   let app: Awaited<ReturnType<typeof listen>>;
   beforeAll(async () => {
     app = await listen(csrfApp().app);

@@ -15,10 +15,25 @@ import { checkDpopProof, dpopError, readProofHeader, recordProof, type DpopError
 
 type MaybePromise<T> = T | Promise<T>;
 
-/** The claims of a verified access token, as the app's `verifyToken` returns them. */
+/**
+ * The claims of a verified access token, as the app's `verifyToken` returns them; `cnf.jkt` must
+ * be the proof key's thumbprint.
+ *
+ * @example
+ * ```ts
+ * const claims: TokenClaims = { sub: 'alice', exp: 1767225900, cnf: { jkt: 'oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U' } };
+ * ```
+ */
 export type TokenClaims = Record<string, unknown> & { cnf?: { jkt?: unknown } };
 
-/** What `dpop()` puts on the request for the route. */
+/**
+ * What `dpop()` puts on the request (`req.tokenSec`) for the route.
+ *
+ * @example
+ * ```ts
+ * app.get('/api/me', tokenSec.dpop({ verifyToken }), (req, res) => res.json({ sub: req.tokenSec?.claims.sub, key: req.tokenSec?.jkt }));
+ * ```
+ */
 export interface DpopRequestInfo {
   token: string;
   /** The claims `verifyToken` returned. */
@@ -27,7 +42,15 @@ export interface DpopRequestInfo {
   jkt: string;
 }
 
-/** The request as `dpop()` sees it: node:http's, plus Express's fields where present. */
+/**
+ * The request as `dpop()` sees it: node:http's, plus Express's fields where present.
+ *
+ * @example
+ * ```ts
+ * const url = (req: DpopRequestLike) => `https://api.example${req.originalUrl ?? req.url}`;
+ * app.use('/api', tokenSec.dpop({ verifyToken, url }));
+ * ```
+ */
 export interface DpopRequestLike extends IncomingMessage {
   originalUrl?: string;
   protocol?: string;

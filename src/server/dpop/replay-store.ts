@@ -71,7 +71,15 @@ export function memoryReplayStore(options: MemoryReplayStoreOptions = {}): Repla
   };
 }
 
-/** The part of a node-redis (v4 and later) client the Redis store uses. */
+/**
+ * The part of a node-redis (v4 and later) client the Redis store uses.
+ *
+ * @example
+ * ```ts
+ * import { createClient } from 'redis';
+ * const client: RedisLikeClient = await createClient({ url: 'redis://127.0.0.1:6379' }).connect();
+ * ```
+ */
 export interface RedisLikeClient {
   set(key: string, value: string, options: { NX: true; EX: number }): Promise<string | null | unknown>;
 }
