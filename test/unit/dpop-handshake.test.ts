@@ -188,6 +188,36 @@ describe('a session is bound to the key of its first handshake', () => {
     });
   });
 
+  it('login may bind the key itself: the thumbprint the page names at login, then only that key gets a token', async () => {
+    const a = express();
+    a.use(express.json());
+    a.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false }));
+    // No proof is needed here: a later handshake must prove the key, so naming a key one does not hold only locks one out.
+    a.post('/login', (req, res) => {
+      (req.session as unknown as { tokenSecJkt: string }).tokenSecJkt = String(req.body.jkt);
+      res.json({ ok: true });
+    });
+    a.post('/token', tokenSec.handshake({ secret: SECRET, payload: TOKEN, terminate: true }));
+    a.use((err: { status?: number; code?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      res.status(err.status ?? 500).json({ code: err.code });
+    });
+    const server = await listen(a);
+    servers.push(server);
+    const url = `${server.origin}/token`;
+    const login = await fetch(`${server.origin}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ jkt: (await getDpopKey()).thumbprint }),
+    });
+    const cookie = (login.headers.getSetCookie()[0] ?? '').split(';', 1)[0] ?? '';
+    // The first handshake of this session comes with another key: refused, although nothing was bound by a handshake yet.
+    await rotateDpopKey();
+    expect(await codeOf(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie }))).toEqual({
+      status: 403,
+      code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
+    });
+  });
+
   it('a store of the app own (get/set), and sessionKey: false for none', async () => {
     const bound = new Map<string, string>();
     const sessionKey = {
