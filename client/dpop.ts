@@ -97,9 +97,11 @@ function withStore<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore)
         db.close();
         resolve(result.result);
       };
+      // A failed request's error event reaches the transaction before the abort sets
+      // transaction.error, so the request's own error is the one to report.
       transaction.onerror = transaction.onabort = () => {
         db.close();
-        reject(transaction.error);
+        reject((result.readyState === 'done' && result.error) || transaction.error);
       };
     };
   });

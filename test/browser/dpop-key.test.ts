@@ -134,6 +134,42 @@ describe('the DPoP key in Chromium', () => {
     }
   });
 
+  it('a tab whose first key write loses the race to another tab adopts that tab’s key', async () => {
+    const context = await browser.newContext();
+    try {
+      const [first, late] = await Promise.all([context.newPage(), context.newPage()]);
+      await Promise.all([first, late].map((tab) => tab.goto(`${origin}/`)));
+      // Hold the late tab inside generateKey, after it found no stored key, until the first tab
+      // has stored one: its add() then meets the first tab's record (a ConstraintError).
+      await late.evaluate(() => {
+        const w = window as any;
+        const generateKey = crypto.subtle.generateKey.bind(crypto.subtle);
+        w.gate = new Promise((open) => (w.openGate = open));
+        w.entered = new Promise((entered) => {
+          (crypto.subtle as any).generateKey = async (...args: Parameters<typeof generateKey>) => {
+            entered(true);
+            await w.gate;
+            return generateKey(...args);
+          };
+        });
+        w.lateKey = w.TokenSec.getDpopKey().then(
+          (k: any) => k.thumbprint as string,
+          (e: any) => `${e.code}: ${e.message}`,
+        );
+      });
+      await late.evaluate(() => (window as any).entered);
+      const winner = (await keyView(first)).thumbprint;
+      const adopted = await late.evaluate(() => {
+        const w = window as any;
+        w.openGate();
+        return w.lateKey as Promise<string>;
+      });
+      expect(adopted).toBe(winner);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('rotateDpopKey replaces it for good; deleteDpopKey removes it, and the next key is new', async () => {
     const { context, page } = await freshPage();
     try {
