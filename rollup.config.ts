@@ -10,10 +10,13 @@ import { dts } from 'rollup-plugin-dts';
  * <script> on a page that also loads RequireJS would get no `window.TokenSec`. Here the global
  * is always set; CommonJS gets module.exports; AMD gets two *named* modules, because an
  * anonymous define() from a plain <script> makes RequireJS throw "Mismatched anonymous define()".
- * 'TokenSec' is the id TokenSec 0.x documented; 'tokensec' matches the file name.
+ * 'TokenSec' is the id TokenSec 0.x documented; 'tokensec' matches the file name. The session
+ * and sealed bundles (each the handshake, DPoP and a session in one file) register under their
+ * own names ('tokensec-session', 'tokensec/session'; 'tokensec-sealed', 'tokensec/sealed'). In a
+ * worker (the sealed bundle's second role) neither module nor define exists: only the global is set.
  */
-const footer = `if (typeof module === 'object' && module.exports) module.exports = TokenSec;
-else if (typeof define === 'function' && define.amd) ['TokenSec', 'tokensec'].forEach(function (id) { define(id, [], function () { return TokenSec; }); });`;
+const footer = (ids: string[]) => `if (typeof module === 'object' && module.exports) module.exports = TokenSec;
+else if (typeof define === 'function' && define.amd) ${JSON.stringify(ids).replace(/"/g, "'")}.forEach(function (id) { define(id, [], function () { return TokenSec; }); });`;
 
 /** dist/browser/*.js are CommonJS-compatible scripts inside a "type": "module" package. */
 const markCommonJs: Plugin = {
@@ -26,27 +29,37 @@ const markCommonJs: Plugin = {
 
 const minify = terser({ ecma: 2020, format: { comments: false }, compress: { passes: 3, unsafe_arrows: true } });
 
+/** One browser entry: UMD-like classic script and ES module, each plain and minified, and their declarations. */
+function browserBuild(input: string, name: string, amdIds: string[]) {
+  const script = { format: 'iife' as const, name: 'TokenSec', footer: footer(amdIds), strict: false, sourcemap: true };
+  return [
+    {
+      input,
+      plugins: [typescript({ tsconfig: 'client/tsconfig.json', noEmitOnError: true }), markCommonJs],
+      // The IIFE drops its "use strict" directive (26 bytes gzipped, for the size budget): the code is
+      // compiled from strict TypeScript and relies on no sloppy-mode behaviour. ESM is strict anyway.
+      output: [
+        { ...script, file: `dist/browser/${name}.js` },
+        { ...script, file: `dist/browser/${name}.min.js`, plugins: [minify] },
+        { file: `dist/browser/${name}.mjs`, format: 'es' as const, sourcemap: true },
+        { file: `dist/browser/${name}.min.mjs`, format: 'es' as const, sourcemap: true, plugins: [minify] },
+      ],
+    },
+    {
+      // The declarations as one self-contained file per module format (.d.ts beside the CommonJS
+      // script, .d.mts beside the ES module), so dist/ holds no second tree of src/ types.
+      input,
+      plugins: [dts({ tsconfig: 'client/tsconfig.json' })],
+      output: [
+        { file: `dist/browser/${name}.d.ts`, format: 'es' as const },
+        { file: `dist/browser/${name}.d.mts`, format: 'es' as const },
+      ],
+    },
+  ];
+}
+
 export default defineConfig([
-  {
-    input: 'client/index.ts',
-    plugins: [typescript({ tsconfig: 'client/tsconfig.json', noEmitOnError: true }), markCommonJs],
-    // The IIFE drops its "use strict" directive (26 bytes gzipped, for the 2 KiB budget): the code is
-    // compiled from strict TypeScript and relies on no sloppy-mode behaviour. ESM is strict anyway.
-    output: [
-      { file: 'dist/browser/tokensec.js', format: 'iife', name: 'TokenSec', footer, strict: false, sourcemap: true },
-      { file: 'dist/browser/tokensec.min.js', format: 'iife', name: 'TokenSec', footer, strict: false, sourcemap: true, plugins: [minify] },
-      { file: 'dist/browser/tokensec.mjs', format: 'es', sourcemap: true },
-      { file: 'dist/browser/tokensec.min.mjs', format: 'es', sourcemap: true, plugins: [minify] },
-    ],
-  },
-  {
-    // The client's declarations as one self-contained file per module format (.d.ts beside the
-    // CommonJS script, .d.mts beside the ES module), so dist/ holds no second tree of src/ types.
-    input: 'client/index.ts',
-    plugins: [dts({ tsconfig: 'client/tsconfig.json' })],
-    output: [
-      { file: 'dist/browser/tokensec.d.ts', format: 'es' },
-      { file: 'dist/browser/tokensec.d.mts', format: 'es' },
-    ],
-  },
+  ...browserBuild('client/index.ts', 'tokensec', ['TokenSec', 'tokensec']),
+  ...browserBuild('client/session.ts', 'tokensec-session', ['tokensec-session', 'tokensec/session']),
+  ...browserBuild('client/sealed.ts', 'tokensec-sealed', ['tokensec-sealed', 'tokensec/sealed']),
 ]);

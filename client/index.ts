@@ -9,6 +9,7 @@ import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
 import { DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
 import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
+import { readCookie } from './cookie.js';
 import { createDpopProof, getDpopKey } from './dpop.js';
 
 export { TokenSecError };
@@ -68,21 +69,6 @@ export type HandshakeCallback = (error: TokenSecError | null, payload?: string) 
 
 // Messages are terse to keep the bundle small; README.md explains every code.
 const fail = (code: TokenSecError['code'], message: string, status?: number) => new TokenSecError(code, message, status);
-
-/** The first cookie of that name, its value unquoted and decoded, as the `cookie` package parses it. */
-function readCookie(name: string): string | undefined {
-  const pair = globalThis.document?.cookie
-    .split(';')
-    .map((part) => part.split('='))
-    .find(([key]) => key?.trim() === name);
-  let value = pair?.slice(1).join('=').trim();
-  if (value?.[0] === '"' && value.at(-1) === '"') value = value.slice(1, -1);
-  try {
-    return value && decodeURIComponent(value);
-  } catch {
-    return value;
-  }
-}
 
 async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
   const subtle = subtleCrypto();

@@ -14,7 +14,7 @@ import { client } from './server/serve-client.js';
 export { client, dpop, handshake, initialize, memoryReplayStore, redisReplayStore };
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
-export type { ServeClientOptions } from './server/serve-client.js';
+export type { ClientBundle, ServeClientOptions } from './server/serve-client.js';
 export type { HandshakeContext, ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';

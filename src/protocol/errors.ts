@@ -44,7 +44,8 @@ export type TokenSecErrorCode =
   | 'ERR_TOKENSEC_NO_RESPONSE_HEADER'
   | 'ERR_TOKENSEC_MALFORMED_RESPONSE'
   | 'ERR_TOKENSEC_DECRYPTION_FAILED'
-  | 'ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE';
+  | 'ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE'
+  | 'ERR_TOKENSEC_SESSION_WORKER';
 
 /**
  * The one error class of TokenSec, server and browser alike.

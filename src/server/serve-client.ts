@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { checkBoolean, checkInteger, checkOptions, type Middleware } from './options.js';
+import { checkBoolean, checkInteger, checkOptions, describe, optionError, type Middleware } from './options.js';
 
 /**
  * Options of `tokenSec.client()`, which serves the browser bundle.
@@ -9,9 +9,16 @@ import { checkBoolean, checkInteger, checkOptions, type Middleware } from './opt
  * @example
  * ```ts
  * app.get('/tokensec.js', tokenSec.client({ minified: true, maxAge: 86400 }));
+ * app.get('/tokensec-session.js', tokenSec.client({ bundle: 'session' }));
  * ```
  */
 export interface ServeClientOptions {
+  /**
+   * Which browser bundle: `'handshake'` (tokensec.js: `handshake()` and DPoP), `'session'`
+   * (tokensec-session.js: also `session()`, the token kept in the page) or `'sealed'`
+   * (tokensec-sealed.js: `session()` in a Worker started from the same URL). Default `'handshake'`.
+   */
+  bundle?: ClientBundle;
   /** Serve the minified bundle. Default true. */
   minified?: boolean;
   /**
@@ -23,11 +30,22 @@ export interface ServeClientOptions {
   maxAge?: number;
 }
 
+/**
+ * The browser bundles `client()` serves.
+ *
+ * @example
+ * ```ts
+ * const bundle: ClientBundle = 'session';
+ * ```
+ */
+export type ClientBundle = 'handshake' | 'session' | 'sealed';
+const FILES: Record<ClientBundle, string> = { handshake: 'tokensec', session: 'tokensec-session', sealed: 'tokensec-sealed' };
+
 // The same relative path works from src/server/ (tests) and from dist/server/ (the package).
 const BUNDLE_DIR = new URL('../../dist/browser/', import.meta.url);
 
-function loadBundle(minified: boolean): Buffer {
-  const file = new URL(minified ? 'tokensec.min.js' : 'tokensec.js', BUNDLE_DIR);
+function loadBundle(bundle: ClientBundle, minified: boolean): Buffer {
+  const file = new URL(`${FILES[bundle]}${minified ? '.min' : ''}.js`, BUNDLE_DIR);
   let code: string;
   try {
     code = readFileSync(file, 'utf8');
@@ -47,8 +65,9 @@ function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
 }
 
 /**
- * Serves the browser client (the UMD bundle: `window.TokenSec`, or AMD/CommonJS) to GET and
- * HEAD requests at whatever path it is mounted on.
+ * Serves a browser bundle (a classic script: `window.TokenSec`, or AMD/CommonJS) to GET and
+ * HEAD requests at whatever path it is mounted on. Mount the sealed bundle at the URL the page
+ * loads it from: its worker starts from that same URL.
  *
  * @example
  * ```ts
@@ -59,11 +78,18 @@ function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
 export function client<Req extends IncomingMessage = IncomingMessage, Res extends ServerResponse = ServerResponse>(
   options: ServeClientOptions = {},
 ): Middleware<Req, Res> {
-  const o = checkOptions('client', options, ['minified', 'crypto', 'maxAge']);
+  const o = checkOptions('client', options, ['bundle', 'minified', 'crypto', 'maxAge']);
+  const bundle = o.bundle ?? 'handshake';
+  if (typeof bundle !== 'string' || !Object.hasOwn(FILES, bundle)) {
+    throw optionError(
+      'client',
+      `option "bundle" must be 'handshake', 'session' or 'sealed', got ${typeof bundle === 'string' ? `'${bundle}'` : describe(bundle)}.`,
+    );
+  }
   const minified = checkBoolean('client', 'minified', o.minified, true);
   checkBoolean('client', 'crypto', o.crypto, false);
   const maxAge = checkInteger('client', 'maxAge', o.maxAge, 3600, 0, 31_536_000, 'seconds');
-  const body = loadBundle(minified);
+  const body = loadBundle(bundle as ClientBundle, minified);
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
   const cacheControl = `public, max-age=${maxAge}`;
 

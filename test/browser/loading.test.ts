@@ -13,7 +13,8 @@ import { TOKEN, listen } from '../support/helpers.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/loading/', import.meta.url));
 const requirejsFile = fileURLToPath(new URL('../../node_modules/requirejs/require.js', import.meta.url));
-const esmBuild = fileURLToPath(new URL('../../dist/browser/tokensec.min.mjs', import.meta.url));
+const distBrowser = new URL('../../dist/browser/', import.meta.url);
+const esmBuild = fileURLToPath(new URL('tokensec.min.mjs', distBrowser));
 
 type Script = string | { src: string; type?: string; data?: Record<string, string> };
 
@@ -30,6 +31,14 @@ function pageApp(pages: Record<string, Script[]>, connect = "'self'") {
   app.get('/favicon.ico', (_req, res) => res.status(204).end());
   app.get('/tokensec.js', tokenSec.client());
   app.get('/tokensec.mjs', (_req, res) => res.type('text/javascript').sendFile(esmBuild));
+  app.get('/tokensec-session.js', tokenSec.client({ bundle: 'session' }));
+  app.get('/tokensec-sealed.js', tokenSec.client({ bundle: 'sealed' }));
+  for (const name of ['tokensec-session', 'tokensec-sealed'])
+    app.get(`/${name}.mjs`, (_req, res) => res.type('text/javascript').sendFile(fileURLToPath(new URL(`${name}.min.mjs`, distBrowser))));
+  // What a sealed session's API call carried: the scheme of its Authorization header and a proof.
+  app.get('/whoami', (req, res) =>
+    res.type('text').send(`${req.headers.authorization?.split(' ')[0]} ${req.headers.dpop ? 'proof' : 'no proof'}`),
+  );
   app.get('/require.js', (_req, res) => res.type('text/javascript').sendFile(requirejsFile));
   app.use('/fixtures', express.static(fixtures));
   for (const [path, scripts] of Object.entries(pages)) {
@@ -64,6 +73,26 @@ describe('loading the client in Chromium', () => {
         '/esm': [{ src: '/fixtures/run-esm.js', type: 'module' }],
         '/fallback': ['/tokensec.js', '/fixtures/run-fallback.js'],
         '/inline-control': ['/tokensec.js', '/fixtures/run-global.js'],
+        '/session-script': ['/fixtures/session-runner.js', '/tokensec-session.js', '/fixtures/run-session-global.js'],
+        '/session-requirejs': [
+          '/fixtures/session-runner.js',
+          '/require.js',
+          { src: '/fixtures/run-amd.js', data: { id: 'tokensec/session', path: '/tokensec-session' } },
+        ],
+        '/session-esm': [
+          '/fixtures/session-runner.js',
+          { src: '/fixtures/run-session-esm.js', type: 'module', data: { bundle: 'tokensec-session' } },
+        ],
+        '/sealed-script': ['/fixtures/session-runner.js', '/tokensec-sealed.js', '/fixtures/run-session-global.js'],
+        '/sealed-requirejs': [
+          '/fixtures/session-runner.js',
+          '/require.js',
+          { src: '/fixtures/run-amd.js', data: { id: 'tokensec-sealed', path: '/tokensec-sealed' } },
+        ],
+        '/sealed-esm': [
+          '/fixtures/session-runner.js',
+          { src: '/fixtures/run-session-esm.js', type: 'module', data: { bundle: 'tokensec-sealed' } },
+        ],
       }),
     );
   });
@@ -123,6 +152,22 @@ describe('loading the client in Chromium', () => {
     expect(extra.esmGlobal).toBe('undefined');
     expect(problems).toEqual([]);
   });
+
+  it.each(['script', 'requirejs', 'esm'])('the session bundle, by %s: session().getToken()', async (how) => {
+    const { result, problems, extra } = await run(`/session-${how}`);
+    expect(result).toEqual({ payload: TOKEN });
+    if (how === 'esm') expect(extra.esmGlobal).toBe('undefined');
+    expect(problems).toEqual([]);
+  });
+
+  it.each(['script', 'requirejs', 'esm'])(
+    'the sealed bundle, by %s: its worker starts under the CSP and signs the API call',
+    async (how) => {
+      const { result, problems } = await run(`/sealed-${how}`);
+      expect(result).toEqual({ payload: 'DPoP proof' });
+      expect(problems).toEqual([]);
+    },
+  );
 
   it('a browser without X25519 falls back to P-256', async () => {
     const { result, handshakeHeaders, problems } = await run('/fallback');

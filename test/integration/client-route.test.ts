@@ -56,6 +56,26 @@ describe('client()', () => {
     await request(app()).post('/tokensec.js').expect(200, 'passed on');
   });
 
+  it.each([
+    ['session', 'tokensec-session'],
+    ['sealed', 'tokensec-sealed'],
+    ['handshake', 'tokensec'],
+  ] as const)("bundle: '%s' serves %s.min.js", async (name, file) => {
+    const res = await request(app({ bundle: name }))
+      .get('/tokensec.js')
+      .expect(200);
+    expect(res.text).toBe(bundle(`${file}.min.js`).replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n'));
+    const readable = await request(app({ bundle: name, minified: false })).get('/tokensec.js');
+    expect(readable.text.startsWith(bundle(`${file}.js`).slice(0, 200))).toBe(true);
+  });
+
+  it('refuses an unknown bundle at startup, naming the choices', () => {
+    expect(() => tokenSec.client({ bundle: 'sessions' as never })).toThrow(
+      /tokenSec\.client\(\): option "bundle" must be 'handshake', 'session' or 'sealed', got 'sessions'\./,
+    );
+    expect(() => tokenSec.client({ bundle: 1 as never })).toThrow(/got number/);
+  });
+
   it('takes maxAge in seconds', async () => {
     const res = await request(app({ maxAge: 60 })).get('/tokensec.js');
     expect(res.headers['cache-control']).toBe('public, max-age=60');

@@ -64,20 +64,42 @@ describe('the server package', () => {
     expect(out).toBe('function function function');
   });
 
-  it('resolves tokensec/client to the browser builds', () => {
-    expect(node(`console.log(require.resolve('tokensec/client'))`, 'commonjs')).toMatch(/dist\/browser\/tokensec\.js$/);
-    expect(node(`console.log(import.meta.resolve('tokensec/client'))`, 'module')).toMatch(/dist\/browser\/tokensec\.mjs$/);
+  it.each([
+    ['client', 'tokensec'],
+    ['session', 'tokensec-session'],
+    ['sealed', 'tokensec-sealed'],
+  ])('resolves tokensec/%s to the browser builds', (entry, file) => {
+    expect(node(`console.log(require.resolve('tokensec/${entry}'))`, 'commonjs')).toMatch(new RegExp(`dist/browser/${file}\\.js$`));
+    expect(node(`console.log(import.meta.resolve('tokensec/${entry}'))`, 'module')).toMatch(new RegExp(`dist/browser/${file}\\.mjs$`));
+  });
+
+  it.each(['tokensec-session', 'tokensec-sealed'])('%s exports the handshake bundle and session()', async (file) => {
+    const bundle = require(`../../dist/browser/${file}.min.js`);
+    const esm = await import(`../../dist/browser/${file}.min.mjs`);
+    const names = ['TokenSecError', 'createDpopProof', 'deleteDpopKey', 'getDpopKey', 'handshake', 'rotateDpopKey', 'session'];
+    expect(Object.keys(bundle).sort()).toEqual(names);
+    expect(Object.keys(esm).sort()).toEqual(names);
   });
 });
 
 describe('size budget', () => {
+  const gzipped = async (file: string) => {
+    const { readFileSync } = await import('node:fs');
+    const { gzipSync } = await import('node:zlib');
+    return gzipSync(readFileSync(new URL(`../../dist/browser/${file}`, import.meta.url))).length;
+  };
   // 2 KiB in 2.0.0. The hardening of the threat-model issue (timeout, AbortSignal, strict parsing,
   // HKDF as two HMACs) cost about 400 bytes, and DPoP (a non-extractable key in IndexedDB, proofs
   // for the handshake and API calls) about 1,300: the budget is 3.75 KiB.
   it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 3840 bytes min+gzip', async (file) => {
-    const { readFileSync } = await import('node:fs');
-    const { gzipSync } = await import('node:zlib');
-    const code = readFileSync(new URL(`../../dist/browser/${file}`, import.meta.url));
-    expect(gzipSync(code).length).toBeLessThanOrEqual(3840);
+    expect(await gzipped(file)).toBeLessThanOrEqual(3840);
+  });
+  // The session bundle, handshake and DPoP included: 5 KiB.
+  it.each(['tokensec-session.min.js', 'tokensec-session.min.mjs'])('%s is at most 5120 bytes min+gzip', async (file) => {
+    expect(await gzipped(file)).toBeLessThanOrEqual(5120);
+  });
+  // The sealed bundle is the session and its worker protocol, both sides, in one file: 5.5 KiB.
+  it.each(['tokensec-sealed.min.js', 'tokensec-sealed.min.mjs'])('%s is at most 5632 bytes min+gzip', async (file) => {
+    expect(await gzipped(file)).toBeLessThanOrEqual(5632);
   });
 });

@@ -1,0 +1,14 @@
+/** The first cookie of that name, its value unquoted and decoded, as the `cookie` package parses it. */
+export function readCookie(name: string): string | undefined {
+  const pair = globalThis.document?.cookie
+    .split(';')
+    .map((part) => part.split('='))
+    .find(([key]) => key?.trim() === name);
+  let value = pair?.slice(1).join('=').trim();
+  if (value?.[0] === '"' && value.at(-1) === '"') value = value.slice(1, -1);
+  try {
+    return value && decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}

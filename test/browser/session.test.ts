@@ -1,0 +1,483 @@
+/**
+ * TokenSec.session() in Chromium, against a real Express app: csurf, the handshake binding tokens
+ * to the page's DPoP key, and API routes behind tokenSec.dpop(). The server counts handshakes and
+ * can answer them with an error status or late, so each test sees exactly what the session did.
+ * Times are real and short (tokens living 2 s), so the server and the browser agree on the clock
+ * that DPoP proofs and tokens are checked against.
+ */
+import cookieParser from 'cookie-parser';
+import cors from 'cors';
+import csurf from 'csurf';
+import express, { type ErrorRequestHandler } from 'express';
+import { SignJWT, jwtVerify } from 'jose';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import tokenSec from '../../src/index.js';
+import { launchChromium } from '../support/chromium.js';
+import { listen } from '../support/helpers.js';
+
+const signingKey = randomBytes(32);
+/** What the handshake route does next, and what it and the API saw. Reset before each test. */
+let state: {
+  handshakes: number;
+  /** Statuses to answer the next handshakes with, instead of the token. */
+  refuse: number[];
+  /** Milliseconds to hold each handshake before answering. */
+  delay: number;
+  /** Seconds the next tokens live. */
+  lifetime: number;
+  /** Send a bare JWT (expiry in `exp`) instead of { access_token, expires_in }. */
+  bare: boolean;
+  tokens: string[];
+  revoked: Set<string>;
+  crossOrigin: (string | undefined)[];
+};
+const reset = () =>
+  (state = { handshakes: 0, refuse: [], delay: 0, lifetime: 300, bare: false, tokens: [], revoked: new Set(), crossOrigin: [] });
+reset();
+
+async function issueToken(jkt: string | undefined): Promise<string> {
+  // A marker no other string in the page contains, so a heap snapshot can look for it.
+  const token = await new SignJWT({ cnf: { jkt }, marker: `secret-token-${state.tokens.length}-${randomBytes(6).toString('hex')}` })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setExpirationTime(Math.floor(Date.now() / 1000) + state.lifetime)
+    .sign(signingKey);
+  state.tokens.push(token);
+  return state.bare ? token : JSON.stringify({ access_token: token, expires_in: state.lifetime });
+}
+
+const verifyToken = async (token: string) => {
+  if (state.revoked.has(token)) throw new Error('revoked');
+  return (await jwtVerify(token, signingKey)).payload as { cnf: { jkt: string } };
+};
+
+let browser: Browser;
+let origin: string;
+let otherOrigin: string;
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  browser = await launchChromium();
+  // Another origin (localhost, not 127.0.0.1) that records the Authorization header it receives.
+  const other = express();
+  const otherServer = await listen(other);
+  otherOrigin = otherServer.origin.replace('127.0.0.1', 'localhost');
+  closers.push(otherServer.close);
+
+  const app = express();
+  // API routes authenticate with DPoP-bound tokens, which no browser sends on its own: no CSRF check.
+  app.get('/api/me', tokenSec.dpop({ verifyToken }), (req, res) =>
+    res.json({ ok: true, jkt: (req as typeof req & { tokenSec?: { jkt: string } }).tokenSec?.jkt }),
+  );
+  app.post('/api/echo', tokenSec.dpop({ verifyToken }), express.text(), (req, res) => res.type('text').send(`echo:${req.body}`));
+  app.get('/api/nonce', tokenSec.dpop({ verifyToken, nonce: true }), (_req, res) => res.json({ ok: true }));
+  app.get('/api/always-401', (_req, res) => res.status(401).set('www-authenticate', 'DPoP error="invalid_token"').end());
+  app.use(cookieParser());
+  app.use(csurf({ cookie: { sameSite: 'strict' } }));
+  app.use(tokenSec.initialize({ cookie: true }));
+  const page = (script: string) => `<!doctype html><title>session</title><script src="${script}"></script>`;
+  app.get('/', (_req, res) => res.type('html').send(page('/tokensec-session.js')));
+  app.get('/sealed', (_req, res) => res.type('html').send(page('/tokensec-sealed.js')));
+  app.get('/favicon.ico', (_req, res) => res.status(204).end());
+  app.get('/tokensec-session.js', tokenSec.client({ bundle: 'session' }));
+  app.get('/tokensec-sealed.js', tokenSec.client({ bundle: 'sealed' }));
+  app.post(
+    '/token',
+    (_req, res, next) => {
+      state.handshakes++;
+      const status = state.refuse.shift();
+      if (status) res.status(status).json({ code: 'REFUSED_BY_TEST' });
+      else setTimeout(next, state.delay);
+    },
+    tokenSec.handshake({ payload: (_req, _res, { jkt }) => issueToken(jkt), terminate: true }),
+  );
+  const onError: ErrorRequestHandler = (err, _req, res, _next) => {
+    res.set(err.headers ?? {});
+    res.status(err.status ?? 500).json({ code: err.code });
+  };
+  app.use(onError);
+  const server = await listen(app);
+  origin = server.origin;
+  closers.push(server.close);
+
+  other.use(cors({ origin, credentials: true, allowedHeaders: ['authorization', 'dpop'] }));
+  other.get('/echo', (req, res) => {
+    state.crossOrigin.push(req.headers.authorization);
+    res.json({ ok: true });
+  });
+});
+afterAll(async () => {
+  await Promise.all(closers.map((close) => close()));
+  await browser?.close();
+});
+beforeEach(reset);
+
+/** A fresh browser context (its own IndexedDB and channels) with a page on `path` that records the session's events. */
+async function open(path = '/'): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  await page.goto(`${origin}${path}`);
+  return { context, page, problems };
+}
+
+/** Starts `TokenSec.session(options)` in the page as window.session, recording events in window.events. */
+const start = (page: Page, options: Record<string, unknown> = {}) =>
+  page.evaluate((opts) => {
+    const w = window as any;
+    w.events = [];
+    w.session = w.TokenSec.session({ uri: '/token', ...opts });
+    for (const type of ['token', 'refresh', 'error', 'expired'])
+      w.session.addEventListener(type, (e: CustomEvent) =>
+        w.events.push({ type, code: e.detail?.code, status: e.detail?.status, expiresAt: e.detail?.expiresAt }),
+      );
+  }, options);
+
+const getToken = (page: Page) =>
+  page.evaluate(() =>
+    (window as any).session.getToken().then(
+      (token: string) => ({ token }),
+      (e: any) => ({ code: e.code, status: e.status }),
+    ),
+  );
+const events = (page: Page) => page.evaluate(() => (window as any).events.map((e: { type: string }) => e.type) as string[]);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('TokenSec.session() in Chromium', () => {
+  it('caches the token: ten concurrent callers and later calls cause one handshake', async () => {
+    const { context, page, problems } = await open();
+    try {
+      await start(page);
+      const tokens = await page.evaluate(() => Promise.all(Array.from({ length: 10 }, () => (window as any).session.getToken())));
+      expect(new Set(tokens)).toEqual(new Set([state.tokens[0]]));
+      expect(await getToken(page)).toEqual({ token: state.tokens[0] });
+      expect(state.handshakes).toBe(1);
+      expect(await events(page)).toEqual(['token']);
+      expect(problems).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('five callers in each of two tabs cause one handshake (Web Locks and BroadcastChannel)', async () => {
+    const context = await browser.newContext();
+    try {
+      const tabs = await Promise.all([context.newPage(), context.newPage()]);
+      await Promise.all(tabs.map((tab) => tab.goto(`${origin}/`)));
+      await Promise.all(tabs.map((tab) => start(tab)));
+      const tokens = await Promise.all(
+        tabs.map((tab) => tab.evaluate(() => Promise.all(Array.from({ length: 5 }, () => (window as any).session.getToken())))),
+      );
+      expect(new Set(tokens.flat()).size).toBe(1);
+      expect(state.handshakes).toBe(1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('reads the expiry from { access_token, expires_in } and from a bare JWT’s exp', async () => {
+    const { context, page } = await open();
+    try {
+      state.lifetime = 120;
+      await start(page);
+      const before = Date.now();
+      await getToken(page);
+      const [fromResponse] = await page.evaluate(() => (window as any).events.map((e: any) => e.expiresAt));
+      expect(fromResponse).toBeGreaterThanOrEqual(before + 119_000);
+      expect(fromResponse).toBeLessThanOrEqual(Date.now() + 121_000);
+
+      state.bare = true;
+      await page.evaluate(() => (window as any).session.clear());
+      const { token } = await getToken(page);
+      const exp = JSON.parse(Buffer.from(String(token).split('.')[1] ?? '', 'base64url').toString()).exp;
+      const latest = await page.evaluate(() => (window as any).events.at(-1).expiresAt);
+      expect(latest).toBe(exp * 1000);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refreshes before expiry: a token living 2 s with a 1 s leeway is replaced after about 1 s', async () => {
+    const { context, page } = await open();
+    try {
+      state.lifetime = 2;
+      await start(page, { leeway: 1 });
+      const first = await getToken(page);
+      await page.waitForFunction(() => (window as any).events.length >= 3, null, { timeout: 5000 });
+      expect((await events(page)).slice(0, 3)).toEqual(['token', 'refresh', 'token']);
+      const second = await getToken(page);
+      expect(second.token).toBe(state.tokens[1]);
+      expect(second.token).not.toBe(first.token);
+      // The first token had not expired when the second arrived.
+      const [a, , b] = await page.evaluate(() => (window as any).events.map((e: any) => e.expiresAt));
+      expect(b).toBeGreaterThan(a);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('does not refresh while the page is hidden; refreshes at once when it is shown again', async () => {
+    const { context, page } = await open();
+    try {
+      state.lifetime = 2;
+      await start(page, { leeway: 1 });
+      await getToken(page);
+      const setVisibility = (value: string) =>
+        page.evaluate((v) => {
+          Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => v });
+          document.dispatchEvent(new Event('visibilitychange'));
+        }, value);
+      await setVisibility('hidden');
+      await sleep(1600);
+      expect(state.handshakes).toBe(1);
+      await setVisibility('visible');
+      await page.waitForFunction(() => (window as any).events.length >= 3, null, { timeout: 5000 });
+      expect(state.handshakes).toBe(2);
+      expect(await events(page)).toEqual(['token', 'refresh', 'token']);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('retries a 503 with backoff, and gives up after `retries` with the last error', async () => {
+    const { context, page } = await open();
+    try {
+      state.refuse = [503, 503];
+      await start(page, { retryDelay: 50 });
+      expect(await getToken(page)).toEqual({ token: state.tokens[0] });
+      expect(state.handshakes).toBe(3);
+
+      reset();
+      state.refuse = [503, 503, 503, 503, 503];
+      await page.evaluate(() => (window as any).session.clear());
+      expect(await getToken(page)).toEqual({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 503 });
+      expect(state.handshakes).toBe(4); // the first try and 3 retries
+      expect((await page.evaluate(() => (window as any).events.at(-1))) as object).toMatchObject({
+        type: 'error',
+        code: 'ERR_TOKENSEC_HTTP_STATUS',
+        status: 503,
+      });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('never retries a 4xx: one 403 is one handshake and an error event', async () => {
+    const { context, page } = await open();
+    try {
+      state.refuse = [403];
+      await start(page);
+      expect(await getToken(page)).toEqual({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+      expect(state.handshakes).toBe(1);
+      expect(await events(page)).toEqual(['error']);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('an aborted caller gets ERR_TOKENSEC_ABORTED; clear() cancels the handshake for everyone', async () => {
+    const { context, page } = await open();
+    try {
+      state.delay = 1500;
+      await start(page);
+      const result = await page.evaluate(async () => {
+        const w = window as any;
+        const controller = new AbortController();
+        const aborted = w.session.getToken({ signal: controller.signal }).catch((e: any) => e.code);
+        const waiting = w.session.getToken().catch((e: any) => e.code);
+        setTimeout(() => controller.abort(), 100);
+        const first = await aborted;
+        w.session.clear();
+        return { first, second: await waiting };
+      });
+      expect(result).toEqual({ first: 'ERR_TOKENSEC_ABORTED', second: 'ERR_TOKENSEC_ABORTED' });
+      await sleep(1700);
+      // The cancelled handshake's answer, had it come, is not kept: no token event.
+      expect(await events(page)).toEqual([]);
+      expect(state.handshakes).toBe(1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('logout (clear) stops the refresh timer: no handshake after it', async () => {
+    const { context, page } = await open();
+    try {
+      state.lifetime = 2;
+      await start(page, { leeway: 1 });
+      await getToken(page);
+      await page.evaluate(() => (window as any).session.clear());
+      await sleep(2500);
+      expect(state.handshakes).toBe(1);
+      expect(await events(page)).toEqual(['token']);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('fetch attaches the token and a DPoP proof on its own origin, and nothing elsewhere', async () => {
+    const { context, page } = await open();
+    try {
+      await start(page);
+      const result = await page.evaluate(async (other) => {
+        const w = window as any;
+        const me = await (await w.session.fetch('/api/me')).json();
+        const echo = await (
+          await w.session.fetch('/api/echo', { method: 'POST', body: 'hi', headers: { 'content-type': 'text/plain' } })
+        ).text();
+        const cross = (await w.session.fetch(`${other}/echo`)).status;
+        return { me, echo, cross, thumbprint: (await w.TokenSec.getDpopKey()).thumbprint };
+      }, otherOrigin);
+      expect(result.me).toEqual({ ok: true, jkt: result.thumbprint });
+      expect(result.echo).toBe('echo:hi');
+      expect(result.cross).toBe(200);
+      expect(state.crossOrigin).toEqual([undefined]);
+      expect(state.handshakes).toBe(1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('an origin on the allowlist gets the token; a look-alike origin does not', async () => {
+    const { context, page } = await open();
+    try {
+      await start(page, { origins: [location(origin), `${otherOrigin}/any/path`] });
+      await page.evaluate((other) => (window as any).session.fetch(`${other}/echo`), otherOrigin);
+      const lookAlike = otherOrigin.replace('localhost', 'localhost.') + '/echo';
+      await page.evaluate((url) => (window as any).session.fetch(url).catch(() => 'network error'), lookAlike);
+      expect(state.crossOrigin).toEqual([expect.stringMatching(/^DPoP [\w-]+\.[\w-]+\.[\w-]+$/), undefined]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a 401 challenge: a refused token is replaced once and the call retried once', async () => {
+    const { context, page } = await open();
+    try {
+      await start(page);
+      await getToken(page);
+      state.revoked.add(state.tokens[0] ?? '');
+      const status = await page.evaluate(async () => (await (window as any).session.fetch('/api/me')).status);
+      expect(status).toBe(200);
+      expect(state.handshakes).toBe(2);
+      // A route that refuses every token: one retry, then its 401 is the answer.
+      const always = await page.evaluate(async () => (await (window as any).session.fetch('/api/always-401')).status);
+      expect(always).toBe(401);
+      expect(state.handshakes).toBe(3);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a use_dpop_nonce challenge is answered with the nonce and the same token', async () => {
+    const { context, page } = await open();
+    try {
+      await start(page);
+      const statuses = await page.evaluate(async () => {
+        const w = window as any;
+        return [(await w.session.fetch('/api/nonce')).status, (await w.session.fetch('/api/nonce')).status];
+      });
+      expect(statuses).toEqual([200, 200]);
+      expect(state.handshakes).toBe(1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refuses bad options with ERR_TOKENSEC_INVALID_OPTIONS, and sealed without the sealed bundle', async () => {
+    const { context, page } = await open();
+    try {
+      const codes = await page.evaluate(() =>
+        [{ leeway: -1 }, { origins: ['not a url'] }, { retries: Number.NaN }, { sealed: '/tokensec-sealed.js' }, null].map((o) => {
+          try {
+            (window as any).TokenSec.session(o);
+            return 'started';
+          } catch (e: any) {
+            return e.code;
+          }
+        }),
+      );
+      expect(codes).toEqual(Array(5).fill('ERR_TOKENSEC_INVALID_OPTIONS'));
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+const location = (url: string) => new URL(url).origin;
+
+describe('sealed mode in Chromium', () => {
+  /** The page's JavaScript heap, as a snapshot's text: every string the page can reach is in it. */
+  async function heapText(page: Page): Promise<string> {
+    const cdp = await page.context().newCDPSession(page);
+    const chunks: string[] = [];
+    cdp.on('HeapProfiler.addHeapSnapshotChunk', ({ chunk }) => chunks.push(chunk));
+    await cdp.send('HeapProfiler.collectGarbage');
+    await cdp.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    await cdp.detach();
+    return chunks.join('');
+  }
+
+  it('fetch works through the worker; the page gets no getToken, no token in events, and the token is not in its heap', async () => {
+    const { context, page, problems } = await open('/sealed');
+    try {
+      await start(page);
+      const result = await page.evaluate(async () => {
+        const w = window as any;
+        // A script in the page listening where tabs share tokens hears nothing from a sealed session.
+        w.heard = [];
+        new BroadcastChannel('tokensec').onmessage = (e) => w.heard.push(e.data);
+        const me = await (await w.session.fetch('/api/me')).json();
+        const echo = await (
+          await w.session.fetch('/api/echo', { method: 'POST', body: 'sealed', headers: { 'content-type': 'text/plain' } })
+        ).text();
+        return { me, echo, getToken: typeof w.session.getToken, events: w.events, heard: w.heard };
+      });
+      expect(result.me).toMatchObject({ ok: true });
+      expect(result.echo).toBe('echo:sealed');
+      expect(result.getToken).toBe('undefined');
+      expect(result.events).toEqual([{ type: 'token', expiresAt: expect.any(Number) }]);
+      expect(result.heard).toEqual([]);
+      const marker = JSON.parse(Buffer.from(state.tokens[0]?.split('.')[1] ?? '', 'base64url').toString()).marker as string;
+      const heap = await heapText(page);
+      expect(heap).not.toContain(marker);
+      expect(heap).not.toContain(state.tokens[0]?.split('.')[1]);
+      expect(problems).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('control: an unsealed session’s token is in the page heap, found by the same search', async () => {
+    const { context, page } = await open('/');
+    try {
+      await start(page);
+      await page.evaluate(async () => (await (window as any).session.fetch('/api/me')).json());
+      const payload = state.tokens[0]?.split('.')[1] ?? '';
+      expect(await heapText(page)).toContain(payload);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a worker that cannot start fails every call with ERR_TOKENSEC_SESSION_WORKER', async () => {
+    const { context, page } = await open('/sealed');
+    try {
+      const codes = await page.evaluate(async () => {
+        const session = (window as any).TokenSec.session({ uri: '/token', sealed: '/no-such-worker.js' });
+        const code = () =>
+          session.fetch('/api/me').then(
+            () => 'ok',
+            (e: any) => e.code,
+          );
+        return [await code(), await code()];
+      });
+      expect(codes).toEqual(['ERR_TOKENSEC_SESSION_WORKER', 'ERR_TOKENSEC_SESSION_WORKER']);
+    } finally {
+      await context.close();
+    }
+  });
+});
