@@ -115,9 +115,10 @@ export function sessionOptions(options: SessionOptions) {
 export function localSession(options: ReturnType<typeof sessionOptions>, sealed?: boolean) {
   const { leeway, lifetime, retries, retryDelay, origins } = options;
   const events = new EventTarget();
-  // Tabs share tokens on this channel; sealed sessions share only logout, since any script of the
-  // origin may listen on a channel.
-  const channel = globalThis.BroadcastChannel && new BroadcastChannel('tokensec');
+  // Tabs share this endpoint's tokens on this channel (the lock has the same name); sealed
+  // sessions share only logout, since any script of the origin may listen on a channel.
+  const name = `tokensec:${options.uri}`;
+  const channel = globalThis.BroadcastChannel && new BroadcastChannel(name);
   /** The latest DPoP-Nonce each origin sent (RFC 9449 §8). */
   const nonces: Record<string, string> = {};
   let token: string | undefined;
@@ -206,7 +207,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
       const shared: Promise<string> = (
         locks
           ? (async () =>
-              await locks.request(`tokensec:${options.uri}`, { signal: session }, async () => {
+              await locks.request(name, { signal: session }, async () => {
                 // The previous holder's token may still be on its way through the channel.
                 await new Promise((resolve) => setTimeout(resolve, 20));
                 return run();

@@ -178,6 +178,24 @@ describe('TokenSec.session() in Chromium', () => {
     }
   });
 
+  it('sessions of two endpoints never share a token, even in one page', async () => {
+    const { context, page } = await open();
+    try {
+      const tokens = await page.evaluate(async () => {
+        const { session } = (window as any).TokenSec;
+        const first = session({ uri: '/token' });
+        const second = session({ uri: '/token?audience=other' });
+        const a = await first.getToken();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return [a, await second.getToken()];
+      });
+      expect(tokens).toEqual([state.tokens[0], state.tokens[1]]);
+      expect(state.handshakes).toBe(2);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('reads the expiry from { access_token, expires_in } and from a bare JWT’s exp', async () => {
     const { context, page } = await open();
     try {
@@ -344,7 +362,7 @@ describe('TokenSec.session() in Chromium', () => {
   it('an origin on the allowlist gets the token; a look-alike origin does not', async () => {
     const { context, page } = await open();
     try {
-      await start(page, { origins: [location(origin), `${otherOrigin}/any/path`] });
+      await start(page, { origins: [originOf(origin), `${otherOrigin}/any/path`] });
       await page.evaluate((other) => (window as any).session.fetch(`${other}/echo`), otherOrigin);
       const lookAlike = otherOrigin.replace('localhost', 'localhost.') + '/echo';
       await page.evaluate((url) => (window as any).session.fetch(url).catch(() => 'network error'), lookAlike);
@@ -407,7 +425,7 @@ describe('TokenSec.session() in Chromium', () => {
   });
 });
 
-const location = (url: string) => new URL(url).origin;
+const originOf = (url: string) => new URL(url).origin;
 
 describe('sealed mode in Chromium', () => {
   /** The page's JavaScript heap, as a snapshot's text: every string the page can reach is in it. */
@@ -429,7 +447,7 @@ describe('sealed mode in Chromium', () => {
         const w = window as any;
         // A script in the page listening where tabs share tokens hears nothing from a sealed session.
         w.heard = [];
-        new BroadcastChannel('tokensec').onmessage = (e) => w.heard.push(e.data);
+        new BroadcastChannel(`tokensec:${location.origin}/token`).onmessage = (e) => w.heard.push(e.data);
         const me = await (await w.session.fetch('/api/me')).json();
         const echo = await (
           await w.session.fetch('/api/echo', { method: 'POST', body: 'sealed', headers: { 'content-type': 'text/plain' } })
