@@ -9,6 +9,7 @@ import { utf8 } from '../src/protocol/context.js';
 import { DPOP_TYP, encodeJson, normalizeHtu, thumbprintInput, type PublicJwk } from '../src/protocol/dpop.js';
 import { TokenSecError } from '../src/protocol/errors.js';
 import { subtleCrypto } from './crypto.js';
+import { fail } from './fail.js';
 
 /**
  * The algorithms the browser client signs with: ES256 (default) or EdDSA (Ed25519).
@@ -79,8 +80,6 @@ const RECORD = 'dpop';
 let memory: { algorithm: ClientDpopAlgorithm; pair: CryptoKeyPair } | undefined;
 let pending: Promise<unknown> | undefined;
 
-const fail = (code: TokenSecError['code'], message: string, cause?: unknown) => new TokenSecError(code, message, undefined, { cause });
-
 const subtle = subtleCrypto;
 
 /** Runs one request on the key store in its own transaction; resolves when the transaction commits. */
@@ -149,7 +148,7 @@ async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise
     pair = (await subtle().generateKey(params, false, ['sign', 'verify'])) as CryptoKeyPair;
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
-    throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, cause);
+    throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, undefined, { cause });
   }
   return describeKey(await save({ algorithm, pair }, replace));
 }
@@ -159,7 +158,7 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
   const next = (pending ?? Promise.resolve()).then(work, work);
   pending = next.catch(() => undefined);
   return next.catch((cause: unknown) => {
-    throw cause instanceof TokenSecError ? cause : fail('ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE', 'DPoP key store failed', cause);
+    throw cause instanceof TokenSecError ? cause : fail('ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE', 'DPoP key store failed', undefined, { cause });
   });
 }
 

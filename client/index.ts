@@ -10,6 +10,7 @@ import { utf8 } from '../src/protocol/context.js';
 import { DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
 import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
 import { readCookie } from './cookie.js';
+import { fail } from './fail.js';
 import { createDpopProof, getDpopKey } from './dpop.js';
 
 export { TokenSecError };
@@ -67,9 +68,6 @@ export interface ClientHandshakeOptions {
  */
 export type HandshakeCallback = (error: TokenSecError | null, payload?: string) => void;
 
-// Messages are terse to keep the bundle small; README.md explains every code.
-const fail = (code: TokenSecError['code'], message: string, status?: number) => new TokenSecError(code, message, status);
-
 async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
   const subtle = subtleCrypto();
   const { uri = '/', header = DEFAULT_HEADER, algorithm } = options;
@@ -109,6 +107,9 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   } catch (cause) {
     throw abort.signal.reason ?? new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
   }
+  // Read the body (usually empty) to its end: one left unread is cancelled when collected, which
+  // browsers log as an aborted request.
+  await response.arrayBuffer().catch(() => 0);
   if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
   const sealed = response.headers.get(header);
   if (sealed === null) {

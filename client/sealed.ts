@@ -6,8 +6,8 @@
  * to the other tabs.
  */
 import { readCookie } from './cookie.js';
+import { fail } from './fail.js';
 import {
-  fail,
   localSession,
   sessionOptions,
   watchPage,

@@ -3,7 +3,8 @@
  * of the handshake bundle plus `TokenSec.session()`, which keeps the token in the page. Sealed
  * mode, which keeps it in a Worker, is the sealed bundle (client/sealed.ts).
  */
-import { fail, localSession, sessionOptions, watchPage, type SessionOptions, type TokenSecSession } from './token-session.js';
+import { fail } from './fail.js';
+import { localSession, sessionOptions, watchPage, type SessionOptions, type TokenSecSession } from './token-session.js';
 
 export * from './index.js';
 export type { SessionOptions, TokenSecSession } from './token-session.js';

@@ -6,6 +6,7 @@
 import { TokenSecError } from '../src/protocol/errors.js';
 import { readCookie } from './cookie.js';
 import { createDpopProof } from './dpop.js';
+import { fail } from './fail.js';
 import { handshake, type ClientHandshakeOptions } from './index.js';
 
 /**
@@ -64,21 +65,25 @@ export type Detail = { token?: string; expiresAt?: number; code?: TokenSecError[
  */
 export type Message = [kind: string, id?: number, data?: any]; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export const fail = (code: TokenSecError['code'], message: string, status?: number) => new TokenSecError(code, message, status);
 /** Network errors, timeouts and 5xx are worth another try; 4xx and broken answers are not. */
 const isRetryable = ({ code, status = 0 }: TokenSecError) => /NETWORK|TIMEOUT/.test(code) || status >= 500;
 /** setTimeout fires at once for delays past 2^31 - 1 ms (24.8 days). */
 const MAX_DELAY = 2 ** 31 - 1;
 
-/** Milliseconds since the epoch when the token expires: OAuth's `expires_in`, else JWT `exp`, else `lifetime`. */
+/**
+ * Milliseconds since the epoch when the token expires: OAuth's `expires_in`, else the JWT's
+ * lifetime (exp - iat, counted from now, so a wrong clock in the browser does not matter), else
+ * its `exp`, else `lifetime`.
+ */
 function expiryOf(token: string, expiresIn: unknown, lifetime: number): number {
-  if (typeof expiresIn == 'number') return Date.now() + expiresIn * 1000;
-  try {
-    const { exp } = JSON.parse(atob((token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/')));
-    if (typeof exp == 'number') return exp * 1000;
-  } catch {
-    // not a JWT
-  }
+  if (typeof expiresIn == 'number') lifetime = expiresIn;
+  else
+    try {
+      const { exp, iat } = JSON.parse(atob((token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/')));
+      if (typeof exp == 'number') return typeof iat == 'number' ? Date.now() + (exp - iat) * 1000 : exp * 1000;
+    } catch {
+      // not a JWT
+    }
   return Date.now() + lifetime * 1000;
 }
 
@@ -123,18 +128,22 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
   const nonces: Record<string, string> = {};
   let token: string | undefined;
   let expiresAt = 0;
+  /** Expiry minus leeway, but at least half the token's remaining life away: a leeway longer than
+   * the lifetime would otherwise make every token stale on arrival and refresh without pause. */
+  let refreshAt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let pending: Promise<string> | undefined;
   let controller = new AbortController();
   let hidden = false;
 
   const emit = (type: string, detail?: Detail) => events.dispatchEvent(new CustomEvent(type, { detail }));
-  /** The token, while it is more than `leeway` from expiry. */
-  const fresh = () => (Date.now() < expiresAt - leeway * 1000 ? token : undefined);
+  /** The token, until it is time to refresh it. */
+  const fresh = () => (Date.now() < refreshAt ? token : undefined);
 
   function keep(value: string, expiry: number, share?: boolean) {
     token = value;
     expiresAt = expiry;
+    refreshAt = Math.max(expiry - leeway * 1000, (Date.now() + expiry) / 2);
     if (share && !sealed) channel?.postMessage(['token', expiry, value]);
     emit('token', sealed ? { expiresAt } : { token, expiresAt });
     schedule();
@@ -142,7 +151,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
 
   function forget(share?: boolean) {
     token = pending = undefined;
-    expiresAt = 0;
+    expiresAt = refreshAt = 0;
     clearTimeout(timer);
     controller.abort();
     controller = new AbortController();
@@ -156,7 +165,6 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
   function schedule(failed?: boolean) {
     clearTimeout(timer);
     if (token === undefined || hidden) return;
-    const refreshAt = expiresAt - leeway * 1000;
     timer = setTimeout(
       () => {
         if (Date.now() >= expiresAt) {

@@ -1,10 +1,11 @@
 // TokenSec demo: `npm start`, then open the printed URL.
 //
 // Log in (session cookie, HttpOnly) -> CSRF token (csrf-sync, handed to the page by
-// tokenSec.initialize) -> TokenSec.handshake() fetches a short-lived JWT minted per user with
-// jose and bound to the page's DPoP key (cnf.jkt) -> the page calls a protected API with
-// `Authorization: DPoP` and a proof -> it refreshes the token before expiry -> log out, after
-// which the handshake and the API refuse. A token copied from a log is useless without the key.
+// tokenSec.initialize) -> TokenSec.session() runs the handshake, which fetches a short-lived JWT
+// minted per user with jose and bound to the page's DPoP key (cnf.jkt) -> session.fetch() calls a
+// protected API with `Authorization: DPoP` and a proof -> the session refreshes the token before
+// expiry -> log out, after which the handshake and the API refuse. A token copied from a log is
+// useless without the key.
 //
 // It imports TokenSec by package name, as an application would. No external service is needed.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -51,7 +52,7 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
   );
   app.use(csrfSync().csrfSynchronisedProtection); // checks x-csrf-token on POST
   app.use(tokenSec.initialize({ cookie: true })); // hands the CSRF token to the page
-  app.get('/tokensec.js', tokenSec.client());
+  app.get('/tokensec-session.js', tokenSec.client({ bundle: 'session' }));
   app.get('/favicon.ico', (_req, res) => res.status(204).end());
   app.use(express.static(fileURLToPath(new URL('./public/', import.meta.url))));
 

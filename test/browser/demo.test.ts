@@ -21,14 +21,16 @@ describe('demo in Chromium', () => {
   });
   afterAll(() => browser?.close());
 
-  async function open(tokenTtl: number) {
+  async function open(tokenTtl: number, width = 1280) {
     const server = await listen(createDemoApp({ tokenTtl }));
-    const context = await browser.newContext();
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
     const page = await context.newPage();
     const violations: string[] = [];
     const errors: string[] = [];
+    const failedRequests: string[] = [];
     page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
     page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('requestfailed', (r) => failedRequests.push(`${r.method()} ${r.url()} ${r.failure()?.errorText}`));
     const bearer: string[] = [];
     const proofs: string[] = [];
     page.on('request', (r) => {
@@ -48,26 +50,75 @@ describe('demo in Chromium', () => {
       await context.close();
       await server.close();
     };
-    return { page, bearer, proofs, origin: server.origin, violations, errors, close };
+    return { page, bearer, proofs, origin: server.origin, violations, errors, failedRequests, close };
   }
 
-  it('log in → handshake → protected API → token only in memory → log out → both refuse', async () => {
-    const { page, bearer, proofs, origin, violations, errors, close } = await open(60);
+  async function logIn(page: Page) {
+    await page.fill('input[name=password]', DEMO_USER.password);
+    await page.click('#login button');
+    await page.waitForSelector('#step-api[data-state="done"]');
+  }
+
+  /** Words the layout broke across lines (a word whose text has more than one line box), and whether the page scrolls sideways. */
+  const layoutProblems = (page: Page) =>
+    page.evaluate(() => {
+      const broken: string[] = [];
+      const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const text = node.textContent ?? '';
+        if (!(node.parentElement as HTMLElement).offsetParent) continue; // not rendered
+        for (const match of text.matchAll(/\S+/g)) {
+          const range = document.createRange();
+          range.setStart(node, match.index);
+          range.setEnd(node, match.index + match[0].length);
+          const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+          if (lines.size > 1) broken.push(match[0]);
+        }
+      }
+      return { broken, sideways: document.documentElement.scrollWidth > window.innerWidth };
+    });
+
+  it('log in → CSRF → handshake → protected API → countdown → log out resets the steps; no errors, no aborted requests', async () => {
+    const { page, bearer, proofs, origin, violations, errors, failedRequests, close } = await open(60);
     try {
-      expect(await state(page, 'csrf')).toBe('done');
+      // Before login nothing is done, not even the CSRF step: the session that matters starts at login.
+      for (const name of ['login', 'csrf', 'handshake', 'api', 'refresh', 'logout']) expect(await state(page, name)).toBe('pending');
       await page.fill('input[name=password]', DEMO_USER.password);
-      await page.click('#login button');
+      const clicked = page.click('#login button');
+      // Visible feedback while it runs.
+      await page.waitForSelector('#login button:disabled', { timeout: 2000 }).catch(() => undefined);
+      await clicked;
       await page.waitForSelector('#step-api[data-state="done"]');
-      expect(await state(page, 'login')).toBe('done');
+      for (const name of ['login', 'csrf', 'handshake', 'api']) expect(await state(page, name)).toBe('done');
       expect(await page.isVisible('#login')).toBe(false);
       expect(await page.isVisible('#controls')).toBe(true);
-      expect(await state(page, 'handshake')).toBe('done');
       expect(await detail(page, 'api')).toContain('this came from a protected API');
-      const claims = JSON.parse((await page.textContent('#claims'))!);
-      expect(claims).toMatchObject({ sub: 'demo', iss: 'tokensec-demo', aud: 'tokensec-demo-api' });
-      expect(claims.exp - claims.iat).toBe(60);
-      await page.waitForFunction(() => /^\d+ s$/.test(document.getElementById('time-left')!.textContent!));
-      expect(Number((await page.textContent('#time-left'))!.replace(' s', ''))).toBeGreaterThan(50);
+      expect(await page.textContent('#status')).toMatch(/API answered at/);
+
+      // Claims with readable times, not epoch seconds.
+      const claim = (name: string) => page.textContent(`#claims dd[data-claim="${name}"]`);
+      expect(await claim('Subject')).toBe('demo');
+      expect(await claim('Lifetime')).toBe('60 s');
+      expect(await claim('Expires at')).toMatch(/^\d{1,2}:\d{2}:\d{2}/);
+      expect(await page.textContent('#claims')).not.toMatch(/\d{10}/);
+
+      // A live countdown (m:ss), going down.
+      await page.waitForFunction(() => /^\d+:\d{2}$/.test(document.getElementById('time-left')!.textContent!));
+      const seconds = async () => {
+        const [m, sec] = (await page.textContent('#time-left'))!.split(':').map(Number);
+        return (m ?? 0) * 60 + (sec ?? 0);
+      };
+      const first = await seconds();
+      expect(first).toBeGreaterThan(50);
+      await page.waitForFunction((s) => {
+        const [m, sec] = document.getElementById('time-left')!.textContent!.split(':').map(Number);
+        return (m ?? 0) * 60 + (sec ?? 0) < s;
+      }, first);
+
+      // Call API: feedback on the button, then the answer.
+      await page.click('#call');
+      await page.waitForSelector('#call:not(:disabled)');
+      expect(await state(page, 'api')).toBe('done');
 
       // The token is a JWT that reached the page, and it is in no storage the page can read.
       const token = defined(bearer[0], 'the DPoP-bound token the page sent');
@@ -76,6 +127,7 @@ describe('demo in Chromium', () => {
       const proof = defined(proofs[0], 'the proof the page sent');
       const verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] });
       expect(verified.payload).toMatchObject({ htm: 'GET', htu: `${origin}/api/me`, ath: await sha256(token) });
+      const claims = JSON.parse(Buffer.from(defined(token.split('.')[1], 'payload'), 'base64url').toString());
       expect(claims.cnf.jkt).toBe(await calculateJwkThumbprint(defined(verified.protectedHeader.jwk, 'jwk')));
       // Copied from the page and replayed from Node without the key: refused.
       const copied = await fetch(`${origin}/api/me`, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
@@ -89,29 +141,62 @@ describe('demo in Chromium', () => {
       expect(stored.cookie).not.toContain('demo.sid'); // the session cookie is HttpOnly
       expect((await page.context().cookies()).map((c) => c.value).join()).not.toContain(token);
 
+      mkdirSync('test-results', { recursive: true });
+      await page.screenshot({ path: 'test-results/demo-1280.png', fullPage: true });
+      expect(await layoutProblems(page)).toEqual({ broken: [], sideways: false });
+
       await page.click('#logout');
-      await page.waitForSelector('#step-logout:not([data-state="pending"])');
-      expect(await state(page, 'logout')).toBe('refused');
+      await page.waitForSelector('#step-logout[data-state="done"]');
+      expect(await detail(page, 'logout')).toMatch(/token is forgotten and the DPoP key deleted/);
+      for (const name of ['login', 'csrf', 'handshake', 'api', 'refresh']) expect(await state(page, name)).toBe('pending');
       expect(await page.isVisible('#login')).toBe(true);
       expect(await page.isVisible('#controls')).toBe(false);
-      expect(await detail(page, 'logout')).toMatch(/Handshake: ERR_TOKENSEC_HTTP_STATUS 401; API with the old token: 401 session_ended/);
-      mkdirSync('test-results', { recursive: true });
-      await page.screenshot({ path: 'test-results/demo.png', fullPage: true });
+      expect(await page.isVisible('#token-panel')).toBe(false);
       expect(violations).toEqual([]); // strict CSP, nothing blocked
-      expect(errors.filter((e) => !/401/.test(e))).toEqual([]);
+      expect(errors).toEqual([]);
+      expect(failedRequests).toEqual([]);
     } finally {
       await close();
     }
   });
 
-  it('fetches a new token before the old one expires', async () => {
-    const { page, bearer, close } = await open(3);
+  it('after logout, the old token and a new handshake are refused (the demo shows both)', async () => {
+    const { page, close } = await open(60);
     try {
-      await page.fill('input[name=password]', DEMO_USER.password);
-      await page.click('#login button');
+      await logIn(page);
+      await page.click('#logout');
+      await page.waitForSelector('#prove:visible');
+      await page.click('#prove');
+      await page.waitForSelector('#step-logout[data-state="refused"]');
+      expect(await detail(page, 'logout')).toMatch(/Handshake: ERR_TOKENSEC_HTTP_STATUS 401; API with the old token: 401 /);
+    } finally {
+      await close();
+    }
+  });
+
+  it('at phone width (390 px): no sideways scrolling and no word broken mid-letter', async () => {
+    const { page, errors, close } = await open(60, 390);
+    try {
+      await logIn(page);
+      await page.waitForFunction(() => /^\d+:\d{2}$/.test(document.getElementById('time-left')!.textContent!));
+      expect(await layoutProblems(page)).toEqual({ broken: [], sideways: false });
+      mkdirSync('test-results', { recursive: true });
+      await page.screenshot({ path: 'test-results/demo-390.png', fullPage: true });
+      expect(errors).toEqual([]);
+    } finally {
+      await close();
+    }
+  });
+
+  it('the session fetches a new token before the old one expires', async () => {
+    const { page, bearer, errors, failedRequests, close } = await open(3);
+    try {
+      await logIn(page);
       await page.waitForSelector('#step-refresh[data-state="done"]', { timeout: 10_000 });
       expect(await state(page, 'api')).toBe('done');
       expect(new Set(bearer).size).toBeGreaterThanOrEqual(2);
+      expect(errors).toEqual([]);
+      expect(failedRequests).toEqual([]);
     } finally {
       await close();
     }

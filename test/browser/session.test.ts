@@ -29,20 +29,33 @@ let state: {
   lifetime: number;
   /** Send a bare JWT (expiry in `exp`) instead of { access_token, expires_in }. */
   bare: boolean;
+  /** Seconds before now to put in the JWT's iat (none when undefined). */
+  issuedAgo: number | undefined;
   tokens: string[];
   revoked: Set<string>;
   crossOrigin: (string | undefined)[];
 };
 const reset = () =>
-  (state = { handshakes: 0, refuse: [], delay: 0, lifetime: 300, bare: false, tokens: [], revoked: new Set(), crossOrigin: [] });
+  (state = {
+    handshakes: 0,
+    refuse: [],
+    delay: 0,
+    lifetime: 300,
+    bare: false,
+    issuedAgo: undefined,
+    tokens: [],
+    revoked: new Set(),
+    crossOrigin: [],
+  });
 reset();
 
 async function issueToken(jkt: string | undefined): Promise<string> {
   // A marker no other string in the page contains, so a heap snapshot can look for it.
-  const token = await new SignJWT({ cnf: { jkt }, marker: `secret-token-${state.tokens.length}-${randomBytes(6).toString('hex')}` })
+  const jwt = new SignJWT({ cnf: { jkt }, marker: `secret-token-${state.tokens.length}-${randomBytes(6).toString('hex')}` })
     .setProtectedHeader({ alg: 'HS256' })
-    .setExpirationTime(Math.floor(Date.now() / 1000) + state.lifetime)
-    .sign(signingKey);
+    .setExpirationTime(Math.floor(Date.now() / 1000) + state.lifetime);
+  if (state.issuedAgo !== undefined) jwt.setIssuedAt(Math.floor(Date.now() / 1000) - state.issuedAgo);
+  const token = await jwt.sign(signingKey);
   state.tokens.push(token);
   return state.bare ? token : JSON.stringify({ access_token: token, expires_in: state.lifetime });
 }
@@ -196,7 +209,7 @@ describe('TokenSec.session() in Chromium', () => {
     }
   });
 
-  it('reads the expiry from { access_token, expires_in } and from a bare JWT’s exp', async () => {
+  it('reads the expiry from { access_token, expires_in }, from a bare JWT’s exp, and from its exp - iat', async () => {
     const { context, page } = await open();
     try {
       state.lifetime = 120;
@@ -213,6 +226,15 @@ describe('TokenSec.session() in Chromium', () => {
       const exp = JSON.parse(Buffer.from(String(token).split('.')[1] ?? '', 'base64url').toString()).exp;
       const latest = await page.evaluate(() => (window as any).events.at(-1).expiresAt);
       expect(latest).toBe(exp * 1000);
+
+      // With iat, the JWT's lifetime (exp - iat) counts from its arrival: here 60 + 120 s.
+      state.issuedAgo = 60;
+      await page.evaluate(() => (window as any).session.clear());
+      const arrival = Date.now();
+      await getToken(page);
+      const fromLifetime = await page.evaluate(() => (window as any).events.at(-1).expiresAt);
+      expect(fromLifetime).toBeGreaterThanOrEqual(arrival + 179_000);
+      expect(fromLifetime).toBeLessThanOrEqual(Date.now() + 181_000);
     } finally {
       await context.close();
     }

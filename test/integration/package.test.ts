@@ -98,8 +98,8 @@ describe('size budget', () => {
   it.each(['tokensec-session.min.js', 'tokensec-session.min.mjs'])('%s is at most 5120 bytes min+gzip', async (file) => {
     expect(await gzipped(file)).toBeLessThanOrEqual(5120);
   });
-  // The sealed bundle is the session and its worker protocol, both sides, in one file: 5.5 KiB.
-  it.each(['tokensec-sealed.min.js', 'tokensec-sealed.min.mjs'])('%s is at most 5632 bytes min+gzip', async (file) => {
-    expect(await gzipped(file)).toBeLessThanOrEqual(5632);
+  // The sealed bundle is the session and both sides of its worker protocol in one file: 5.625 KiB.
+  it.each(['tokensec-sealed.min.js', 'tokensec-sealed.min.mjs'])('%s is at most 5760 bytes min+gzip', async (file) => {
+    expect(await gzipped(file)).toBeLessThanOrEqual(5760);
   });
 });

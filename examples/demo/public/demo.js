@@ -1,154 +1,196 @@
-// The demo page. The token lives only in the `token` variable of this closure.
+// The demo page. The token lives only inside TokenSec.session(): this code never stores it.
 (() => {
   'use strict';
   const $ = (id) => document.getElementById(id);
-  let token = null;
+  const session = TokenSec.session({ uri: '/api/token' });
   let expiresAt = 0;
-  let refreshTimer = 0;
-  let tokenTtl = 60;
   let refreshes = 0;
+  /** The last token, kept only to show after logout that the server refuses it. */
+  let lastToken = null;
+
+  const time = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const describe = (error) => `${error.code ?? error.name}${error.status ? ` ${error.status}` : ''}: ${error.message}`;
+  const csrfToken = () => {
+    const pair = document.cookie.split('; ').find((c) => c.startsWith('tokensec='));
+    return pair ? decodeURIComponent(pair.slice('tokensec='.length)) : '';
+  };
 
   function step(name, state, detail = '') {
     const el = $(`step-${name}`);
     el.dataset.state = state;
     el.querySelector('.detail').textContent = detail;
   }
-  const describe = (error) => `${error.code ?? error.name}: ${error.message}`;
-  const csrfCookie = () => document.cookie.split('; ').find((c) => c.startsWith('tokensec='));
+  const status = (text) => ($('status').textContent = text);
 
-  async function post(path, body) {
-    const csrf = csrfCookie();
-    const res = await fetch(path, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-csrf-token': csrf ? decodeURIComponent(csrf.slice(9)) : '' },
-      body: JSON.stringify(body ?? {}),
-    });
-    const json = await res.json();
-    if (!res.ok) throw Object.assign(new Error(json.message), { code: json.code ?? res.status });
-    return json;
-  }
-
-  /** Reloads the session state; the response also refreshes the CSRF cookie. */
-  async function loadSession() {
-    const res = await fetch('/api/session');
-    const session = await res.json();
-    tokenTtl = session.tokenTtl;
-    if (csrfCookie()) step('csrf', 'done', 'The page can read it; the session cookie itself is HttpOnly.');
-    else step('csrf', 'failed', 'No tokensec cookie');
-    $('login').hidden = Boolean(session.user);
-    $('controls').hidden = !session.user;
-    $('who').textContent = session.user ? `Logged in as ${session.user}` : '';
-    return session;
-  }
-
-  async function getToken() {
-    step('handshake', 'running');
+  /** Runs a button's action with visible feedback: disabled and relabelled while it runs. */
+  async function busy(button, label, action) {
+    const idle = button.textContent;
+    button.disabled = true;
+    button.textContent = label;
     try {
-      token = await TokenSec.handshake({ uri: '/api/token' });
-      step('handshake', 'done', `Got a ${token.length}-character JWT, kept in memory only.`);
-      return true;
-    } catch (error) {
-      token = null;
-      step('handshake', 'failed', describe(error));
-      return false;
+      await action();
+    } finally {
+      button.disabled = false;
+      button.textContent = idle;
     }
   }
 
-  /** An API call with the token and a DPoP proof of the page's key: a copied token alone is refused. */
-  async function apiFetch(path, accessToken) {
-    const proof = await TokenSec.createDpopProof({ method: 'GET', url: path, accessToken });
-    return fetch(path, { headers: { authorization: `DPoP ${accessToken}`, dpop: proof } });
+  async function post(path, body) {
+    const res = await fetch(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-csrf-token': csrfToken() },
+      body: JSON.stringify(body ?? {}),
+    });
+    const json = await res.json();
+    if (!res.ok) throw Object.assign(new Error(json.message), { code: json.code, status: res.status });
+    return json;
+  }
+
+  /** Shows who is logged in; the response also renews the CSRF cookie. */
+  async function loadSession() {
+    const user = (await (await fetch('/api/session')).json()).user;
+    $('login').hidden = Boolean(user);
+    $('controls').hidden = !user;
+    $('who').textContent = user ? `Logged in as ${user}` : '';
+    return user;
+  }
+
+  function showClaims(claims) {
+    const rows = [
+      ['Subject', claims.sub],
+      ['Name', claims.name],
+      ['Scope', claims.scope],
+      ['Issued at', time(claims.iat * 1000)],
+      ['Expires at', time(claims.exp * 1000)],
+      ['Lifetime', `${claims.exp - claims.iat} s`],
+      // The key's thumbprint, shortened: one 43-character word would not fit a phone's width.
+      ['Bound to key', claims.cnf?.jkt && `${claims.cnf.jkt.slice(0, 12)}…`],
+    ];
+    $('claims').replaceChildren(
+      ...rows.flatMap(([name, value]) => {
+        const dt = document.createElement('dt');
+        const dd = document.createElement('dd');
+        dt.textContent = name;
+        dd.textContent = value ?? '–';
+        dd.dataset.claim = name;
+        return [dt, dd];
+      }),
+    );
+    $('token-panel').hidden = false;
   }
 
   async function callApi() {
     step('api', 'running');
-    const res = await apiFetch('/api/me', token);
+    const res = await session.fetch('/api/me');
     const json = await res.json();
     if (!res.ok) {
-      step('api', 'failed', `${res.status} ${json.error}: ${json.message}`);
+      step('api', 'failed', `${res.status} ${json.error ?? json.code}: ${json.message}`);
+      status(`The API refused the call (${res.status}).`);
       return;
     }
-    step('api', 'done', json.message);
-    expiresAt = json.claims.exp * 1000;
-    $('claims').textContent = JSON.stringify(json.claims, null, 2);
-    $('token-panel').hidden = false;
-    scheduleRefresh();
+    step('api', 'done', `${json.message} (${time(Date.now())})`);
+    status(`API answered at ${time(Date.now())}.`);
+    showClaims(json.claims);
   }
 
-  function scheduleRefresh() {
-    clearTimeout(refreshTimer);
-    // Refresh at 80% of the lifetime, so the API never sees an expired token.
-    const inMs = Math.max(1000, expiresAt - Date.now() - tokenTtl * 200);
-    step(
-      'refresh',
-      refreshes ? 'done' : 'pending',
-      `${refreshes ? `Refreshed ${refreshes}×. ` : ''}Next refresh in ${Math.round(inMs / 1000)} s.`,
-    );
-    refreshTimer = setTimeout(async () => {
-      if (await getToken()) {
-        refreshes++;
-        await callApi();
-      }
-    }, inMs);
-  }
+  session.addEventListener('token', ({ detail }) => {
+    lastToken = detail.token;
+    expiresAt = detail.expiresAt;
+    step('handshake', 'done', `Got a ${detail.token.length}-character JWT at ${time(Date.now())}, kept in memory only.`);
+    if (refreshes) step('refresh', 'done', `Refreshed ${refreshes}×, last at ${time(Date.now())}. Valid until ${time(expiresAt)}.`);
+    else step('refresh', 'pending', `Valid until ${time(expiresAt)}; the session refreshes it before then.`);
+    callApi();
+  });
+  session.addEventListener('refresh', () => {
+    refreshes++;
+    step('refresh', 'running', 'Fetching the next token…');
+  });
+  session.addEventListener('error', ({ detail }) => step('handshake', 'failed', describe(detail)));
+  session.addEventListener('expired', () => step('refresh', 'failed', 'The token expired and could not be replaced.'));
 
   setInterval(() => {
-    $('time-left').textContent = token && expiresAt ? `${Math.max(0, Math.round((expiresAt - Date.now()) / 1000))} s` : '–';
+    const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
+    $('time-left').textContent = expiresAt ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}` : '–';
   }, 250);
+
+  function resetSteps() {
+    for (const name of ['login', 'csrf', 'handshake', 'api', 'refresh']) step(name, 'pending');
+    $('token-panel').hidden = true;
+    expiresAt = 0;
+    refreshes = 0;
+  }
 
   async function start() {
     step('login', 'done', 'Session cookie set (HttpOnly).');
-    if (await getToken()) await callApi();
+    step(
+      'csrf',
+      csrfToken() ? 'done' : 'failed',
+      csrfToken() ? 'A new token for the new session; the page can read it.' : 'No tokensec cookie',
+    );
+    step('handshake', 'running');
+    step('logout', 'pending');
+    $('prove').hidden = true;
+    try {
+      await session.getToken(); // the token event fills in the rest
+    } catch {
+      // shown by the error event
+    }
   }
 
-  $('login').addEventListener('submit', async (event) => {
+  $('login').addEventListener('submit', (event) => {
     event.preventDefault();
     const form = new FormData(event.target);
-    step('login', 'running');
-    try {
-      await post('/login', { username: form.get('username'), password: form.get('password') });
-      await loadSession(); // a new session has a new CSRF token
-      await start();
-    } catch (error) {
-      step('login', 'failed', describe(error));
-    }
+    busy(event.target.querySelector('button'), 'Logging in…', async () => {
+      step('login', 'running');
+      try {
+        await post('/login', { username: form.get('username'), password: form.get('password') });
+        await loadSession(); // a new session has a new CSRF token
+        status('Logged in.');
+        await start();
+      } catch (error) {
+        step('login', 'failed', describe(error));
+        status('Login failed.');
+      }
+    });
   });
 
-  $('refresh').addEventListener('click', async () => {
-    if (await getToken()) await callApi();
-  });
-  $('call').addEventListener('click', callApi);
+  $('call').addEventListener('click', (event) => busy(event.target, 'Calling…', callApi));
 
-  $('logout').addEventListener('click', async () => {
-    clearTimeout(refreshTimer);
-    const oldToken = token;
-    try {
-      await post('/logout');
-    } catch (error) {
-      step('logout', 'failed', describe(error));
-      return;
-    }
-    await loadSession();
-    // Both must now refuse: a new handshake, and the API with the token we still hold.
-    let handshakeRefused = '';
-    try {
-      await TokenSec.handshake({ uri: '/api/token' });
-    } catch (error) {
-      handshakeRefused = `${error.code}${error.status ? ` ${error.status}` : ''}`;
-    }
-    const res = await apiFetch('/api/me', oldToken);
-    const json = await res.json();
-    token = null;
-    await TokenSec.deleteDpopKey(); // a new login gets a new key
-    $('token-panel').hidden = true;
-    const refused = handshakeRefused && res.status === 401;
-    step(
-      'logout',
-      refused ? 'refused' : 'failed',
-      `Handshake: ${handshakeRefused || 'answered!'}; API with the old token: ${res.status} ${json.error ?? ''}`,
-    );
-    step('login', 'pending');
-  });
+  $('logout').addEventListener('click', (event) =>
+    busy(event.target, 'Logging out…', async () => {
+      session.clear(); // forget the token here and in other tabs; stop refreshing
+      await TokenSec.deleteDpopKey(); // a new login gets a new key
+      try {
+        await post('/logout');
+      } catch (error) {
+        step('logout', 'failed', describe(error));
+        return;
+      }
+      resetSteps();
+      await loadSession();
+      step('logout', 'done', `Logged out at ${time(Date.now())}. The token is forgotten and the DPoP key deleted.`);
+      status('Logged out.');
+      $('prove').hidden = !lastToken;
+    }),
+  );
 
-  loadSession().then((session) => (session.user ? start() : undefined));
+  // After logout: the server refuses both a new handshake and the old token (with a proof of a new key).
+  $('prove').addEventListener('click', (event) =>
+    busy(event.target, 'Trying…', async () => {
+      let handshake = 'answered!';
+      try {
+        await TokenSec.handshake({ uri: '/api/token' });
+      } catch (error) {
+        handshake = `${error.code}${error.status ? ` ${error.status}` : ''}`;
+      }
+      const proof = await TokenSec.createDpopProof({ method: 'GET', url: '/api/me', accessToken: lastToken });
+      const res = await fetch('/api/me', { headers: { authorization: `DPoP ${lastToken}`, dpop: proof } });
+      const json = await res.json();
+      const refused = handshake !== 'answered!' && res.status === 401;
+      step('logout', refused ? 'refused' : 'failed', `Handshake: ${handshake}; API with the old token: ${res.status} ${json.error ?? ''}`);
+      status(refused ? 'Both refused, as they should.' : 'Something was not refused!');
+    }),
+  );
+
+  loadSession().then((user) => (user ? start() : undefined));
 })();

@@ -1,0 +1,5 @@
+import { TokenSecError } from '../src/protocol/errors.js';
+
+/** Every browser-side error. Messages are terse to keep the bundles small; README.md explains every code. */
+export const fail = (code: TokenSecError['code'], message: string, status?: number, options?: ErrorOptions) =>
+  new TokenSecError(code, message, status, options);
