@@ -282,6 +282,29 @@ describe('TokenSec.session() in Chromium', () => {
     }
   });
 
+  it('the online event also resumes refreshing (a page shown while the browser was offline)', async () => {
+    const { context, page } = await open();
+    try {
+      state.lifetime = 2;
+      await start(page, { leeway: 1 });
+      await getToken(page);
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await sleep(1300);
+      // Visible again without a visibilitychange event; only online tells the session.
+      await page.evaluate(() => {
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
+        window.dispatchEvent(new Event('online'));
+      });
+      await page.waitForFunction(() => (window as any).events.length >= 3, null, { timeout: 5000 });
+      expect(await events(page)).toEqual(['token', 'refresh', 'token']);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('retries a 503 with backoff, and gives up after `retries` with the last error', async () => {
     const { context, page } = await open();
     try {
@@ -486,6 +509,27 @@ describe('sealed mode in Chromium', () => {
       expect(heap).not.toContain(marker);
       expect(heap).not.toContain(state.tokens[0]?.split('.')[1]);
       expect(problems).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('its limit: a script in a sealed page still uses the session, and can run a handshake of its own', async () => {
+    const { context, page } = await open('/sealed');
+    try {
+      await start(page);
+      const injected = await page.evaluate(async () => {
+        const w = window as any;
+        // What an injected script can do: call the session, and do what the session's worker does.
+        const viaSession = (await w.session.fetch('/api/me')).status;
+        const own = await w.TokenSec.handshake({ uri: '/token' });
+        return { viaSession, own };
+      });
+      expect(injected.viaSession).toBe(200);
+      // The token it got is bound to the page's key (it cannot export that key), like the session's.
+      const claims = JSON.parse(Buffer.from(injected.own.split('.')[1] ?? '', 'base64url').toString());
+      const jkt = await page.evaluate(async () => (await (window as any).TokenSec.getDpopKey()).thumbprint);
+      expect(claims.cnf.jkt).toBe(jkt);
     } finally {
       await context.close();
     }
