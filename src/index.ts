@@ -10,8 +10,12 @@ import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.
 import { handshake } from './server/handshake.js';
 import { initialize } from './server/initialize.js';
 import { client } from './server/serve-client.js';
+import { errorHandler } from './server/error-handler.js';
 
-export { client, dpop, handshake, initialize, memoryReplayStore, redisReplayStore };
+export { client, dpop, errorHandler, handshake, initialize, memoryReplayStore, redisReplayStore };
+export { handshakeChannel } from './server/events.js';
+export type { HandshakeEvent } from './server/events.js';
+export type { ErrorHandlerOptions } from './server/error-handler.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
 export type { ClientBundle, ServeClientOptions } from './server/serve-client.js';
@@ -23,5 +27,5 @@ export type { HandshakeDpopOptions, SessionKeyStore } from './server/dpop/handsh
 export type { DpopAlgorithm } from './protocol/dpop.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
-const tokenSec = { initialize, handshake, client, dpop, memoryReplayStore, redisReplayStore };
+const tokenSec = { initialize, handshake, client, dpop, errorHandler, memoryReplayStore, redisReplayStore };
 export default tokenSec;

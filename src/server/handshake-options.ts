@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LONE_SURROGATE } from '../protocol/context.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME } from '../protocol/wire.js';
 import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
+import type { HandshakeEvent } from './events.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
 
 /**
@@ -78,6 +79,12 @@ export interface ServerHandshakeOptions<
    */
   secret?: string | ((req: Req, context: HandshakeContext) => MaybePromise<string | undefined>);
   /**
+   * Called once per handshake with what it came to (outcome, status, code, algorithm, duration,
+   * request id); never with the payload, the secret or a key. Also published on the
+   * node:diagnostics_channel channel `tokensec:handshake`. A listener that throws is ignored.
+   */
+  onEvent?: (event: HandshakeEvent) => void;
+  /**
    * Milliseconds the secret and payload functions may take together before the handshake fails
    * with 503 ERR_TOKENSEC_TIMEOUT. Default 10000.
    */
@@ -116,9 +123,10 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   secret: SecretSource<Req>;
   payload: PayloadSource<Req, Res>;
   dpop: ResolvedHandshakeDpop<Req>;
+  onEvent: ((event: HandshakeEvent) => void) | undefined;
 }
 
-const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout', 'allowSafeMethods', 'dpop'] as const;
+const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout', 'allowSafeMethods', 'dpop', 'onEvent'] as const;
 
 /** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
 export const MIN_SECRET_BYTES = 16;
@@ -147,6 +155,7 @@ export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res ex
     timeout: checkInteger('handshake', 'timeout', given.timeout, 10_000, 1, 2 ** 31 - 1, 'milliseconds'),
     allowSafeMethods: checkBoolean('handshake', 'allowSafeMethods', given.allowSafeMethods, false),
     dpop: resolveHandshakeDpop<Req>(given.dpop),
+    onEvent: eventListener(given.onEvent),
   };
 }
 
@@ -174,6 +183,11 @@ function secretSource<Req>(secret: unknown): SecretSource<Req> {
   if (problem)
     throw optionError('handshake', `option "secret" ${problem}. Use a random string, e.g. crypto.randomBytes(32).toString('base64url').`);
   return { kind: 'value', value: secret };
+}
+
+function eventListener(listener: unknown): ((event: HandshakeEvent) => void) | undefined {
+  if (listener === undefined || typeof listener === 'function') return listener as ((event: HandshakeEvent) => void) | undefined;
+  throw optionError('handshake', `option "onEvent" must be a function (event) => void, got ${describe(listener)}.`);
 }
 
 function headerName(header: unknown): string {

@@ -10,6 +10,7 @@
  * handshake header pass straight through. Every failure is a TokenSecError with `status` and a
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
+import { emitHandshakeEvent, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
 import type { ServerResponse } from 'node:http';
 import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
@@ -178,12 +179,15 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
   res: Res,
   value: string | string[],
   options: ResolvedHandshakeOptions<Req, Res>,
+  seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'>,
 ): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
   checkMethod(method, options.allowSafeMethods);
   const request = parseHeader(value);
+  seen.algorithm = request.algorithm;
   const target = requestTarget(req, options.header, method);
   const proof = handshakeProof(req, String(value), method, options.dpop);
+  seen.jkt = proof?.jkt;
   target.jkt = proof && Buffer.from(proof.jkt, 'base64url');
   // One deadline covers the app's secret and payload functions; made only if one runs.
   let deadline: HandshakeDeadline | undefined;
@@ -242,10 +246,26 @@ export function handshake<Req extends HandshakeRequestLike = HandshakeRequestLik
       next();
       return;
     }
-    runHandshake(req, res, value, resolved).then(() => {
-      if (resolved.terminate) res.end();
-      else next();
-    }, next);
+    const started = performance.now();
+    const seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'> = {};
+    const report = (outcome: Pick<HandshakeEvent, 'outcome' | 'status' | 'code'>) =>
+      emitHandshakeEvent(resolved.onEvent, {
+        ...outcome,
+        ...seen,
+        durationMs: performance.now() - started,
+        requestId: requestIdOf(req),
+      });
+    runHandshake(req, res, value, resolved, seen).then(
+      () => {
+        report({ outcome: 'answered', status: 200 });
+        if (resolved.terminate) res.end();
+        else next();
+      },
+      (error: unknown) => {
+        report(outcomeOf(error));
+        next(error);
+      },
+    );
   };
 }
 

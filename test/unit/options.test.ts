@@ -1,7 +1,7 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import tokenSec, { client, handshake, initialize, dpop, memoryReplayStore, redisReplayStore } from '../../src/index.js';
+import tokenSec, { client, dpop, errorHandler, handshake, initialize, memoryReplayStore, redisReplayStore } from '../../src/index.js';
 
 describe('options are checked when the middleware is created', () => {
   const cases: [string, () => unknown, RegExp][] = [
@@ -16,7 +16,7 @@ describe('options are checked when the middleware is created', () => {
     [
       'an unrelated option',
       () => handshake({ payload: 't', cors: true } as never),
-      /unknown option "cors"\. Known options: payload, header, terminate, secret, timeout, allowSafeMethods, dpop\./,
+      /unknown option "cors"\. Known options: payload, header, terminate, secret, timeout, allowSafeMethods, dpop, onEvent\./,
     ],
     ['payload of the wrong type', () => handshake({ payload: 42 } as never), /"payload" must be a string or a function/],
     [
@@ -70,6 +70,6 @@ describe('options are checked when the middleware is created', () => {
   });
 
   it('exports the same functions by name and on the default object', () => {
-    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, memoryReplayStore, redisReplayStore });
+    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, errorHandler, memoryReplayStore, redisReplayStore });
   });
 });
