@@ -29,9 +29,14 @@ const markCommonJs: Plugin = {
 
 const minify = terser({ ecma: 2020, format: { comments: false }, compress: { passes: 3, unsafe_arrows: true } });
 
+/**
+ * No source maps for the browser builds: the readable .js and .mjs are the debuggable form (plain
+ * JavaScript with its comments), and the minified files are served to browsers as they are, so
+ * that their Subresource Integrity hash is the file's (no sourceMappingURL line to strip).
+ */
 /** One browser entry: UMD-like classic script and ES module, each plain and minified, and their declarations. */
 function browserBuild(input: string, name: string, amdIds: string[]) {
-  const script = { format: 'iife' as const, name: 'TokenSec', footer: footer(amdIds), strict: false, sourcemap: true };
+  const script = { format: 'iife' as const, name: 'TokenSec', footer: footer(amdIds), strict: false };
   return [
     {
       input,
@@ -41,8 +46,8 @@ function browserBuild(input: string, name: string, amdIds: string[]) {
       output: [
         { ...script, file: `dist/browser/${name}.js` },
         { ...script, file: `dist/browser/${name}.min.js`, plugins: [minify] },
-        { file: `dist/browser/${name}.mjs`, format: 'es' as const, sourcemap: true },
-        { file: `dist/browser/${name}.min.mjs`, format: 'es' as const, sourcemap: true, plugins: [minify] },
+        { file: `dist/browser/${name}.mjs`, format: 'es' as const },
+        { file: `dist/browser/${name}.min.mjs`, format: 'es' as const, plugins: [minify] },
       ],
     },
     {

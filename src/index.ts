@@ -9,16 +9,16 @@ import { dpop } from './server/dpop/middleware.js';
 import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
 import { handshake } from './server/handshake.js';
 import { initialize } from './server/initialize.js';
-import { client } from './server/serve-client.js';
+import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
 
-export { client, dpop, errorHandler, handshake, initialize, memoryReplayStore, redisReplayStore };
+export { client, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, redisReplayStore };
 export { handshakeChannel } from './server/events.js';
 export type { HandshakeEvent } from './server/events.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
-export type { ClientBundle, ServeClientOptions } from './server/serve-client.js';
+export type { ClientBundle, IntegrityOptions, ServeClientOptions } from './server/serve-client.js';
 export type { HandshakeContext, ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
@@ -27,5 +27,5 @@ export type { HandshakeDpopOptions, SessionKeyStore } from './server/dpop/handsh
 export type { DpopAlgorithm } from './protocol/dpop.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
-const tokenSec = { initialize, handshake, client, dpop, errorHandler, memoryReplayStore, redisReplayStore };
+const tokenSec = { initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore };
 export default tokenSec;

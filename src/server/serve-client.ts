@@ -44,16 +44,64 @@ const FILES: Record<ClientBundle, string> = { handshake: 'tokensec', session: 't
 // The same relative path works from src/server/ (tests) and from dist/server/ (the package).
 const BUNDLE_DIR = new URL('../../dist/browser/', import.meta.url);
 
-function loadBundle(bundle: ClientBundle, minified: boolean): Buffer {
+const loaded = new Map<string, Buffer>();
+
+/** The bundle's file, read once, served byte for byte (so its SRI hash is the file's). */
+function loadBundle(fn: string, bundle: ClientBundle, minified: boolean): Buffer {
   const file = new URL(`${FILES[bundle]}${minified ? '.min' : ''}.js`, BUNDLE_DIR);
-  let code: string;
-  try {
-    code = readFileSync(file, 'utf8');
-  } catch {
-    throw new Error(`tokenSec.client(): the browser bundle ${file.pathname} is missing; run "npm run build".`);
+  let body = loaded.get(file.href);
+  if (!body) {
+    try {
+      body = readFileSync(file);
+    } catch {
+      throw new Error(`tokenSec.${fn}(): the browser bundle ${file.pathname} is missing; run "npm run build".`);
+    }
+    loaded.set(file.href, body);
   }
-  // The source map sits next to the file in dist/, not next to the URL this is served at.
-  return Buffer.from(code.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n'));
+  return body;
+}
+
+function checkBundle(fn: string, value: unknown): ClientBundle {
+  const bundle = value ?? 'handshake';
+  if (typeof bundle !== 'string' || !Object.hasOwn(FILES, bundle)) {
+    throw optionError(
+      fn,
+      `option "bundle" must be 'handshake', 'session' or 'sealed', got ${typeof bundle === 'string' ? `'${bundle}'` : describe(bundle)}.`,
+    );
+  }
+  return bundle as ClientBundle;
+}
+
+/**
+ * Options of `tokenSec.integrity()`: which bundle, as `client()` takes them.
+ *
+ * @example
+ * ```ts
+ * const sri = tokenSec.integrity({ bundle: 'session' });
+ * ```
+ */
+export interface IntegrityOptions {
+  /** Default `'handshake'`. */
+  bundle?: ClientBundle;
+  /** Default true. */
+  minified?: boolean;
+}
+
+/**
+ * The Subresource Integrity value (sha384) of the bundle `client()` serves with the same options,
+ * for `<script src integrity crossorigin>`: the browser then runs the script only if its bytes are
+ * exactly these.
+ *
+ * @example
+ * ```ts
+ * const sri = tokenSec.integrity();
+ * res.send(`<script src="/tokensec.js" integrity="${sri}" crossorigin="anonymous"></script>`);
+ * ```
+ */
+export function integrity(options: IntegrityOptions = {}): string {
+  const o = checkOptions('integrity', options, ['bundle', 'minified']);
+  const body = loadBundle('integrity', checkBundle('integrity', o.bundle), checkBoolean('integrity', 'minified', o.minified, true));
+  return `sha384-${createHash('sha384').update(body).digest('base64')}`;
 }
 
 function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
@@ -79,17 +127,11 @@ export function client<Req extends IncomingMessage = IncomingMessage, Res extend
   options: ServeClientOptions = {},
 ): Middleware<Req, Res> {
   const o = checkOptions('client', options, ['bundle', 'minified', 'crypto', 'maxAge']);
-  const bundle = o.bundle ?? 'handshake';
-  if (typeof bundle !== 'string' || !Object.hasOwn(FILES, bundle)) {
-    throw optionError(
-      'client',
-      `option "bundle" must be 'handshake', 'session' or 'sealed', got ${typeof bundle === 'string' ? `'${bundle}'` : describe(bundle)}.`,
-    );
-  }
+  const bundle = checkBundle('client', o.bundle);
   const minified = checkBoolean('client', 'minified', o.minified, true);
   checkBoolean('client', 'crypto', o.crypto, false);
   const maxAge = checkInteger('client', 'maxAge', o.maxAge, 3600, 0, 31_536_000, 'seconds');
-  const body = loadBundle(bundle as ClientBundle, minified);
+  const body = loadBundle('client', bundle, minified);
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
   const cacheControl = `public, max-age=${maxAge}`;
 

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -14,14 +15,15 @@ function app(options?: Parameters<typeof tokenSec.client>[0]) {
 }
 
 describe('client()', () => {
-  it('serves the minified UMD bundle as JavaScript, without the dist-relative source map comment', async () => {
-    const res = await request(app()).get('/tokensec.js').expect(200);
+  it('serves the minified UMD bundle as JavaScript, byte for byte the file tokenSec.integrity() hashes', async () => {
+    const res = await request(app()).get('/tokensec.js').buffer(true).expect(200);
     expect(res.headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['cache-control']).toBe('public, max-age=3600');
     expect(res.headers.etag).toMatch(/^"[\w-]{27}"$/);
-    expect(res.text).toBe(bundle('tokensec.min.js').replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n'));
+    expect(res.text).toBe(bundle('tokensec.min.js'));
     expect(res.text).not.toContain('sourceMappingURL');
+    expect(tokenSec.integrity()).toBe(`sha384-${createHash('sha384').update(res.text).digest('base64')}`);
     expect(Number(res.headers['content-length'])).toBe(Buffer.byteLength(res.text));
   });
 
@@ -64,7 +66,8 @@ describe('client()', () => {
     const res = await request(app({ bundle: name }))
       .get('/tokensec.js')
       .expect(200);
-    expect(res.text).toBe(bundle(`${file}.min.js`).replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n'));
+    expect(res.text).toBe(bundle(`${file}.min.js`));
+    expect(tokenSec.integrity({ bundle: name })).toBe(`sha384-${createHash('sha384').update(res.text).digest('base64')}`);
     const readable = await request(app({ bundle: name, minified: false })).get('/tokensec.js');
     expect(readable.text.startsWith(bundle(`${file}.js`).slice(0, 200))).toBe(true);
   });
@@ -74,6 +77,16 @@ describe('client()', () => {
       /tokenSec\.client\(\): option "bundle" must be 'handshake', 'session' or 'sealed', got 'sessions'\./,
     );
     expect(() => tokenSec.client({ bundle: 1 as never })).toThrow(/got number/);
+  });
+
+  it('integrity() checks its options like client()', () => {
+    expect(() => tokenSec.integrity({ bundle: 'x' as never })).toThrow(/tokenSec\.integrity\(\): option "bundle" must be/);
+    expect(() => tokenSec.integrity({ minify: true } as never)).toThrow(/unknown option "minify"\. Did you mean "minified"\?/);
+    expect(tokenSec.integrity({ minified: false })).toMatch(/^sha384-[A-Za-z0-9+/]{64}$/);
+  });
+
+  it('dist/browser ships no source maps: the readable builds are the debuggable form', () => {
+    expect(readdirSync(new URL('../../dist/browser/', import.meta.url)).filter((f) => f.endsWith('.map'))).toEqual([]);
   });
 
   it('takes maxAge in seconds', async () => {

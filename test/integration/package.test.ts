@@ -1,5 +1,6 @@
 /** The built package as users consume it: dist/, not src/. */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOKEN, csrfApp, listen, visit } from '../support/helpers.js';
@@ -79,6 +80,31 @@ describe('the server package', () => {
     const names = ['TokenSecError', 'createDpopProof', 'deleteDpopKey', 'getDpopKey', 'handshake', 'rotateDpopKey', 'session'];
     expect(Object.keys(bundle).sort()).toEqual(names);
     expect(Object.keys(esm).sort()).toEqual(names);
+  });
+});
+
+describe('the tarball', () => {
+  it('ships what helps users: server source maps that carry their sources, no browser maps, package metadata', () => {
+    const [pack] = JSON.parse(
+      execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+        cwd: new URL('../..', import.meta.url),
+        encoding: 'utf8',
+      }),
+    ) as { files: { path: string }[] }[];
+    const files = (pack?.files ?? []).map((f) => f.path);
+    expect(files).toContain('CHANGELOG.md');
+    expect(files.filter((f) => f.startsWith('dist/browser/') && f.endsWith('.map'))).toEqual([]);
+    const maps = files.filter((f) => f.endsWith('.map'));
+    expect(maps.length).toBeGreaterThan(10);
+    for (const map of maps) {
+      const { sources, sourcesContent } = JSON.parse(readFileSync(new URL(`../../${map}`, import.meta.url), 'utf8')) as {
+        sources: string[];
+        sourcesContent?: string[];
+      };
+      expect(sourcesContent?.length, map).toBe(sources.length);
+    }
+    const pkg = require('../../package.json') as Record<string, unknown>;
+    expect(Object.keys(pkg)).toEqual(expect.arrayContaining(['repository', 'homepage', 'bugs']));
   });
 });
 

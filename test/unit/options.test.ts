@@ -1,7 +1,16 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import tokenSec, { client, dpop, errorHandler, handshake, initialize, memoryReplayStore, redisReplayStore } from '../../src/index.js';
+import tokenSec, {
+  client,
+  dpop,
+  errorHandler,
+  handshake,
+  initialize,
+  integrity,
+  memoryReplayStore,
+  redisReplayStore,
+} from '../../src/index.js';
 
 describe('options are checked when the middleware is created', () => {
   const cases: [string, () => unknown, RegExp][] = [
@@ -70,6 +79,6 @@ describe('options are checked when the middleware is created', () => {
   });
 
   it('exports the same functions by name and on the default object', () => {
-    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, errorHandler, memoryReplayStore, redisReplayStore });
+    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore });
   });
 });
