@@ -1,0 +1,85 @@
+/**
+ * The three CSRF middlewares README names, each in front of tokenSec.initialize() and a handshake
+ * whose secret is the CSRF token that middleware validated (the default): csrf-sync and csrf-csrf
+ * (maintained; README leads with csrf-sync) and csurf (archived; the path from TokenSec 0.x).
+ * A page load gets the cookie, the handshake with its token is answered, one without a token or
+ * with another session's token is refused by the CSRF middleware.
+ */
+import cookieParser from 'cookie-parser';
+import csurf from 'csurf';
+import { doubleCsrf } from 'csrf-csrf';
+import { csrfSync } from 'csrf-sync';
+import express, { type Express } from 'express';
+import session from 'express-session';
+import { afterAll, describe, expect, it } from 'vitest';
+import { handshake } from '../../client/index.js';
+import tokenSec from '../../src/index.js';
+import { TOKEN, listen, visit } from '../support/helpers.js';
+
+const servers: Awaited<ReturnType<typeof listen>>[] = [];
+afterAll(() => Promise.all(servers.map((s) => s.close())));
+
+/** An app with the CSRF middleware `protect` (and what it needs before it), initialize, a page and the handshake. */
+function app(before: (a: Express) => void): Express {
+  const a = express();
+  before(a);
+  a.use(tokenSec.initialize({ cookie: true }));
+  a.get('/', (_req, res) => res.send('page'));
+  a.post('/token', tokenSec.handshake({ payload: TOKEN, terminate: true }));
+  a.use(tokenSec.errorHandler());
+  return a;
+}
+
+const libraries: [string, () => Express][] = [
+  [
+    'csrf-sync (synchronizer token in the session)',
+    () =>
+      app((a) => {
+        a.use(session({ secret: 'csrf-sync test session secret', resave: false, saveUninitialized: true }));
+        a.use(csrfSync().csrfSynchronisedProtection);
+      }),
+  ],
+  [
+    'csrf-csrf (signed double submit cookie)',
+    () =>
+      app((a) => {
+        a.use(cookieParser());
+        a.use(session({ secret: 'csrf-csrf test session secret', resave: false, saveUninitialized: true }));
+        const { doubleCsrfProtection } = doubleCsrf({
+          getSecret: () => 'csrf-csrf test secret, 32 bytes or more',
+          getSessionIdentifier: (req) => req.sessionID,
+          cookieName: 'x-csrf', // the default __Host- name needs HTTPS
+          cookieOptions: { secure: false },
+        });
+        a.use(doubleCsrfProtection);
+      }),
+  ],
+  [
+    'csurf (archived; TokenSec 0.x setups)',
+    () =>
+      app((a) => {
+        a.use(cookieParser());
+        a.use(csurf({ cookie: true }));
+      }),
+  ],
+];
+
+describe.each(libraries)('%s', (_name, make) => {
+  it('the handshake is answered with the validated CSRF token as secret, and refused without it or with another session’s', async () => {
+    const server = await listen(make());
+    servers.push(server);
+    const uri = `${server.origin}/token`;
+    const page = await visit(server.origin);
+    expect(await handshake({ uri, csrfToken: page.csrfToken, headers: { cookie: page.cookie } })).toBe(TOKEN);
+
+    // No CSRF token: the CSRF middleware refuses before TokenSec runs.
+    const without = await fetch(uri, { method: 'POST', headers: { cookie: page.cookie, 'x-tokensec-handshake': 'v3.x' } });
+    expect(without.status).toBe(403);
+    expect(await without.json()).toMatchObject({ code: 'EBADCSRFTOKEN' });
+
+    // Another visitor's token with this visitor's cookies.
+    const other = await visit(server.origin);
+    const crossed = await handshake({ uri, csrfToken: other.csrfToken, headers: { cookie: page.cookie } }).catch((e: unknown) => e);
+    expect(crossed).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+  });
+});
