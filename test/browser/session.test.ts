@@ -328,6 +328,18 @@ describe('TokenSec.session() in Chromium', () => {
     }
   });
 
+  it('a handshake slower than `timeout` fails with ERR_TOKENSEC_TIMEOUT and is retried like a network error', async () => {
+    const { context, page } = await open();
+    try {
+      state.delay = 1000;
+      await start(page, { timeout: 200, retries: 1, retryDelay: 10 });
+      expect(await getToken(page)).toEqual({ code: 'ERR_TOKENSEC_TIMEOUT' });
+      expect(state.handshakes).toBe(2);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('never retries a 4xx: one 403 is one handshake and an error event', async () => {
     const { context, page } = await open();
     try {
