@@ -198,7 +198,9 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
       } catch (error) {
         if (attempt >= retries || !isRetryable(error as TokenSecError) || signal.aborted) throw error;
         // Full jitter: a random wait up to a ceiling that doubles per retry, at most 10 s.
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(10_000, retryDelay * 2 ** attempt)));
+        await new Promise((resolve) =>
+          setTimeout(resolve, ((crypto.getRandomValues(new Uint8Array(1))[0] ?? 0) / 256) * Math.min(10_000, retryDelay * 2 ** attempt)),
+        );
       }
     }
   }
