@@ -50,6 +50,18 @@ async function listening(server: ReturnType<typeof createServer>): Promise<{ ori
   return { origin: `http://127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
+/** Fastify with an Express-compatibility plugin (@fastify/express or @fastify/middie), which gives it `use()`. */
+async function fastifyWith(plugin: typeof fastifyExpress | typeof middie) {
+  const fastify = Fastify();
+  await fastify.register(plugin);
+  fastify.use('/token', handshakeMiddleware());
+  fastify.use('/api/me', dpopMiddleware());
+  fastify.get('/api/me', async () => ({ ok: true }));
+  await fastify.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = fastify.server.address() as AddressInfo;
+  return { origin: `http://127.0.0.1:${port}`, close: () => fastify.close() };
+}
+
 type Start = () => Promise<{ origin: string; close: () => Promise<void> }>;
 
 const frameworks: [string, Start][] = [
@@ -85,32 +97,8 @@ const frameworks: [string, Start][] = [
       return listening(createServer(app));
     },
   ],
-  [
-    'Fastify with @fastify/express',
-    async () => {
-      const fastify = Fastify();
-      await fastify.register(fastifyExpress);
-      fastify.use('/token', handshakeMiddleware());
-      fastify.use('/api/me', dpopMiddleware());
-      fastify.get('/api/me', async () => ({ ok: true }));
-      await fastify.listen({ port: 0, host: '127.0.0.1' });
-      const { port } = fastify.server.address() as AddressInfo;
-      return { origin: `http://127.0.0.1:${port}`, close: () => fastify.close() };
-    },
-  ],
-  [
-    'Fastify with @fastify/middie',
-    async () => {
-      const fastify = Fastify();
-      await fastify.register(middie);
-      fastify.use('/token', handshakeMiddleware());
-      fastify.use('/api/me', dpopMiddleware());
-      fastify.get('/api/me', async () => ({ ok: true }));
-      await fastify.listen({ port: 0, host: '127.0.0.1' });
-      const { port } = fastify.server.address() as AddressInfo;
-      return { origin: `http://127.0.0.1:${port}`, close: () => fastify.close() };
-    },
-  ],
+  ['Fastify with @fastify/express', () => fastifyWith(fastifyExpress)],
+  ['Fastify with @fastify/middie', () => fastifyWith(middie)],
   [
     'Restify 11',
     async () => {
