@@ -4,7 +4,7 @@
  * lives only in the caller's memory: nothing is written to storage or cookies.
  */
 import { TokenSecError } from '../src/protocol/errors.js';
-import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, type Algorithm } from '../src/protocol/wire.js';
+import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, joinResponse, type Algorithm } from '../src/protocol/wire.js';
 import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
 import { DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
@@ -107,15 +107,15 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   } catch (cause) {
     throw abort.signal.reason ?? new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
   }
-  // Read the body (usually empty) to its end: one left unread is cancelled when collected, which
-  // browsers log as an aborted request.
-  await response.arrayBuffer().catch(() => 0);
+  // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
+  // when collected, which browsers log as an aborted request).
+  const body = await response.text().catch(() => '');
   if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
   const sealed = response.headers.get(header);
   if (sealed === null) {
     throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
   }
-  return openResponse(subtle, keys, secret, target, sealed);
+  return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
 }
 
 /**

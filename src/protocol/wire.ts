@@ -20,13 +20,23 @@ export const IV_LENGTH = 12; // AES-GCM's 96-bit nonce
 export const TAG_LENGTH = 16;
 /** A request header is at most 139 characters (P-256); anything much longer is refused unparsed. */
 export const MAX_REQUEST_HEADER_LENGTH = 256;
-/** Keeps the response header under ~8.3 KB: proxies and browsers commonly cap one header near 8 KB. */
+/**
+ * The largest payload. The application sends it back on every API call as `Authorization: DPoP
+ * <token>`, which must fit the 8 KiB request-header line common proxies allow (nginx's
+ * large_client_header_buffers).
+ */
 export const MAX_PAYLOAD_BYTES = 6144;
 /**
- * The longest response header a server may send: P-256 key, IV, and the largest payload with its
- * tag. The client refuses longer values before decoding them.
+ * The longest response value (header and body forms joined): P-256 key, IV, and the largest
+ * payload with its tag. The client refuses longer values before decoding them.
  */
-export const MAX_RESPONSE_HEADER_LENGTH = `${VERSION}...`.length + 87 + 16 + Math.ceil(((MAX_PAYLOAD_BYTES + TAG_LENGTH) * 4) / 3);
+export const MAX_RESPONSE_LENGTH = `${VERSION}...`.length + 87 + 16 + Math.ceil(((MAX_PAYLOAD_BYTES + TAG_LENGTH) * 4) / 3);
+/**
+ * The reference server's default for the longest response header value; a longer answer moves its
+ * ciphertext to the body. nginx's default proxy_buffer_size (4 KiB on x86-64) must hold the status
+ * line and every response header: this leaves about 1 KiB for the application's own headers.
+ */
+export const DEFAULT_HEADER_LIMIT = 3072;
 
 export interface HandshakeRequest {
   algorithm: Algorithm;
@@ -54,6 +64,20 @@ export function formatRequest(
 /** `v3.<server public key>.<iv>.<ciphertext and tag>` */
 export function formatResponse(response: HandshakeResponse, codec: Base64urlCodec = portableBase64url): string {
   return [VERSION, codec.encode(response.publicKey), codec.encode(response.iv), codec.encode(response.ciphertext)].join('.');
+}
+
+/**
+ * The response in body form: the header keeps `v3.<server public key>.<iv>` and the body carries
+ * `<ciphertext and tag>`, for answers too long for a proxy's response-header buffer.
+ */
+export function splitResponse(value: string): { header: string; body: string } {
+  const dot = value.lastIndexOf('.');
+  return { header: value.slice(0, dot), body: value.slice(dot + 1) };
+}
+
+/** The response value a client opens: a 3-field header (body form) is completed by the body. */
+export function joinResponse(header: string, body: string): string {
+  return header.split('.').length === 3 ? header + '.' + body : header;
 }
 
 // Messages name what is wrong and never echo the value: the header may be logged.
@@ -108,13 +132,13 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
   return { algorithm, publicKey, binding };
 }
 
-/** Parses a response header in the client; returns undefined if it is not a well-formed response. */
+/** Parses a response value (header form, or body form joined) in the client; undefined if it is not well formed. */
 export function parseResponse(
   value: string,
   algorithm: Algorithm,
   codec: Base64urlCodec = portableBase64url,
 ): HandshakeResponse | undefined {
-  if (value.length > MAX_RESPONSE_HEADER_LENGTH) return undefined;
+  if (value.length > MAX_RESPONSE_LENGTH) return undefined;
   const parts = value.split('.');
   if (parts.length !== 4 || parts[0] !== VERSION) return undefined;
   const [publicKey, iv, ciphertext] = parts.slice(1).map((part) => decodeBase64url(part, codec));

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LONE_SURROGATE } from '../protocol/context.js';
-import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME } from '../protocol/wire.js';
+import { CSRF_HEADER, DEFAULT_HEADER, DEFAULT_HEADER_LIMIT, HEADER_NAME, MAX_RESPONSE_LENGTH } from '../protocol/wire.js';
 import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
 import type { HandshakeEvent } from './events.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
@@ -73,6 +73,14 @@ export interface ServerHandshakeOptions<
   /** End the response after the handshake instead of calling `next()`. Default false. */
   terminate?: boolean;
   /**
+   * The longest handshake response header, in characters. Default 3072, which fits nginx's
+   * default `proxy_buffer_size` (4 KiB) with room for your other headers. A longer answer (a
+   * payload over about 2,200 bytes) goes in the response body when `terminate` is true, and
+   * fails with 500 ERR_TOKENSEC_PAYLOAD_TOO_LARGE otherwise. Raise it (up to 8322) only if every
+   * proxy in front allows response headers that large.
+   */
+  headerLimit?: number;
+  /**
    * The secret the client must prove it holds: at least 16 bytes of UTF-8, no U+0000.
    * Default: the CSRF token of this request, which a CSRF middleware mounted before this one
    * validated (see README, "The secret").
@@ -118,6 +126,7 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   /** Lower-case header name. */
   header: string;
   terminate: boolean;
+  headerLimit: number;
   timeout: number;
   allowSafeMethods: boolean;
   secret: SecretSource<Req>;
@@ -126,7 +135,7 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   onEvent: ((event: HandshakeEvent) => void) | undefined;
 }
 
-const KNOWN = ['payload', 'header', 'terminate', 'secret', 'timeout', 'allowSafeMethods', 'dpop', 'onEvent'] as const;
+const KNOWN = ['payload', 'header', 'terminate', 'headerLimit', 'secret', 'timeout', 'allowSafeMethods', 'dpop', 'onEvent'] as const;
 
 /** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
 export const MIN_SECRET_BYTES = 16;
@@ -152,6 +161,7 @@ export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res ex
     secret: secretSource(given.secret),
     header: headerName(given.header),
     terminate: checkBoolean('handshake', 'terminate', given.terminate, false),
+    headerLimit: checkInteger('handshake', 'headerLimit', given.headerLimit, DEFAULT_HEADER_LIMIT, 256, MAX_RESPONSE_LENGTH, 'characters'),
     timeout: checkInteger('handshake', 'timeout', given.timeout, 10_000, 1, 2 ** 31 - 1, 'milliseconds'),
     allowSafeMethods: checkBoolean('handshake', 'allowSafeMethods', given.allowSafeMethods, false),
     dpop: resolveHandshakeDpop<Req>(given.dpop),

@@ -14,7 +14,7 @@ import { emitHandshakeEvent, outcomeOf, requestIdOf, type HandshakeEvent } from 
 import type { ServerResponse } from 'node:http';
 import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
-import { CSRF_HEADER, parseRequest, type HandshakeRequest } from '../protocol/wire.js';
+import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
 import { generateServerKeyPair, sealPayload, verifyBinding, type ServerKeyPair } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
@@ -165,11 +165,39 @@ async function resolvePayload<Req, Res>(
   return value;
 }
 
-/** the answer's headers. Whatever is sent, no cache may store it. */
-function respond(res: ServerResponse, header: string, value: string | undefined): void {
+/**
+ * The answer's headers, and its body when the sealed value is too long for one header (body form,
+ * docs/PROTOCOL.md). Whatever is sent, no cache may store it.
+ */
+function respond(
+  res: ServerResponse,
+  value: string | undefined,
+  method: string,
+  { header, headerLimit, terminate }: Pick<ResolvedHandshakeOptions<unknown, unknown>, 'header' | 'headerLimit' | 'terminate'>,
+): string | undefined {
   noStore(res);
   appendVary(res, header);
-  if (value !== undefined) res.setHeader(header, value);
+  if (value === undefined) return undefined;
+  if (value.length <= headerLimit) {
+    res.setHeader(header, value);
+    return undefined;
+  }
+  // The body is ours only when we end the response; a HEAD answer has none.
+  if (!terminate || method === 'HEAD') {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_PAYLOAD_TOO_LARGE',
+      `TokenSec handshake answer needs a ${value.length}-character header, over headerLimit (${headerLimit}), which is sized for ` +
+        "nginx's default proxy_buffer_size (4k): a proxy with smaller buffers answers 502. Set terminate: true to send it in the body, " +
+        'or raise proxy_buffer_size (nginx) on every proxy in front and headerLimit with it.',
+      500,
+    );
+  }
+  const { header: head, body } = splitResponse(value);
+  res.setHeader(header, head);
+  res.setHeader('Content-Type', 'text/plain; charset=utf-8');
+  res.setHeader('Content-Length', body.length);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  return body;
 }
 
 // ---- the pipeline ----
@@ -180,7 +208,7 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
   value: string | string[],
   options: ResolvedHandshakeOptions<Req, Res>,
   seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'>,
-): Promise<void> {
+): Promise<string | undefined> {
   const method = (req.method ?? 'GET').toUpperCase();
   checkMethod(method, options.allowSafeMethods);
   const request = parseHeader(value);
@@ -208,8 +236,9 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
       payload === ''
         ? undefined
         : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
-    respond(res, options.header, sealed);
+    const body = respond(res, sealed, method, options);
     await recordSessionKey(req, proof, options.dpop);
+    return body;
   } finally {
     deadline?.dispose();
   }
@@ -256,9 +285,9 @@ export function handshake<Req extends HandshakeRequestLike = HandshakeRequestLik
         requestId: requestIdOf(req),
       });
     runHandshake(req, res, value, resolved, seen).then(
-      () => {
+      (body) => {
         report({ outcome: 'answered', status: 200 });
-        if (resolved.terminate) res.end();
+        if (resolved.terminate) res.end(body);
         else next();
       },
       (error: unknown) => {

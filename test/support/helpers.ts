@@ -26,6 +26,8 @@ export interface Vector {
   aesKey: string;
   requestHeader: string;
   responseHeader: string;
+  /** Body form (docs/PROTOCOL.md, "Response"): the ciphertext sent as the response body. */
+  responseBody?: string;
   /** Present when the handshake carries a DPoP proof. */
   dpop?: { htu: string; jti: string; iat: number };
   dpopJwk?: { kty: 'EC'; crv: 'P-256'; x: string; y: string };

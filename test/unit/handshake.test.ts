@@ -285,6 +285,85 @@ describe('handshake middleware', () => {
     });
   });
 
+  describe('large payloads: body form beyond headerLimit (docs/PROTOCOL.md, "Response")', () => {
+    const SECRET = 's-0123456789abcdef';
+    const large = (bytes: number) => 'eyJ' + 'a'.repeat(bytes - 3);
+
+    it.each([
+      ['just over the default headerLimit', 2300],
+      ['the largest payload (6144 bytes)', 6144],
+    ])('%s, terminate: true → header v3.<B>.<iv>, body the ciphertext, and the client opens it', async (_, bytes) => {
+      const payload = large(bytes);
+      const { app } = secretApp({ payload, secret: SECRET, terminate: true });
+      const { keys, target, value } = await header(SECRET);
+      const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
+      const head = defined(response.headers['x-tokensec-handshake'], 'handshake header');
+      expect(head.split('.')).toHaveLength(3);
+      expect(head.length).toBeLessThanOrEqual(3072);
+      expect(response.headers['content-type']).toBe('text/plain; charset=utf-8');
+      expect(response.headers['cache-control']).toBe('no-store');
+      expect(response.text).toMatch(/^[\w-]+$/);
+      expect(response.text).not.toContain('aaaa');
+      expect(await openResponse(crypto.subtle, keys, SECRET, target, `${head}.${response.text}`)).toBe(payload);
+    });
+
+    it('a payload that fits stays in header form, with an empty body', async () => {
+      const { app } = secretApp({ payload: large(2000), secret: SECRET, terminate: true });
+      const response = await request(app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header(SECRET)).value)
+        .expect(200);
+      expect(response.headers['x-tokensec-handshake']?.split('.')).toHaveLength(4);
+      expect(response.text).toBe('');
+    });
+
+    it('terminate: false → 500 ERR_TOKENSEC_PAYLOAD_TOO_LARGE naming the proxy buffer, and no header', async () => {
+      const { app, seen } = secretApp({ payload: large(2300), secret: SECRET });
+      const response = await request(app)
+        .post('/token')
+        .set('x-tokensec-handshake', (await header(SECRET)).value)
+        .expect(500, { code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE' });
+      expect(response.headers['x-tokensec-handshake']).toBeUndefined();
+      expect((seen[0] as Error).message).toMatch(/headerLimit \(3072\).*proxy_buffer_size.*terminate: true/);
+      expect((seen[0] as Error).message).not.toContain('aaaa');
+    });
+
+    it('headerLimit raised for a proxy with larger buffers: header form again, up to 8322 characters', async () => {
+      const payload = large(6144);
+      const { app } = secretApp({ payload, secret: SECRET, headerLimit: 8322 });
+      const { keys, target, value } = await header(SECRET, 'p256');
+      const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200, { next: true });
+      const sealed = defined(response.headers['x-tokensec-handshake'], 'handshake header');
+      expect(sealed.length).toBe(8322);
+      expect(await openResponse(crypto.subtle, keys, SECRET, target, sealed)).toBe(payload);
+    });
+
+    it('HEAD has no body: a large answer → 500 ERR_TOKENSEC_PAYLOAD_TOO_LARGE', async () => {
+      const app = express();
+      app.head(
+        '/token',
+        tokenSec.handshake({ payload: large(2300), secret: SECRET, terminate: true, allowSafeMethods: true, dpop: { required: false } }),
+      );
+      app.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        res
+          .status(err.status ?? 500)
+          .set('x-code', err.code)
+          .end();
+      });
+      const keys = await createKeys(crypto.subtle, 'x25519');
+      const value = await requestHeader(crypto.subtle, keys, SECRET, { header: 'x-tokensec-handshake', method: 'HEAD', path: '/token' });
+      const response = await request(app).head('/token').set('x-tokensec-handshake', value).expect(500);
+      expect(response.headers['x-code']).toBe('ERR_TOKENSEC_PAYLOAD_TOO_LARGE');
+    });
+
+    it('the client code gets a body-form payload over real HTTP', async () => {
+      const payload = large(5000);
+      const { app } = secretApp({ payload, secret: SECRET, terminate: true });
+      const server = await listenOnce(app);
+      expect(await clientHandshake({ uri: `${server.origin}/token`, secret: SECRET, dpop: false })).toBe(payload);
+    });
+  });
+
   describe('failures of the app', () => {
     const SECRET_PAYLOAD = 'super-secret-token-value';
     it.each([

@@ -25,7 +25,7 @@ describe('options are checked when the middleware is created', () => {
     [
       'an unrelated option',
       () => handshake({ payload: 't', cors: true } as never),
-      /unknown option "cors"\. Known options: payload, header, terminate, secret, timeout, allowSafeMethods, dpop, onEvent\./,
+      /unknown option "cors"\. Known options: payload, header, terminate, headerLimit, secret, timeout, allowSafeMethods, dpop, onEvent\./,
     ],
     ['payload of the wrong type', () => handshake({ payload: 42 } as never), /"payload" must be a string or a function/],
     [
@@ -38,6 +38,11 @@ describe('options are checked when the middleware is created', () => {
     ['an empty secret', () => handshake({ payload: 't', secret: '' }), /"secret" must be a non-empty string or a function/],
     ['a secret of the wrong type', () => handshake({ payload: 't', secret: 5 } as never), /"secret" must be/],
     ['a zero timeout', () => handshake({ payload: 't', timeout: 0 }), /"timeout" must be a whole number of milliseconds from 1/],
+    [
+      'a headerLimit too large',
+      () => handshake({ payload: 't', headerLimit: 9000 }),
+      /"headerLimit" must be a whole number of characters from 256 to 8322, got 9000/,
+    ],
     ['options that are not an object', () => handshake('token' as never), /options must be an object, got string/],
     [
       'initialize with a misspelt option',

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../../client/crypto.js';
 import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../../src/server/crypto.js';
 import { bindingInput, keyContext, utf8 } from '../../src/protocol/context.js';
-import { parseRequest } from '../../src/protocol/wire.js';
+import { DEFAULT_HEADER_LIMIT, joinResponse, parseRequest, splitResponse } from '../../src/protocol/wire.js';
 import { secretProblem } from '../../src/server/handshake-options.js';
 import { createHash } from 'node:crypto';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
@@ -42,6 +42,12 @@ it('the secret of every vector follows the HMAC key rules (16 to 1024 bytes, no 
 
 it('one vector has a key-derivation info of over 1024 bytes', () => {
   expect(vectors.some((v) => v.keyContext.length / 2 > 1024)).toBe(true);
+});
+
+it('one vector is in body form: a 3-field header and the ciphertext as the body', () => {
+  const body = vectors.filter((v) => v.responseBody !== undefined);
+  expect(body).toHaveLength(1);
+  expect(body[0]?.responseHeader.split('.')).toHaveLength(3);
 });
 
 it('docs/PROTOCOL.md publishes at least 3 vectors covering both algorithms', () => {
@@ -101,23 +107,29 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
     const context = keyContext(v.algorithm, request.publicKey, server.publicKey, target);
     expect(h(context)).toBe(v.keyContext);
     expect(h(hkdfSha256(shared, utf8(v.secret), context, 32))).toBe(v.aesKey);
-    expect(
-      sealPayload({
-        request,
-        serverPublicKey: server.publicKey,
-        sharedSecret: shared,
-        secret: v.secret,
-        target,
-        payload: v.payload,
-        iv: hex(v.iv),
-      }),
-    ).toBe(v.responseHeader);
+    const sealed = sealPayload({
+      request,
+      serverPublicKey: server.publicKey,
+      sharedSecret: shared,
+      secret: v.secret,
+      target,
+      payload: v.payload,
+      iv: hex(v.iv),
+    });
+    // Header form up to the reference server's default headerLimit, body form beyond it.
+    if (v.responseBody === undefined) {
+      expect(sealed.length).toBeLessThanOrEqual(DEFAULT_HEADER_LIMIT);
+      expect(sealed).toBe(v.responseHeader);
+    } else {
+      expect(sealed.length).toBeGreaterThan(DEFAULT_HEADER_LIMIT);
+      expect(splitResponse(sealed)).toEqual({ header: v.responseHeader, body: v.responseBody });
+    }
   });
 
-  it('client: request header and decryption of the response header', async () => {
+  it('client: request header and decryption of the response', async () => {
     const keys = await clientKeys(v);
     expect(await requestHeader(crypto.subtle, keys, v.secret, target)).toBe(v.requestHeader);
-    expect(await openResponse(crypto.subtle, keys, v.secret, target, v.responseHeader)).toBe(v.payload);
+    expect(await openResponse(crypto.subtle, keys, v.secret, target, joinResponse(v.responseHeader, v.responseBody ?? ''))).toBe(v.payload);
   });
 
   // Web Crypto's own HKDF agrees with the two-HMAC HKDF both sides use, up to the 1024-byte
@@ -146,10 +158,11 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
 
   it('client refuses the response under another secret or path', async () => {
     const keys = await clientKeys(v);
-    await expect(openResponse(crypto.subtle, keys, `${v.secret}x`, target, v.responseHeader)).rejects.toMatchObject({
+    const response = joinResponse(v.responseHeader, v.responseBody ?? '');
+    await expect(openResponse(crypto.subtle, keys, `${v.secret}x`, target, response)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
     });
-    await expect(openResponse(crypto.subtle, keys, v.secret, { ...target, path: '/elsewhere' }, v.responseHeader)).rejects.toMatchObject({
+    await expect(openResponse(crypto.subtle, keys, v.secret, { ...target, path: '/elsewhere' }, response)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
     });
   });
