@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import terser from '@rollup/plugin-terser';
 import typescript from '@rollup/plugin-typescript';
 import { defineConfig, type Plugin } from 'rollup';
@@ -63,7 +64,41 @@ function browserBuild(input: string, name: string, amdIds: string[]) {
   ];
 }
 
+/**
+ * The server's CommonJS entry, for `require('tokensec')` and TypeScript's node16 resolution in .cts
+ * files. dist/index.cjs re-exports the ES module's own bindings (Node >= 20.19 can require() it),
+ * so CommonJS and ES module callers share one instance (one replay store, one diagnostics
+ * channel); it names each export, as `exports.x = …`, so that tools reading CommonJS statically
+ * (and TypeScript's `export default` reading) see what is there. dist/index.d.cts is the server's
+ * declarations in one file, read as CommonJS types.
+ */
+const commonJsEntry: Plugin = {
+  name: 'commonjs-entry',
+  async writeBundle() {
+    rmSync('dist/.types', { recursive: true, force: true });
+    const names = Object.keys(await import(pathToFileURL('dist/index.js').href));
+    const lines = [
+      "'use strict';",
+      "// require('tokensec'): the ES module's own exports (Node >= 20.19), one instance for both module systems.",
+      "const esm = require('./index.js');",
+      "Object.defineProperty(exports, '__esModule', { value: true });",
+      ...names.map((name) => `exports.${name} = esm.${name};`),
+    ];
+    writeFileSync('dist/index.cjs', lines.join('\n') + '\n');
+  },
+};
+
 export default defineConfig([
+  {
+    // tsc's declarations (dist/.types) bundled into one file per module format: only the public
+    // types, so consumers' compilers never see internal ones (some need TypeScript >= 5.7).
+    input: 'dist/.types/index.d.ts',
+    plugins: [dts(), commonJsEntry],
+    output: [
+      { file: 'dist/index.d.ts', format: 'es' },
+      { file: 'dist/index.d.cts', format: 'es' },
+    ],
+  },
   ...browserBuild('client/index.ts', 'tokensec', ['TokenSec', 'tokensec']),
   ...browserBuild('client/session.ts', 'tokensec-session', ['tokensec-session', 'tokensec/session']),
   ...browserBuild('client/sealed.ts', 'tokensec-sealed', ['tokensec-sealed', 'tokensec/sealed']),

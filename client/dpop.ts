@@ -29,10 +29,17 @@ export type ClientDpopAlgorithm = 'ES256' | 'EdDSA';
  * const { thumbprint, algorithm } = await TokenSec.getDpopKey();
  * ```
  */
+/**
+ * Web Crypto's `CryptoKey` where the DOM lib is loaded; an opaque object otherwise, so that these
+ * types compile in a project without the DOM lib (a server that also imports the client).
+ */
+export type WebCryptoKey = typeof globalThis extends { CryptoKey: { prototype: infer Key } } ? Key : object;
+
 export interface DpopKey {
   algorithm: ClientDpopAlgorithm;
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
+  /** Non-extractable: script can sign with it, never read it. */
+  privateKey: WebCryptoKey;
+  publicKey: WebCryptoKey;
   /** The public key as a JWK, with only the members RFC 7638 hashes. */
   jwk: PublicJwk;
   /** RFC 7638 thumbprint, base64url: what the token's `cnf.jkt` must be. */

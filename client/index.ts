@@ -15,7 +15,7 @@ import { createDpopProof, getDpopKey } from './dpop.js';
 
 export { TokenSecError };
 export { createDpopProof, deleteDpopKey, getDpopKey, rotateDpopKey } from './dpop.js';
-export type { ClientDpopAlgorithm, DpopKey, DpopKeyOptions, DpopProofInput } from './dpop.js';
+export type { ClientDpopAlgorithm, DpopKey, DpopKeyOptions, DpopProofInput, WebCryptoKey } from './dpop.js';
 export type { TokenSecErrorCode } from '../src/protocol/errors.js';
 
 /**
@@ -44,7 +44,7 @@ export interface ClientHandshakeOptions {
   /** Name of the cookie holding the CSRF token. Default `tokensec`. */
   cookie?: string;
   /** fetch credentials mode; `include` for an API on another origin. Default `same-origin`. */
-  credentials?: RequestCredentials;
+  credentials?: 'omit' | 'same-origin' | 'include';
   /** Force a key agreement algorithm; by default X25519, falling back to P-256. */
   algorithm?: Algorithm;
   /** Milliseconds before the handshake fails with ERR_TOKENSEC_TIMEOUT. Default 10000. */

@@ -51,7 +51,7 @@ export interface TokenSecSession extends EventTarget {
   /** The cached token, or a new one from one shared handshake. Absent when sealed. */
   getToken?(options?: { signal?: AbortSignal }): Promise<string>;
   /** fetch() with `Authorization: DPoP <token>` and a proof on allowed origins; after a 401 challenge, one retry. */
-  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  fetch(input: Request | string | URL, init?: RequestInit): Promise<Response>;
   /** Forgets the token in this tab and the others, cancels a handshake in flight, stops refreshing (logout). */
   clear(): void;
 }
@@ -245,7 +245,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
       : pending;
   }
 
-  async function sessionFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+  async function sessionFetch(input: Request | string | URL, init?: RequestInit): Promise<Response> {
     const request = new Request(input, init);
     const { origin } = new URL(request.url);
     if (!origins.includes(origin)) return fetch(request);

@@ -8,6 +8,7 @@ import { LONE_SURROGATE } from '../protocol/context.js';
 import { CSRF_HEADER, DEFAULT_HEADER, DEFAULT_HEADER_LIMIT, HEADER_NAME, MAX_RESPONSE_LENGTH } from '../protocol/wire.js';
 import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
 import type { HandshakeEvent } from './events.js';
+import type { WithExpressRequest } from './express-request.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
 
 /**
@@ -20,9 +21,17 @@ import { checkBoolean, checkInteger, checkOptions, describe, optionError } from 
  */
 export interface HandshakeRequestLike extends IncomingMessage {
   originalUrl?: string;
-  csrfToken?: () => string;
+  /** Set by a CSRF middleware (csrf-sync, csrf-csrf and csurf each type it their own way). */
+  csrfToken?: unknown;
   body?: unknown;
 }
+
+/**
+ * What the secret and payload functions receive unless you say otherwise: node:http's request,
+ * plus what your app merged into `Express.Request` (express-session's `req.session`, passport's
+ * `req.user`). Annotate the callback's `req` (say, as Express's `Request`) to get that type instead.
+ */
+export type DefaultHandshakeRequest = WithExpressRequest<HandshakeRequestLike>;
 
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -60,7 +69,7 @@ export interface HandshakeContext {
  * ```
  */
 export interface ServerHandshakeOptions<
-  Req extends HandshakeRequestLike = HandshakeRequestLike,
+  Req extends HandshakeRequestLike = DefaultHandshakeRequest,
   Res extends ServerResponse = ServerResponse,
 > {
   /**

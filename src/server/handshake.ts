@@ -21,6 +21,7 @@ import { HandshakeDeadline } from './deadline.js';
 import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
 import {
   resolveHandshakeOptions,
+  type DefaultHandshakeRequest,
   secretProblem,
   type HandshakeRequestLike,
   type PayloadSource,
@@ -32,7 +33,7 @@ import { describe, type Middleware } from './options.js';
 import { noStore } from './no-store.js';
 import { requestPath } from './request-path.js';
 
-export type { HandshakeContext, HandshakeRequestLike, ServerHandshakeOptions } from './handshake-options.js';
+export type { DefaultHandshakeRequest, HandshakeContext, HandshakeRequestLike, ServerHandshakeOptions } from './handshake-options.js';
 
 /** RFC 9110 §9.2.1: CSRF middlewares let these through unchecked. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
@@ -264,12 +265,15 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
  * }));
  * ```
  */
-export function handshake<Req extends HandshakeRequestLike = HandshakeRequestLike, Res extends ServerResponse = ServerResponse>(
+export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeRequest, Res extends ServerResponse = ServerResponse>(
   options: ServerHandshakeOptions<Req, Res>,
-): Middleware<Req, Res> {
+): Middleware<HandshakeRequestLike, ServerResponse> {
   const resolved = resolveHandshakeOptions(options);
 
-  return function tokenSecHandshake(req, res, next) {
+  // Any framework's request and response will do; the callbacks see them as the app's types.
+  return function tokenSecHandshake(incoming, outgoing, next) {
+    const req = incoming as Req;
+    const res = outgoing as Res;
     const value = req.headers[resolved.header];
     if (value === undefined) {
       next();

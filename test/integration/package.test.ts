@@ -65,6 +65,17 @@ describe('the server package', () => {
     expect(out).toBe('function function function');
   });
 
+  it('require() and import give the same instance (no dual-package copy): dist/index.cjs hands over the ES module', () => {
+    const out = node(
+      `import { createRequire } from 'node:module';
+       import * as imported from 'tokensec';
+       const required = createRequire(import.meta.url)('tokensec');
+       console.log(createRequire(import.meta.url).resolve('tokensec').split('/').pop(), required.handshake === imported.handshake, required.TokenSecError === imported.TokenSecError)`,
+      'module',
+    );
+    expect(out).toBe('index.cjs true true');
+  });
+
   it.each([
     ['client', 'tokensec'],
     ['session', 'tokensec-session'],
@@ -94,6 +105,11 @@ describe('the tarball', () => {
     const files = (pack?.files ?? []).map((f) => f.path);
     expect(files).toContain('CHANGELOG.md');
     expect(files.filter((f) => f.startsWith('dist/browser/') && f.endsWith('.map'))).toEqual([]);
+    // One bundled declaration file per module format for the server: no tree of internal types.
+    expect(files.filter((f) => /\.d\.c?ts$/.test(f) && !f.startsWith('dist/browser/')).sort()).toEqual([
+      'dist/index.d.cts',
+      'dist/index.d.ts',
+    ]);
     const maps = files.filter((f) => f.endsWith('.map'));
     expect(maps.length).toBeGreaterThan(10);
     for (const map of maps) {

@@ -18,7 +18,7 @@ const servers: Awaited<ReturnType<typeof listen>>[] = [];
 afterAll(() => Promise.all(servers.map((s) => s.close())));
 
 /** An app with express-session and one handshake route; records the jkt each payload call saw and every error. */
-async function app(dpop: ServerHandshakeOptions['dpop'] = {}) {
+async function app(dpop: ServerHandshakeOptions<express.Request>['dpop'] = {}) {
   const a = express();
   const seen: { jkt?: string | undefined }[] = [];
   const errors: { code?: string; reason?: string }[] = [];

@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { WithExpressRequest } from '../express-request.js';
 import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
@@ -59,6 +60,12 @@ export interface DpopRequestLike extends IncomingMessage {
 }
 
 /**
+ * What `verifyToken` receives unless you say otherwise: node:http's request, plus what your app
+ * merged into `Express.Request` (express-session's `req.session`, passport's `req.user`).
+ */
+export type DefaultDpopRequest = WithExpressRequest<DpopRequestLike>;
+
+/**
  * Options of `tokenSec.dpop()`.
  *
  * @example
@@ -69,7 +76,7 @@ export interface DpopRequestLike extends IncomingMessage {
  * }));
  * ```
  */
-export interface DpopOptions<Req extends DpopRequestLike = DpopRequestLike> {
+export interface DpopOptions<Req extends DpopRequestLike = DefaultDpopRequest> {
   /** Verifies the access token (signature, expiry, audience: your rules, e.g. with jose) and returns its claims; throw to refuse. */
   verifyToken: (token: string, req: Req) => MaybePromise<TokenClaims>;
   /** Proof algorithms accepted. Default `['ES256']`; `'EdDSA'` may be added. */
@@ -158,9 +165,9 @@ export function withChallenge(error: unknown, verify: DpopVerifyOptions): unknow
  * app.get('/api/me', tokenSec.dpop({ verifyToken }), (req, res) => res.json({ sub: req.tokenSec.claims.sub }));
  * ```
  */
-export function dpop<Req extends DpopRequestLike = DpopRequestLike, Res extends ServerResponse = ServerResponse>(
+export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res extends ServerResponse = ServerResponse>(
   options: DpopOptions<Req>,
-): Middleware<Req, Res> {
+): Middleware<DpopRequestLike, ServerResponse> {
   const given = checkOptions('dpop', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;
   if (typeof given.verifyToken !== 'function') {
     throw optionError(
@@ -208,8 +215,9 @@ export function dpop<Req extends DpopRequestLike = DpopRequestLike, Res extends 
     if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
   }
 
+  // Any framework's request and response will do; verifyToken sees them as the app's types.
   return function tokenSecDpop(req, res, next) {
-    check(req, res).then(
+    check(req as Req, res as Res).then(
       () => next(),
       (error: unknown) => next(withChallenge(error, verify)),
     );
