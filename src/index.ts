@@ -19,7 +19,13 @@ export type { ErrorHandlerOptions } from './server/error-handler.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
 export type { ClientBundle, IntegrityOptions, ServeClientOptions } from './server/serve-client.js';
-export type { DefaultHandshakeRequest, HandshakeContext, ServerHandshakeOptions, HandshakeRequestLike } from './server/handshake.js';
+export type {
+  DefaultHandshakeRequest,
+  HandshakeContext,
+  HandshakeMiddleware,
+  ServerHandshakeOptions,
+  HandshakeRequestLike,
+} from './server/handshake.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';

@@ -41,6 +41,8 @@ export const DEFAULT_HEADER_LIMIT = 3072;
 export interface HandshakeRequest {
   algorithm: Algorithm;
   publicKey: Uint8Array<ArrayBuffer>;
+  /** The public key as sent: canonical base64url, which X25519's JWK import takes as it is. */
+  publicKeyBase64url?: string;
   binding: Uint8Array<ArrayBuffer>;
 }
 
@@ -129,7 +131,7 @@ export function parseRequest(value: string, codec: Base64urlCodec = portableBase
     );
   }
   if (binding.length !== BINDING_LENGTH) throw malformed(`binding must be ${BINDING_LENGTH} bytes`);
-  return { algorithm, publicKey, binding };
+  return { algorithm, publicKey, publicKeyBase64url: encodedKey, binding };
 }
 
 /** Parses a response value (header form, or body form joined) in the client; undefined if it is not well formed. */

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LONE_SURROGATE } from '../protocol/context.js';
 import { CSRF_HEADER, DEFAULT_HEADER, DEFAULT_HEADER_LIMIT, HEADER_NAME, MAX_RESPONSE_LENGTH } from '../protocol/wire.js';
 import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
+import { createAgreePool, type AgreePool } from './agreement.js';
 import type { HandshakeEvent } from './events.js';
 import type { WithExpressRequest } from './express-request.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
@@ -90,6 +91,12 @@ export interface ServerHandshakeOptions<
    */
   headerLimit?: number;
   /**
+   * Worker threads for the key agreement (key pair and ECDH, most of a handshake's CPU), so a
+   * server uses more than one core for handshakes. Default 0: inline. Call the middleware's
+   * `close()` at shutdown. See docs/PERFORMANCE.md for when it pays.
+   */
+  workers?: number;
+  /**
    * The secret the client must prove it holds: at least 16 bytes of UTF-8, no U+0000.
    * Default: the CSRF token of this request, which a CSRF middleware mounted before this one
    * validated (see README, "The secret").
@@ -136,6 +143,8 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   header: string;
   terminate: boolean;
   headerLimit: number;
+  /** Worker threads for the key agreement, when `workers` > 0. */
+  pool: AgreePool | undefined;
   timeout: number;
   allowSafeMethods: boolean;
   secret: SecretSource<Req>;
@@ -144,7 +153,18 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   onEvent: ((event: HandshakeEvent) => void) | undefined;
 }
 
-const KNOWN = ['payload', 'header', 'terminate', 'headerLimit', 'secret', 'timeout', 'allowSafeMethods', 'dpop', 'onEvent'] as const;
+const KNOWN = [
+  'payload',
+  'header',
+  'terminate',
+  'headerLimit',
+  'workers',
+  'secret',
+  'timeout',
+  'allowSafeMethods',
+  'dpop',
+  'onEvent',
+] as const;
 
 /** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
 export const MIN_SECRET_BYTES = 16;
@@ -165,17 +185,22 @@ export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res ex
   options: ServerHandshakeOptions<Req, Res>,
 ): ResolvedHandshakeOptions<Req, Res> {
   const given = checkOptions('handshake', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;
-  return {
+  const workers = checkInteger('handshake', 'workers', given.workers, 0, 0, 64, 'threads');
+  const resolved = {
     payload: payloadSource(given.payload),
     secret: secretSource(given.secret),
     header: headerName(given.header),
     terminate: checkBoolean('handshake', 'terminate', given.terminate, false),
     headerLimit: checkInteger('handshake', 'headerLimit', given.headerLimit, DEFAULT_HEADER_LIMIT, 256, MAX_RESPONSE_LENGTH, 'characters'),
+    pool: undefined as AgreePool | undefined,
     timeout: checkInteger('handshake', 'timeout', given.timeout, 10_000, 1, 2 ** 31 - 1, 'milliseconds'),
     allowSafeMethods: checkBoolean('handshake', 'allowSafeMethods', given.allowSafeMethods, false),
     dpop: resolveHandshakeDpop<Req>(given.dpop),
     onEvent: eventListener(given.onEvent),
   };
+  // Started last, once every option has passed its check: a middleware that throws starts no thread.
+  if (workers > 0) resolved.pool = createAgreePool(workers);
+  return resolved;
 }
 
 function payloadSource<Req, Res>(payload: unknown): PayloadSource<Req, Res> {

@@ -3,7 +3,7 @@
  * browser sent. Each request runs one straight pipeline of named steps:
  *
  *   checkMethod → parseHeader → requestTarget → handshakeProof → resolveSecret → verifyBinding
- *     → recordHandshakeProof → checkSessionKey → agree → resolvePayload → sealPayload → respond
+ *     → recordHandshakeProof → checkSessionKey → keyAgreement → resolvePayload → sealPayload → respond
  *     → recordSessionKey
  *
  * (verifyBinding and sealPayload are the node:crypto steps of crypto.ts.) Requests without the
@@ -16,7 +16,8 @@ import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
 import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
-import { generateServerKeyPair, sealPayload, verifyBinding, type ServerKeyPair } from './crypto.js';
+import { agree, type AgreePool, type Agreement } from './agreement.js';
+import { sealPayload, verifyBinding } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
 import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
 import {
@@ -137,10 +138,10 @@ async function resolveSecret<Req extends HandshakeRequestLike>(
   return value;
 }
 
-/** a fresh server key pair and the ECDH shared secret, before any payload is produced. */
-function agree(request: HandshakeRequest): { serverKeyPair: ServerKeyPair; sharedSecret: Uint8Array } {
-  const serverKeyPair = generateServerKeyPair(request.algorithm);
-  return { serverKeyPair, sharedSecret: serverKeyPair.deriveSharedSecret(request.publicKey) };
+/** a fresh server key pair and the ECDH shared secret, before any payload is produced: inline, or on a worker. */
+function keyAgreement(request: HandshakeRequest, pool: AgreePool | undefined): Agreement | Promise<Agreement> {
+  const input = { algorithm: request.algorithm, publicKey: request.publicKey, publicKeyBase64url: request.publicKeyBase64url };
+  return pool ? pool.agree(input) : agree(input);
 }
 
 /** the token to deliver. */
@@ -230,13 +231,10 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
     }
     await recordHandshakeProof(proof, options.dpop);
     await checkSessionKey(req, proof, options.dpop);
-    const { serverKeyPair, sharedSecret } = agree(request);
+    const { serverPublicKey, sharedSecret } = await keyAgreement(request, options.pool);
     const payload = await resolvePayload(req, res, options.payload, getDeadline, proof?.jkt);
     // An empty payload means "nothing to deliver": the answer carries no handshake header.
-    const sealed =
-      payload === ''
-        ? undefined
-        : sealPayload({ request, serverPublicKey: serverKeyPair.publicKey, sharedSecret, secret, target, payload });
+    const sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload });
     const body = respond(res, sealed, method, options);
     await recordSessionKey(req, proof, options.dpop);
     return body;
@@ -267,11 +265,11 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
  */
 export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeRequest, Res extends ServerResponse = ServerResponse>(
   options: ServerHandshakeOptions<Req, Res>,
-): Middleware<HandshakeRequestLike, ServerResponse> {
+): HandshakeMiddleware {
   const resolved = resolveHandshakeOptions(options);
 
   // Any framework's request and response will do; the callbacks see them as the app's types.
-  return function tokenSecHandshake(incoming, outgoing, next) {
+  function tokenSecHandshake(incoming: HandshakeRequestLike, outgoing: ServerResponse, next: (err?: unknown) => void): void {
     const req = incoming as Req;
     const res = outgoing as Res;
     const value = req.headers[resolved.header];
@@ -299,7 +297,16 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
         next(error);
       },
     );
-  };
+  }
+  return Object.assign(tokenSecHandshake, { close: () => resolved.pool?.close() ?? Promise.resolve() });
+}
+
+/**
+ * The handshake middleware, and `close()`: with `workers`, it lets handshakes in flight finish,
+ * then stops the worker threads (later handshakes agree inline). Without, it does nothing.
+ */
+export interface HandshakeMiddleware extends Middleware<HandshakeRequestLike, ServerResponse> {
+  close(): Promise<void>;
 }
 
 // ---- helpers ----

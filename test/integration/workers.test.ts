@@ -1,0 +1,146 @@
+/**
+ * `handshake({ workers })`, on the built package (the worker script is dist/server/agree-worker.js):
+ * the vectors' bytes through the worker path and the inline path alike, real handshakes with
+ * DPoP through an Express app, refused keys, option checks, and a clean shutdown that leaves no
+ * thread behind (counted in /proc/self/task).
+ */
+import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { promisify } from 'node:util';
+import express from 'express';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openResponse } from '../../client/crypto.js';
+import tokenSec from '../../dist/index.js';
+
+// The built modules (dist/ ships bundled declarations for the public API only), typed as their sources.
+const built = <T>(path: string): Promise<T> => import(new URL(`../../dist/${path}`, import.meta.url).href) as Promise<T>;
+const { agree, createAgreePool } = await built<typeof import('../../src/server/agreement.js')>('server/agreement.js');
+const { sealPayload } = await built<typeof import('../../src/server/crypto.js')>('server/crypto.js');
+const { formatRequest, joinResponse, parseRequest, splitResponse } =
+  await built<typeof import('../../src/protocol/wire.js')>('protocol/wire.js');
+const { bindingInput } = await built<typeof import('../../src/protocol/context.js')>('protocol/context.js');
+import { hex, listen, protocolVectors, signedHandshake, SMALL_ORDER_POINTS, TOKEN } from '../support/helpers.js';
+
+const threads = () => readdirSync('/proc/self/task').length;
+const SECRET = 'workers-secret-0123456789';
+const h = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+describe('the vectors of docs/PROTOCOL.md through both paths', () => {
+  const pool = createAgreePool(1);
+  afterAll(() => pool.close());
+
+  it.each(protocolVectors().map((v) => [v.name, v] as const))('%s', async (_, v) => {
+    const request = parseRequest(v.requestHeader);
+    const input = { algorithm: v.algorithm, publicKey: request.publicKey, serverPrivateKey: hex(v.serverPrivateKey) };
+    const target = {
+      header: v.header,
+      method: v.method,
+      path: v.path,
+      jkt: v.jkt ? new Uint8Array(Buffer.from(v.jkt, 'base64url')) : undefined,
+    };
+    for (const agreement of [agree(input), await pool.agree(input)]) {
+      expect(h(agreement.serverPublicKey)).toBe(v.serverPublicKey);
+      expect(h(agreement.sharedSecret)).toBe(v.sharedSecret);
+      const sealed = sealPayload({ request, ...agreement, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) });
+      expect(sealed).toBe(joinResponse(v.responseHeader, v.responseBody ?? ''));
+      if (v.responseBody) expect(splitResponse(sealed)).toEqual({ header: v.responseHeader, body: v.responseBody });
+    }
+  });
+});
+
+describe('an Express app with handshake({ workers: 2 })', () => {
+  let before: number;
+  let middleware: ReturnType<typeof tokenSec.handshake>;
+  let server: Awaited<ReturnType<typeof listen>>;
+
+  it('starts two threads', async () => {
+    before = threads();
+    middleware = tokenSec.handshake({ payload: (_req, _res, { jkt }) => `${TOKEN}.${jkt}`, secret: SECRET, terminate: true, workers: 2 });
+    const app = express();
+    app.post('/token', middleware);
+    app.use(tokenSec.errorHandler());
+    server = await listen(app);
+    await expect.poll(threads).toBe(before + 2);
+  });
+
+  it.each(['x25519', 'p256'] as const)('%s: 40 concurrent handshakes with DPoP each decrypt to their payload', async (algorithm) => {
+    const url = `${server.origin}/token`;
+    const made = await Promise.all(Array.from({ length: 40 }, () => signedHandshake(url, SECRET, { algorithm })));
+    const answers = await Promise.all(made.map(({ headers }) => fetch(url, { method: 'POST', headers })));
+    expect(answers.map((r) => r.status)).toEqual(made.map(() => 200));
+    const payloads = await Promise.all(
+      answers.map((r, i) =>
+        openResponse(crypto.subtle, made[i]!.keys, SECRET, made[i]!.target, r.headers.get('x-tokensec-handshake') ?? ''),
+      ),
+    );
+    expect(payloads).toEqual(made.map((m) => `${TOKEN}.${m.jkt}`));
+  });
+
+  it('a small-order X25519 key is refused on the worker: 400 ERR_TOKENSEC_INVALID_PUBLIC_KEY', async () => {
+    const point = hex(SMALL_ORDER_POINTS[1]!);
+    const binding = createHmac('sha256', SECRET)
+      .update(bindingInput('x25519', point, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' }))
+      .digest();
+    const response = await fetch(`${server.origin}/token`, {
+      method: 'POST',
+      headers: { 'x-tokensec-handshake': formatRequest('x25519', point, binding) },
+    });
+    // This app requires DPoP: without a proof the refusal is the proof's. With a proof of our own:
+    expect(response.status).toBe(401);
+    const proofApp = express();
+    const noProof = tokenSec.handshake({ payload: TOKEN, secret: SECRET, terminate: true, workers: 1, dpop: { required: false } });
+    proofApp.post('/token', noProof);
+    proofApp.use(tokenSec.errorHandler());
+    const other = await listen(proofApp);
+    try {
+      const refused = await fetch(`${other.origin}/token`, {
+        method: 'POST',
+        headers: { 'x-tokensec-handshake': formatRequest('x25519', point, binding) },
+      });
+      expect(refused.status).toBe(400);
+      expect(await refused.json()).toMatchObject({ code: 'ERR_TOKENSEC_INVALID_PUBLIC_KEY' });
+    } finally {
+      await noProof.close();
+      await other.close();
+    }
+  });
+
+  it('close() lets the threads go; later handshakes agree inline and still answer', async () => {
+    await middleware.close();
+    await expect.poll(threads).toBe(before);
+    const url = `${server.origin}/token`;
+    const { headers, keys, target, jkt } = await signedHandshake(url, SECRET);
+    const response = await fetch(url, { method: 'POST', headers });
+    expect(response.status).toBe(200);
+    expect(await openResponse(crypto.subtle, keys, SECRET, target, response.headers.get('x-tokensec-handshake') ?? '')).toBe(
+      `${TOKEN}.${jkt}`,
+    );
+    await server.close();
+  });
+});
+
+describe('options and lifecycle', () => {
+  it.each([-1, 1.5, 65, '2'])('workers: %j → TypeError at startup, and no thread started', (workers) => {
+    const before = threads();
+    expect(() => tokenSec.handshake({ payload: 't', workers: workers as number })).toThrow(
+      /"workers" must be a whole number of threads from 0 to 64/,
+    );
+    expect(threads()).toBe(before);
+  });
+
+  it('another bad option → TypeError, and the workers asked for are never started', () => {
+    const before = threads();
+    expect(() => tokenSec.handshake({ payload: 't', workers: 2, timeout: 0 })).toThrow(TypeError);
+    expect(threads()).toBe(before);
+  });
+
+  it('a process that never calls close() still exits: idle workers do not hold it', async () => {
+    const script = `import tokenSec from './dist/index.js'; tokenSec.handshake({ payload: 't', secret: '${SECRET}', workers: 2 }); console.log('started');`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: new URL('../..', import.meta.url),
+      timeout: 10_000,
+    });
+    expect(stdout.trim()).toBe('started');
+  });
+});
