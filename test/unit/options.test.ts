@@ -25,7 +25,7 @@ describe('options are checked when the middleware is created', () => {
     [
       'an unrelated option',
       () => handshake({ payload: 't', cors: true } as never),
-      /unknown option "cors"\. Known options: payload, header, terminate, headerLimit, secret, timeout, allowSafeMethods, dpop, onEvent\./,
+      /unknown option "cors"\. Known options: payload, header, terminate, headerLimit, workers, secret, timeout, allowSafeMethods, dpop, onEvent\./,
     ],
     ['payload of the wrong type', () => handshake({ payload: 42 } as never), /"payload" must be a string or a function/],
     [

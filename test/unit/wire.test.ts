@@ -64,7 +64,7 @@ describe('request header', () => {
   it('round-trips', () => {
     const value = formatRequest('x25519', publicKey, binding);
     expect(value).toMatch(/^v3\.x25519\.[\w-]{43}\.[\w-]{43}$/);
-    expect(parseRequest(value)).toEqual({ algorithm: 'x25519', publicKey, binding });
+    expect(parseRequest(value)).toEqual({ algorithm: 'x25519', publicKey, publicKeyBase64url: value.split('.')[2], binding });
   });
 
   it('names each malformation with a stable code', () => {
