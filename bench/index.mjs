@@ -30,16 +30,35 @@ const table = (rows) => {
 };
 
 /** A request header made with node:crypto (fast), exactly as the browser client would make it. */
-function clientHeader(algorithm) {
+function clientHeader(algorithm, path = TARGET.path) {
   // A client key pair is just a key pair: make it with the server's own (fast, sync) code.
   const { publicKey } = generateServerKeyPair(algorithm);
-  return formatRequest(algorithm, publicKey, hmacSha256(utf8(SECRET), bindingInput(algorithm, publicKey, TARGET)));
+  return formatRequest(algorithm, publicKey, hmacSha256(utf8(SECRET), bindingInput(algorithm, publicKey, { ...TARGET, path })));
 }
 
 async function startServer() {
   const child = fork(new URL('./server.mjs', import.meta.url), ['0'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const { port } = await new Promise((resolve) => child.once('message', resolve));
-  return { child, origin: `http://127.0.0.1:${port}`, stop: () => child.kill() };
+  const ask = (message) => new Promise((resolve) => (child.once('message', resolve), child.send(message)));
+  return {
+    child,
+    origin: `http://127.0.0.1:${port}`,
+    /** CPU µs the server process (every thread) spent. */
+    cpu: async () => {
+      const { cpu } = await ask('cpu');
+      return cpu.user + cpu.system;
+    },
+    stop: () => new Promise((resolve) => (child.once('exit', resolve), child.send('stop'))),
+  };
+}
+
+/** One autocannon run, with the server's CPU time per request. */
+async function measured(server, opts) {
+  const before = await server.cpu();
+  const r = await load(opts);
+  const cpuPerRequest = (await server.cpu()) - before;
+  if (r.non2xx || r.errors) throw new Error(`${opts.url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, cpu: cpuPerRequest / r.requests.total };
 }
 
 const load = (opts) =>
@@ -50,34 +69,47 @@ const load = (opts) =>
 const results = { machine: {}, throughput: {}, crypto: {}, size: {}, browser: {}, memory: {}, stateless: {}, dpop: {} };
 
 // ---------------------------------------------------------------------------------------------
-console.log('\n1. Server throughput: plain JSON vs TokenSec handshake (X25519), same app, alternating');
+console.log('\n1. Server throughput: plain JSON vs TokenSec handshake (X25519) inline and with workers, same app, alternating');
 {
   const server = await startServer();
-  const x25519 = clientHeader('x25519');
-  const routes = {
-    plain: { url: `${server.origin}/plain` },
-    handshake: { url: `${server.origin}/token`, method: 'POST', headers: { 'x-tokensec-handshake': x25519 } },
-  };
-  await load({ ...routes.plain, duration: 1 }); // warm-up
-  await load({ ...routes.handshake, duration: 1 });
-  const rows = [['pair', 'route', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx']];
-  const ratios = [];
-  const all = { plain: [], handshake: [] };
+  const post = (path) => ({
+    url: `${server.origin}${path}`,
+    method: 'POST',
+    headers: { 'x-tokensec-handshake': clientHeader('x25519', path) },
+  });
+  const routes = { plain: { url: `${server.origin}/plain` }, inline: post('/token'), workers: post('/token-workers') };
+  for (const route of Object.values(routes)) await load({ ...route, duration: 1 }); // warm-up
+  const rows = [['pair', 'route', 'req/s', 'ratio', 'CPU µs/req', 'p50 ms', 'p99 ms']];
+  const all = { plain: [], inline: [], workers: [] };
+  const ratios = { inline: [], workers: [] };
   for (let pair = 1; pair <= PAIRS; pair++) {
     const got = {};
-    for (const name of ['plain', 'handshake']) {
-      const r = await load(routes[name]);
-      got[name] = r;
-      all[name].push(r.requests.average);
-      rows.push([pair, name, fmt(r.requests.average), r.latency.p50, r.latency.p99, r.non2xx]);
-      if (r.non2xx || r.errors) throw new Error(`${name}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    for (const name of Object.keys(routes)) {
+      got[name] = await measured(server, routes[name]);
+      all[name].push(got[name]);
     }
-    ratios.push(got.handshake.requests.average / got.plain.requests.average);
+    for (const name of Object.keys(routes)) {
+      const ratio = got[name].rps / got.plain.rps;
+      if (name !== 'plain') ratios[name].push(ratio);
+      rows.push([pair, name, fmt(got[name].rps), fmt(ratio, 2), fmt(got[name].cpu), got[name].p50, got[name].p99]);
+    }
   }
   table(rows);
-  results.throughput = { plain: median(all.plain), handshake: median(all.handshake), ratio: median(ratios) };
-  console.log(`  ratio handshake/plain (median over ${PAIRS} pairs): ${fmt(median(ratios), 2)}   target >= 0.75`);
-  server.stop();
+  const summary = (name) => ({
+    rps: median(all[name].map((r) => r.rps)),
+    cpu: median(all[name].map((r) => r.cpu)),
+    p50: median(all[name].map((r) => r.p50)),
+    p99: median(all[name].map((r) => r.p99)),
+  });
+  results.throughput = {
+    plain: summary('plain'),
+    inline: { ...summary('inline'), ratio: median(ratios.inline) },
+    workers: { ...summary('workers'), ratio: median(ratios.workers) },
+  };
+  console.log(
+    `  ratio to plain (median over ${PAIRS} pairs): inline ${fmt(median(ratios.inline), 2)}, workers ${fmt(median(ratios.workers), 2)}   target >= 0.75`,
+  );
+  await server.stop();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -104,7 +136,7 @@ console.log('\n2. Server crypto per handshake (parse, verify binding, key pair, 
         const t2 = process.hrtime.bigint();
         const keys = reuse ? reused : generateServerKeyPair(algorithm);
         const t3 = process.hrtime.bigint();
-        const shared = keys.deriveSharedSecret(request.publicKey);
+        const shared = keys.deriveSharedSecret(request.publicKey, request.publicKeyBase64url);
         const t4 = process.hrtime.bigint();
         sealPayload({ request, serverPublicKey: keys.publicKey, sharedSecret: shared, secret: SECRET, target: TARGET, payload });
         const t5 = process.hrtime.bigint();
@@ -205,7 +237,7 @@ console.log('\n4. Browser: 100 handshakes in Chromium on loopback, ms');
   table(rows);
   console.log("  target: median <= 10 ms on loopback. Network = the fetch (includes the server's work); crypto = the rest.");
   await browser.close();
-  server.stop();
+  await server.stop();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,21 +280,27 @@ console.log('\n6. Stateless: two server processes answer one client interchangea
     const origin = i % 2 ? b.origin : a.origin;
     if ((await clientHandshake({ uri: `${origin}/token`, secret: SECRET })).length > 800) ok++;
   }
-  const header = { method: 'POST', headers: { 'x-tokensec-handshake': clientHeader('x25519') } };
-  const one = await load({ url: `${a.origin}/token`, ...header });
-  const [ra, rb] = await Promise.all([
-    load({ url: `${a.origin}/token`, ...header, connections: 25 }),
-    load({ url: `${b.origin}/token`, ...header, connections: 25 }),
-  ]);
-  const two = ra.requests.average + rb.requests.average;
-  results.stateless = { alternating: `${ok}/20`, oneProcess: one.requests.average, twoProcesses: two };
-  table([
-    ['alternating handshakes', '1 process req/s', '2 processes req/s', 'scale'],
-    [`${ok}/20 decrypted`, fmt(one.requests.average), fmt(two), fmt(two / one.requests.average, 2)],
-  ]);
+  const header = (path) => ({ method: 'POST', headers: { 'x-tokensec-handshake': clientHeader('x25519', path) } });
+  const rows = [['route', '1 process req/s', '2 processes req/s', 'scale', 'p99 ms (2 processes)']];
+  results.stateless = { alternating: `${ok}/20` };
+  for (const [name, path] of [
+    ['inline', '/token'],
+    ['workers', '/token-workers'],
+  ]) {
+    const one = await load({ url: `${a.origin}${path}`, ...header(path) });
+    const [ra, rb] = await Promise.all([
+      load({ url: `${a.origin}${path}`, ...header(path), connections: 25 }),
+      load({ url: `${b.origin}${path}`, ...header(path), connections: 25 }),
+    ]);
+    const two = ra.requests.average + rb.requests.average;
+    results.stateless[name] = { oneProcess: one.requests.average, twoProcesses: two, p99: Math.max(ra.latency.p99, rb.latency.p99) };
+    rows.push([name, fmt(one.requests.average), fmt(two), fmt(two / one.requests.average, 2), Math.max(ra.latency.p99, rb.latency.p99)]);
+  }
+  console.log(`  alternating handshakes: ${ok}/20 decrypted`);
+  table(rows);
   console.log('  (2 cores shared with the load generator: the scale is bounded by the machine, not by shared state.)');
-  a.stop();
-  b.stop();
+  await a.stop();
+  await b.stop();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// The app under load: the same ~900-byte token served as plain JSON and by a TokenSec handshake.
+// The app under load: the same ~900-byte token served as plain JSON and by a TokenSec handshake,
+// inline and with worker threads.
 // Run as a child process by bench/index.mjs: `node bench/server.mjs <port>`; prints "ready".
 import express from 'express';
 import tokenSec from '../dist/index.js';
@@ -12,10 +13,19 @@ app.get('/tokensec.js', tokenSec.client());
 app.get('/plain', (_req, res) => res.json({ token: TOKEN }));
 // autocannon repeats one request, and a DPoP proof is single-use: the throughput figures measure
 // the handshake without a proof; section 7 of bench/index.mjs measures the proof check on its own.
-app.post('/token', tokenSec.handshake({ payload: TOKEN, secret: SECRET, terminate: true, dpop: { required: false, sessionKey: false } }));
+const options = { payload: TOKEN, secret: SECRET, terminate: true, dpop: { required: false, sessionKey: false } };
+app.post('/token', tokenSec.handshake(options));
+// The same with the key agreement on worker threads (WORKERS, default 1: the second core here).
+const withWorkers = tokenSec.handshake({ ...options, workers: Number(process.env.WORKERS ?? 1) });
+app.post('/token-workers', withWorkers);
 app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: err.code }));
 
 const port = Number(process.argv[2] ?? 0);
 const server = app.listen(port, '127.0.0.1', () => {
   process.send?.({ port: server.address().port });
+});
+// The bench asks for this process's CPU time (all threads, workers included) around each run.
+process.on('message', (message) => {
+  if (message === 'cpu') process.send?.({ cpu: process.cpuUsage() });
+  if (message === 'stop') withWorkers.close().then(() => server.close(() => process.exit(0)));
 });

@@ -53,6 +53,21 @@ interface Job {
 }
 
 /**
+ * A worker inherits the process's Node options, except `--input-type` (meant for `node -e`'s
+ * script, it would stop the worker from loading its own); a V8 option such as --expose-gc cannot
+ * be passed explicitly, so then the worker gets none.
+ */
+function startWorker(): Worker {
+  const script = new URL('./agree-worker.js', import.meta.url);
+  if (!process.execArgv.some((arg) => arg.startsWith('--input-type'))) return new Worker(script);
+  try {
+    return new Worker(script, { execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')) });
+  } catch {
+    return new Worker(script, { execArgv: [] });
+  }
+}
+
+/**
  * `size` worker threads running src/server/agree-worker.ts. Jobs queued in one event-loop turn go
  * to one worker as one message (fewer wake-ups under load); batches take turns among workers,
  * the least busy first. Threads are unref'd while idle, so they never keep a process alive. A
@@ -74,11 +89,8 @@ export function createAgreePool(size: number): AgreePool {
   };
 
   const spawn = (): PoolWorker => {
-    // Node options that only make sense for the main script (node --input-type=module -e …) would
-    // stop the worker from loading its own.
-    const execArgv = process.execArgv.filter((arg) => !arg.startsWith('--input-type'));
     const entry: PoolWorker = {
-      worker: new Worker(new URL('./agree-worker.js', import.meta.url), { execArgv }),
+      worker: startWorker(),
       inFlight: new Map(),
       ready: false,
     };

@@ -10,7 +10,8 @@
  * handshake header pass straight through. Every failure is a TokenSecError with `status` and a
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
-import { emitHandshakeEvent, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
+import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
+import { runSteps } from './steps.js';
 import type { ServerResponse } from 'node:http';
 import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
@@ -113,18 +114,26 @@ function csrfTokenOf(req: HandshakeRequestLike): string {
   return token;
 }
 
-/** the secret the client must have bound its key with. */
-async function resolveSecret<Req extends HandshakeRequestLike>(
+/** the secret the client must have bound its key with: at once, unless it comes from a function. */
+function resolveSecret<Req extends HandshakeRequestLike>(
   req: Req,
   source: SecretSource<Req>,
   deadline: () => HandshakeDeadline,
-): Promise<string> {
+): string | Promise<string> {
   if (source.kind === 'value') return source.value;
   if (source.kind === 'csrf') return csrfTokenOf(req);
+  return secretFromFunction(req, source.fn, deadline);
+}
+
+async function secretFromFunction<Req extends HandshakeRequestLike>(
+  req: Req,
+  fn: Extract<SecretSource<Req>, { kind: 'function' }>['fn'],
+  deadline: () => HandshakeDeadline,
+): Promise<string> {
   let value: unknown;
   try {
     const context = deadline();
-    value = await context.run(() => source.fn(req, { signal: context.signal }));
+    value = await context.run(() => fn(req, { signal: context.signal }));
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', 'TokenSec secret function threw or rejected.', 500, { cause });
@@ -144,19 +153,28 @@ function keyAgreement(request: HandshakeRequest, pool: AgreePool | undefined): A
   return pool ? pool.agree(input) : agree(input);
 }
 
-/** the token to deliver. */
-async function resolvePayload<Req, Res>(
+/** the token to deliver: at once, unless it comes from a function. */
+function resolvePayload<Req, Res>(
   req: Req,
   res: Res,
   source: PayloadSource<Req, Res>,
   deadline: () => HandshakeDeadline,
   jkt: string | undefined,
+): string | Promise<string> {
+  return source.kind === 'value' ? source.value : payloadFromFunction(req, res, source.fn, deadline, jkt);
+}
+
+async function payloadFromFunction<Req, Res>(
+  req: Req,
+  res: Res,
+  fn: Extract<PayloadSource<Req, Res>, { kind: 'function' }>['fn'],
+  deadline: () => HandshakeDeadline,
+  jkt: string | undefined,
 ): Promise<string> {
-  if (source.kind === 'value') return source.value;
   let value: unknown;
   try {
     const context = deadline();
-    value = await context.run(() => source.fn(req, res, { signal: context.signal, jkt }));
+    value = await context.run(() => fn(req, res, { signal: context.signal, jkt }));
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_FAILED', 'TokenSec payload function threw or rejected.', 500, { cause });
@@ -177,7 +195,7 @@ function respond(
   method: string,
   { header, headerLimit, terminate }: Pick<ResolvedHandshakeOptions<unknown, unknown>, 'header' | 'headerLimit' | 'terminate'>,
 ): string | undefined {
-  noStore(res);
+  noStore(res, !terminate);
   appendVary(res, header);
   if (value === undefined) return undefined;
   if (value.length <= headerLimit) {
@@ -204,13 +222,17 @@ function respond(
 
 // ---- the pipeline ----
 
-async function runHandshake<Req extends HandshakeRequestLike, Res extends ServerResponse>(
+/**
+ * The pipeline, as steps for runSteps: each `yield` hands over a value, or a promise of one for
+ * the steps that wait (an app function, a store); the body for the response comes out.
+ */
+function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerResponse>(
   req: Req,
   res: Res,
   value: string | string[],
   options: ResolvedHandshakeOptions<Req, Res>,
   seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'>,
-): Promise<string | undefined> {
+): Generator<unknown, string | undefined, unknown> {
   const method = (req.method ?? 'GET').toUpperCase();
   checkMethod(method, options.allowSafeMethods);
   const request = parseHeader(value);
@@ -223,20 +245,20 @@ async function runHandshake<Req extends HandshakeRequestLike, Res extends Server
   let deadline: HandshakeDeadline | undefined;
   const getDeadline = () => (deadline ??= new HandshakeDeadline(res, options.timeout));
   try {
-    const secret = await resolveSecret(req, options.secret, getDeadline);
+    const secret = (yield resolveSecret(req, options.secret, getDeadline)) as string;
     try {
       verifyBinding(request, secret, target);
     } catch {
       throw secretRefused('binding-mismatch');
     }
-    await recordHandshakeProof(proof, options.dpop);
-    await checkSessionKey(req, proof, options.dpop);
-    const { serverPublicKey, sharedSecret } = await keyAgreement(request, options.pool);
-    const payload = await resolvePayload(req, res, options.payload, getDeadline, proof?.jkt);
+    yield recordHandshakeProof(proof, options.dpop);
+    yield checkSessionKey(req, proof, options.dpop);
+    const { serverPublicKey, sharedSecret } = (yield keyAgreement(request, options.pool)) as Agreement;
+    const payload = (yield resolvePayload(req, res, options.payload, getDeadline, proof?.jkt)) as string;
     // An empty payload means "nothing to deliver": the answer carries no handshake header.
     const sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload });
     const body = respond(res, sealed, method, options);
-    await recordSessionKey(req, proof, options.dpop);
+    yield recordSessionKey(req, proof, options.dpop);
     return body;
   } finally {
     deadline?.dispose();
@@ -279,14 +301,18 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
     }
     const started = performance.now();
     const seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'> = {};
-    const report = (outcome: Pick<HandshakeEvent, 'outcome' | 'status' | 'code'>) =>
+    const report = (outcome: Pick<HandshakeEvent, 'outcome' | 'status' | 'code'>) => {
+      // Built only when someone listens: most apps do not, and it is per request.
+      if (!resolved.onEvent && !handshakeChannel.hasSubscribers) return;
       emitHandshakeEvent(resolved.onEvent, {
         ...outcome,
         ...seen,
         durationMs: performance.now() - started,
         requestId: requestIdOf(req),
       });
-    runHandshake(req, res, value, resolved, seen).then(
+    };
+    runSteps(
+      handshakeSteps(req, res, value, resolved, seen),
       (body) => {
         report({ outcome: 'answered', status: 200 });
         if (resolved.terminate) res.end(body);

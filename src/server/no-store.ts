@@ -7,9 +7,10 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 const patched = new WeakSet<ServerResponse>();
 
-export function noStore(res: ServerResponse): void {
+/** `keep`: a later handler writes the response, so guard writeHead too. */
+export function noStore(res: ServerResponse, keep = true): void {
   res.setHeader('Cache-Control', 'no-store');
-  if (patched.has(res)) return;
+  if (!keep || patched.has(res)) return;
   patched.add(res);
   const writeHead = res.writeHead;
   res.writeHead = function writeHeadNoStore(this: ServerResponse, ...args: unknown[]) {

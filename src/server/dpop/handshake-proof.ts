@@ -130,28 +130,43 @@ export function handshakeProof<Req extends DpopRequestLike>(
 }
 
 /** Refuses a proof used before; records this one. Run once the binding has shown the client holds the secret. */
-export async function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> {
-  if (!proof) return;
-  try {
-    await recordProof(proof, dpop.verify);
-  } catch (error) {
+export function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> | undefined {
+  if (!proof) return undefined;
+  return recordProof(proof, dpop.verify).catch((error: unknown) => {
     throw withChallenge(error, dpop.verify);
-  }
+  });
 }
 
-/** Refuses a handshake whose key is not the one the session is bound to. */
-export async function checkSessionKey<Req>(req: Req, proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> {
-  const bound = await dpop.sessionKey?.get(req);
-  if (bound !== undefined && bound !== proof?.jkt) {
-    throw new TokenSecError(
-      'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
-      'TokenSec handshake made with another DPoP key than the one this session is bound to.',
-      403,
-    );
-  }
+/** Refuses a handshake whose key is not the one the session is bound to. Waits only for a store that does. */
+export function checkSessionKey<Req>(
+  req: Req,
+  proof: VerifiedProof | undefined,
+  dpop: ResolvedHandshakeDpop<Req>,
+): Promise<void> | undefined {
+  if (!dpop.sessionKey) return undefined;
+  const check = (bound: string | undefined): undefined => {
+    if (bound !== undefined && bound !== proof?.jkt) {
+      throw new TokenSecError(
+        'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
+        'TokenSec handshake made with another DPoP key than the one this session is bound to.',
+        403,
+      );
+    }
+    return undefined;
+  };
+  const bound = dpop.sessionKey.get(req);
+  return bound instanceof Promise ? bound.then(check) : check(bound);
 }
 
 /** Binds the session to the key of its first successful handshake. */
-export async function recordSessionKey<Req>(req: Req, proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> {
-  if (proof && dpop.sessionKey && (await dpop.sessionKey.get(req)) === undefined) await dpop.sessionKey.set(req, proof.jkt);
+export function recordSessionKey<Req>(
+  req: Req,
+  proof: VerifiedProof | undefined,
+  dpop: ResolvedHandshakeDpop<Req>,
+): Promise<void> | undefined {
+  const store = dpop.sessionKey;
+  if (!proof || !store) return undefined;
+  return (async () => {
+    if ((await store.get(req)) === undefined) await store.set(req, proof.jkt);
+  })();
 }
