@@ -135,7 +135,9 @@ export function createAgreePool(size: number): AgreePool {
     flushing = false;
     const batch = queue;
     queue = [];
-    const entry = workers.reduce((a, b) => (b.inFlight.size < a.inFlight.size ? b : a), workers[0]!);
+    const entry = workers.reduce<PoolWorker | undefined>((a, b) => (a && a.inFlight.size <= b.inFlight.size ? a : b), undefined);
+    // Every worker failed to start since these were queued: do them here.
+    if (!entry) return batch.forEach(([, job]) => settle(job, () => agree(job.input)));
     for (const [id, job] of batch) entry.inFlight.set(id, job);
     entry.worker.ref();
     entry.worker.postMessage(batch.map(([id, job]) => [id, job.input]));
