@@ -147,8 +147,8 @@ export function verifyBinding(request: HandshakeRequest, secret: string, target:
 
 /** What `sealPayload` encrypts, and what it binds the ciphertext to. */
 export interface SealInput {
-  /** The client's parsed request header. */
-  request: HandshakeRequest;
+  /** The client's algorithm and public key, from its request header. */
+  request: Pick<HandshakeRequest, 'algorithm'> & { publicKey: Uint8Array };
   /** The server's ephemeral public key, raw. */
   serverPublicKey: Uint8Array;
   /** ECDH(server private key, client public key), computed first so a bad key is refused early. */
@@ -189,6 +189,7 @@ export function sealPayload({
   const context = keyContext(request.algorithm, request.publicKey, serverPublicKey, target);
   const key = hkdfSha256(sharedSecret, utf8(secret), context, 32);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
+  key.fill(0); // the cipher holds its own copy
   cipher.setAAD(context);
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
   return formatResponse(

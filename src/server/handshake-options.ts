@@ -5,9 +5,16 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LONE_SURROGATE } from '../protocol/context.js';
-import { CSRF_HEADER, DEFAULT_HEADER, DEFAULT_HEADER_LIMIT, HEADER_NAME, MAX_RESPONSE_LENGTH } from '../protocol/wire.js';
+import {
+  CSRF_HEADER,
+  DEFAULT_HEADER,
+  DEFAULT_HEADER_LIMIT,
+  HEADER_NAME,
+  MAX_PAYLOAD_BYTES,
+  MAX_RESPONSE_LENGTH,
+} from '../protocol/wire.js';
 import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
-import { createAgreePool, type AgreePool } from './agreement.js';
+import { createCryptoPool, type CryptoPool } from './crypto-pool.js';
 import type { HandshakeEvent } from './events.js';
 import type { WithExpressRequest } from './express-request.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
@@ -143,8 +150,8 @@ export interface ResolvedHandshakeOptions<Req, Res> {
   header: string;
   terminate: boolean;
   headerLimit: number;
-  /** Worker threads for the key agreement, when `workers` > 0. */
-  pool: AgreePool | undefined;
+  /** Worker threads for the handshake's crypto, when `workers` > 0. */
+  pool: CryptoPool | undefined;
   timeout: number;
   allowSafeMethods: boolean;
   secret: SecretSource<Req>;
@@ -180,6 +187,14 @@ export function secretProblem(secret: string): string | undefined {
   return undefined;
 }
 
+/** Why a payload cannot be sealed, or undefined when it can (the same checks as sealPayload's). */
+function payloadProblem(payload: string): string | undefined {
+  if (LONE_SURROGATE.test(payload)) return 'has an unpaired surrogate, which has no exact UTF-8 encoding';
+  const bytes = Buffer.byteLength(payload);
+  if (bytes > MAX_PAYLOAD_BYTES) return `is ${bytes} bytes of UTF-8; the protocol carries at most ${MAX_PAYLOAD_BYTES}`;
+  return undefined;
+}
+
 /** Checks `options` and fills in defaults; throws a TypeError that says how to fix a mistake. */
 export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res extends ServerResponse>(
   options: ServerHandshakeOptions<Req, Res>,
@@ -192,14 +207,14 @@ export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res ex
     header: headerName(given.header),
     terminate: checkBoolean('handshake', 'terminate', given.terminate, false),
     headerLimit: checkInteger('handshake', 'headerLimit', given.headerLimit, DEFAULT_HEADER_LIMIT, 256, MAX_RESPONSE_LENGTH, 'characters'),
-    pool: undefined as AgreePool | undefined,
+    pool: undefined as CryptoPool | undefined,
     timeout: checkInteger('handshake', 'timeout', given.timeout, 10_000, 1, 2 ** 31 - 1, 'milliseconds'),
     allowSafeMethods: checkBoolean('handshake', 'allowSafeMethods', given.allowSafeMethods, false),
     dpop: resolveHandshakeDpop<Req>(given.dpop),
     onEvent: eventListener(given.onEvent),
   };
   // Started last, once every option has passed its check: a middleware that throws starts no thread.
-  if (workers > 0) resolved.pool = createAgreePool(workers);
+  if (workers > 0) resolved.pool = createCryptoPool(workers);
   return resolved;
 }
 
@@ -207,7 +222,11 @@ function payloadSource<Req, Res>(payload: unknown): PayloadSource<Req, Res> {
   if (payload === undefined) {
     throw optionError('handshake', 'option "payload" is required: the token to send, as a string or a function (req, res) returning one.');
   }
-  if (typeof payload === 'string') return { kind: 'value', value: payload };
+  if (typeof payload === 'string') {
+    const problem = payloadProblem(payload);
+    if (problem) throw optionError('handshake', `option "payload" ${problem}.`);
+    return { kind: 'value', value: payload };
+  }
   if (typeof payload === 'function')
     return { kind: 'function', fn: payload as (req: Req, res: Res, context: HandshakeContext) => MaybePromise<string> };
   throw optionError('handshake', `option "payload" must be a string or a function (req, res) returning one, got ${describe(payload)}.`);

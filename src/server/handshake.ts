@@ -6,8 +6,9 @@
  *     → recordHandshakeProof → checkSessionKey → keyAgreement → resolvePayload → sealPayload → respond
  *     → recordSessionKey
  *
- * (verifyBinding and sealPayload are the node:crypto steps of crypto.ts.) Requests without the
- * handshake header pass straight through. Every failure is a TokenSecError with `status` and a
+ * (verifyBinding, keyAgreement and sealPayload are the node:crypto steps of crypto.ts and
+ * crypto-jobs.ts; with `workers`, keyAgreement runs on a worker thread, and so does sealPayload
+ * when the payload is a string option.) Requests without the handshake header pass straight through. Every failure is a TokenSecError with `status` and a
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
 import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
@@ -17,7 +18,8 @@ import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
 import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
-import { agree, type AgreePool, type Agreement } from './agreement.js';
+import { agree, agreeAndSeal, type AgreeInput, type Agreement } from './crypto-jobs.js';
+import type { CryptoPool } from './crypto-pool.js';
 import { sealPayload, verifyBinding } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
 import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
@@ -147,10 +149,30 @@ async function secretFromFunction<Req extends HandshakeRequestLike>(
   return value;
 }
 
+const agreeInput = (request: HandshakeRequest): AgreeInput => ({
+  algorithm: request.algorithm,
+  publicKey: request.publicKey,
+  publicKeyBase64url: request.publicKeyBase64url,
+});
+
 /** a fresh server key pair and the ECDH shared secret, before any payload is produced: inline, or on a worker. */
-function keyAgreement(request: HandshakeRequest, pool: AgreePool | undefined): Agreement | Promise<Agreement> {
-  const input = { algorithm: request.algorithm, publicKey: request.publicKey, publicKeyBase64url: request.publicKeyBase64url };
-  return pool ? pool.agree(input) : agree(input);
+function keyAgreement(request: HandshakeRequest, pool: CryptoPool | undefined): Agreement | Promise<Agreement> {
+  return pool ? pool.run({ kind: 'agree', input: agreeInput(request) }) : agree(agreeInput(request));
+}
+
+/**
+ * keyAgreement, resolvePayload and sealPayload at once, for a payload given as a string option:
+ * with workers, one job on a worker thread; the order of the steps and the bytes are the same.
+ */
+function agreeAndSealValue(
+  request: HandshakeRequest,
+  secret: string,
+  target: RequestTarget,
+  payload: string,
+  pool: CryptoPool | undefined,
+): string | Promise<string> {
+  const input = { ...agreeInput(request), secret, target, payload };
+  return pool ? pool.run({ kind: 'agree-and-seal', input }) : agreeAndSeal(input);
 }
 
 /** the token to deliver: at once, unless it comes from a function. */
@@ -253,10 +275,19 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
     }
     yield recordHandshakeProof(proof, options.dpop);
     yield checkSessionKey(req, proof, options.dpop);
-    const { serverPublicKey, sharedSecret } = (yield keyAgreement(request, options.pool)) as Agreement;
-    const payload = (yield resolvePayload(req, res, options.payload, getDeadline, proof?.jkt)) as string;
-    // An empty payload means "nothing to deliver": the answer carries no handshake header.
-    const sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload });
+    let sealed: string | undefined;
+    if (options.payload.kind === 'value' && options.payload.value !== '') {
+      sealed = (yield agreeAndSealValue(request, secret, target, options.payload.value, options.pool)) as string;
+    } else {
+      const { serverPublicKey, sharedSecret } = (yield keyAgreement(request, options.pool)) as Agreement;
+      const payload = (yield resolvePayload(req, res, options.payload, getDeadline, proof?.jkt)) as string;
+      // An empty payload means "nothing to deliver": the answer carries no handshake header.
+      try {
+        sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload });
+      } finally {
+        sharedSecret.fill(0);
+      }
+    }
     const body = respond(res, sealed, method, options);
     yield recordSessionKey(req, proof, options.dpop);
     return body;

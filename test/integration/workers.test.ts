@@ -1,6 +1,6 @@
 /**
- * `handshake({ workers })`, on the built package (the worker script is dist/server/agree-worker.js):
- * the vectors' bytes through the worker path and the inline path alike, real handshakes with
+ * `handshake({ workers })`, on the built package (the worker script is dist/server/crypto-worker.js):
+ * the vectors' bytes through the worker path and the inline path alike, for both jobs, real handshakes with
  * DPoP through an Express app, refused keys, option checks, and a clean shutdown that leaves no
  * thread behind (counted in /proc/self/task).
  */
@@ -15,7 +15,8 @@ import tokenSec from '../../dist/index.js';
 
 // The built modules (dist/ ships bundled declarations for the public API only), typed as their sources.
 const built = <T>(path: string): Promise<T> => import(new URL(`../../dist/${path}`, import.meta.url).href) as Promise<T>;
-const { agree, createAgreePool } = await built<typeof import('../../src/server/agreement.js')>('server/agreement.js');
+const { agree, agreeAndSeal } = await built<typeof import('../../src/server/crypto-jobs.js')>('server/crypto-jobs.js');
+const { createCryptoPool } = await built<typeof import('../../src/server/crypto-pool.js')>('server/crypto-pool.js');
 const { sealPayload } = await built<typeof import('../../src/server/crypto.js')>('server/crypto.js');
 const { formatRequest, joinResponse, parseRequest, splitResponse } =
   await built<typeof import('../../src/protocol/wire.js')>('protocol/wire.js');
@@ -27,7 +28,7 @@ const SECRET = 'workers-secret-0123456789';
 const h = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 describe('the vectors of docs/PROTOCOL.md through both paths', () => {
-  const pool = createAgreePool(1);
+  const pool = createCryptoPool(1);
   afterAll(() => pool.close());
 
   it.each(protocolVectors().map((v) => [v.name, v] as const))('%s', async (_, v) => {
@@ -39,33 +40,49 @@ describe('the vectors of docs/PROTOCOL.md through both paths', () => {
       path: v.path,
       jkt: v.jkt ? new Uint8Array(Buffer.from(v.jkt, 'base64url')) : undefined,
     };
-    for (const agreement of [agree(input), await pool.agree(input)]) {
+    const response = joinResponse(v.responseHeader, v.responseBody ?? '');
+    // agree, then sealPayload here (a payload function's path):
+    for (const agreement of [agree(input), await pool.run({ kind: 'agree', input })]) {
       expect(h(agreement.serverPublicKey)).toBe(v.serverPublicKey);
       expect(h(agreement.sharedSecret)).toBe(v.sharedSecret);
       const sealed = sealPayload({ request, ...agreement, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) });
-      expect(sealed).toBe(joinResponse(v.responseHeader, v.responseBody ?? ''));
+      expect(sealed).toBe(response);
       if (v.responseBody) expect(splitResponse(sealed)).toEqual({ header: v.responseHeader, body: v.responseBody });
     }
+    // both in one job (a string payload's path):
+    const sealInput = { ...input, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) };
+    expect(agreeAndSeal(sealInput)).toBe(response);
+    expect(await pool.run({ kind: 'agree-and-seal', input: sealInput })).toBe(response);
   });
 });
 
-describe('an Express app with handshake({ workers: 2 })', () => {
+describe('an Express app with handshake({ workers: 2 }) and handshake({ workers: 1 })', () => {
   let before: number;
   let middleware: ReturnType<typeof tokenSec.handshake>;
+  let fixed: ReturnType<typeof tokenSec.handshake>;
   let server: Awaited<ReturnType<typeof listen>>;
 
-  it('starts two threads', async () => {
+  it('starts three threads', async () => {
     before = threads();
+    // A payload function: the key agreement runs on a worker, the seal here.
     middleware = tokenSec.handshake({ payload: (_req, _res, { jkt }) => `${TOKEN}.${jkt}`, secret: SECRET, terminate: true, workers: 2 });
+    // A string payload: agreement and seal run as one job on the worker.
+    fixed = tokenSec.handshake({ payload: TOKEN, secret: SECRET, terminate: true, workers: 1 });
     const app = express();
     app.post('/token', middleware);
+    app.post('/fixed', fixed);
     app.use(tokenSec.errorHandler());
     server = await listen(app);
-    await expect.poll(threads).toBe(before + 2);
+    await expect.poll(threads).toBe(before + 3);
   });
 
-  it.each(['x25519', 'p256'] as const)('%s: 40 concurrent handshakes with DPoP each decrypt to their payload', async (algorithm) => {
-    const url = `${server.origin}/token`;
+  it.each([
+    ['x25519', '/token'],
+    ['p256', '/token'],
+    ['x25519', '/fixed'],
+    ['p256', '/fixed'],
+  ] as const)('%s %s: 40 concurrent handshakes with DPoP each decrypt to their payload', async (algorithm, path) => {
+    const url = `${server.origin}${path}`;
     const made = await Promise.all(Array.from({ length: 40 }, () => signedHandshake(url, SECRET, { algorithm })));
     const answers = await Promise.all(made.map(({ headers }) => fetch(url, { method: 'POST', headers })));
     expect(answers.map((r) => r.status)).toEqual(made.map(() => 200));
@@ -74,7 +91,7 @@ describe('an Express app with handshake({ workers: 2 })', () => {
         openResponse(crypto.subtle, made[i]!.keys, SECRET, made[i]!.target, r.headers.get('x-tokensec-handshake') ?? ''),
       ),
     );
-    expect(payloads).toEqual(made.map((m) => `${TOKEN}.${m.jkt}`));
+    expect(payloads).toEqual(made.map((m) => (path === '/token' ? `${TOKEN}.${m.jkt}` : TOKEN)));
   });
 
   it('a small-order X25519 key is refused on the worker: 400 ERR_TOKENSEC_INVALID_PUBLIC_KEY', async () => {
@@ -108,6 +125,7 @@ describe('an Express app with handshake({ workers: 2 })', () => {
 
   it('close() lets the threads go; later handshakes agree inline and still answer', async () => {
     await middleware.close();
+    await fixed.close();
     await expect.poll(threads).toBe(before);
     const url = `${server.origin}/token`;
     const { headers, keys, target, jkt } = await signedHandshake(url, SECRET);

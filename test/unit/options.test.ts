@@ -29,6 +29,12 @@ describe('options are checked when the middleware is created', () => {
     ],
     ['payload of the wrong type', () => handshake({ payload: 42 } as never), /"payload" must be a string or a function/],
     [
+      'a string payload over 6144 bytes',
+      () => handshake({ payload: 'é'.repeat(3073) }),
+      /option "payload" is 6146 bytes of UTF-8; the protocol carries at most 6144/,
+    ],
+    ['a string payload with a lone surrogate', () => handshake({ payload: 'token-\ud800' }), /"payload" has an unpaired surrogate/],
+    [
       'terminate not a boolean',
       () => handshake({ payload: 't', terminate: 'yes' } as never),
       /"terminate" must be true or false, got string/,

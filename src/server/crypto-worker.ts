@@ -1,0 +1,30 @@
+/**
+ * A worker thread of `handshake({ workers })`: runs each job of a batch (crypto-jobs.ts) and
+ * answers the batch in one message. Keys come from CSPRNG bytes imported as JWK, as on the main
+ * thread (see crypto.ts: no generateKeyPairSync).
+ */
+import { parentPort } from 'node:worker_threads';
+import { TokenSecError } from '../protocol/errors.js';
+import { runCryptoJob, type CryptoJob } from './crypto-jobs.js';
+import type { CryptoJobAnswer } from './crypto-pool.js';
+
+parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
+  const answers = jobs.map(([id, job]): CryptoJobAnswer => {
+    try {
+      return [id, runCryptoJob(job), undefined];
+    } catch (error) {
+      // A refused key: its code, message and status (never the key). Anything else: no answer,
+      // and the main thread redoes the job inline, so the error it raises is the real one.
+      return [
+        id,
+        undefined,
+        error instanceof TokenSecError ? { code: error.code, message: error.message, status: error.status ?? 500 } : undefined,
+      ];
+    }
+  });
+  parentPort?.postMessage(answers);
+  // postMessage sent copies: wipe this thread's shared secrets.
+  for (const [, result] of answers) if (typeof result === 'object') result.sharedSecret.fill(0);
+});
+// Loaded and listening: the pool replaces a worker that dies after this, not one that never starts.
+parentPort?.postMessage('ready');
