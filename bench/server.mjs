@@ -15,9 +15,14 @@ app.get('/plain', (_req, res) => res.json({ token: TOKEN }));
 // the handshake without a proof; section 7 of bench/index.mjs measures the proof check on its own.
 const options = { payload: TOKEN, secret: SECRET, terminate: true, dpop: { required: false, sessionKey: false } };
 app.post('/token', tokenSec.handshake(options));
-// The same with the key agreement on worker threads (WORKERS, default 1: the second core here).
-const withWorkers = tokenSec.handshake({ ...options, workers: Number(process.env.WORKERS ?? 1) });
+// The same with the crypto on worker threads (WORKERS, default 1: the second core here). A string
+// payload is agreed and sealed in one worker job; a payload function's is encrypted on the main
+// thread once the function returns, as most apps mint the token per request.
+const workers = Number(process.env.WORKERS ?? 1);
+const withWorkers = tokenSec.handshake({ ...options, workers });
 app.post('/token-workers', withWorkers);
+const withWorkersFn = tokenSec.handshake({ ...options, payload: () => TOKEN, workers });
+app.post('/token-workers-fn', withWorkersFn);
 app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: err.code }));
 
 const port = Number(process.argv[2] ?? 0);
@@ -27,5 +32,5 @@ const server = app.listen(port, '127.0.0.1', () => {
 // The bench asks for this process's CPU time (all threads, workers included) around each run.
 process.on('message', (message) => {
   if (message === 'cpu') process.send?.({ cpu: process.cpuUsage() });
-  if (message === 'stop') withWorkers.close().then(() => server.close(() => process.exit(0)));
+  if (message === 'stop') Promise.all([withWorkers.close(), withWorkersFn.close()]).then(() => server.close(() => process.exit(0)));
 });

@@ -64,7 +64,10 @@ export function formatRequest(
 }
 
 /** `v3.<server public key>.<iv>.<ciphertext and tag>` */
-export function formatResponse(response: HandshakeResponse, codec: Base64urlCodec = portableBase64url): string {
+export function formatResponse(
+  response: { [K in keyof HandshakeResponse]: Uint8Array },
+  codec: Base64urlCodec = portableBase64url,
+): string {
   return [VERSION, codec.encode(response.publicKey), codec.encode(response.iv), codec.encode(response.ciphertext)].join('.');
 }
 

@@ -5,7 +5,7 @@
  */
 import type { RequestTarget } from '../protocol/context.js';
 import type { Algorithm } from '../protocol/wire.js';
-import { generateServerKeyPair, importServerKeyPair, sealPayload } from './crypto.js';
+import { deriveResponseKey, encryptPayload, generateServerKeyPair, importServerKeyPair, type ResponseKey } from './crypto.js';
 
 export interface AgreeInput {
   algorithm: Algorithm;
@@ -27,42 +27,37 @@ export function agree({ algorithm, publicKey, publicKeyBase64url, serverPrivateK
   return { serverPublicKey: pair.publicKey, sharedSecret: pair.deriveSharedSecret(publicKey, publicKeyBase64url) };
 }
 
-export interface AgreeAndSealInput extends AgreeInput {
+export interface DeriveInput extends AgreeInput {
   /** The secret the binding was checked with; it salts HKDF. */
   secret: string;
   target: RequestTarget;
+}
+
+/**
+ * `agree`, then the response key derived from it: everything but the payload's encryption, so it
+ * runs before a payload function. The shared secret never leaves this thread (derivation wipes it).
+ */
+export function agreeAndDerive(input: DeriveInput): ResponseKey {
+  const { serverPublicKey, sharedSecret } = agree(input);
+  return deriveResponseKey({ request: input, serverPublicKey, sharedSecret, secret: input.secret, target: input.target });
+}
+
+export interface AgreeAndSealInput extends DeriveInput {
   /** A non-empty payload of at most MAX_PAYLOAD_BYTES, checked when the middleware was made. */
   payload: string;
   /** A fixed AES-GCM IV: for the test vectors only. */
   iv?: Uint8Array | undefined;
 }
 
-/**
- * `agree` then `sealPayload` as one job, for a payload known before the request (a string
- * option): the shared secret never leaves the thread that made it, and is wiped once used.
- * Returns the response value.
- */
+/** The whole seal as one job, for a payload known before the request (a string option). Returns the response value. */
 export function agreeAndSeal(input: AgreeAndSealInput): string {
-  const { serverPublicKey, sharedSecret } = agree(input);
-  try {
-    return sealPayload({
-      request: input,
-      serverPublicKey,
-      sharedSecret,
-      secret: input.secret,
-      target: input.target,
-      payload: input.payload,
-      ...(input.iv && { iv: input.iv }),
-    });
-  } finally {
-    sharedSecret.fill(0);
-  }
+  return encryptPayload(agreeAndDerive(input), input.payload, input.iv);
 }
 
 /** A job for a worker thread, and what it answers. */
-export type CryptoJob = { kind: 'agree'; input: AgreeInput } | { kind: 'agree-and-seal'; input: AgreeAndSealInput };
-export type CryptoJobResult<J extends CryptoJob> = J extends { kind: 'agree' } ? Agreement : string;
+export type CryptoJob = { kind: 'derive'; input: DeriveInput } | { kind: 'seal'; input: AgreeAndSealInput };
+export type CryptoJobResult<J extends CryptoJob> = J extends { kind: 'derive' } ? ResponseKey : string;
 
-export function runCryptoJob(job: CryptoJob): Agreement | string {
-  return job.kind === 'agree' ? agree(job.input) : agreeAndSeal(job.input);
+export function runCryptoJob(job: CryptoJob): ResponseKey | string {
+  return job.kind === 'derive' ? agreeAndDerive(job.input) : agreeAndSeal(job.input);
 }

@@ -23,8 +23,8 @@ parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
     }
   });
   parentPort?.postMessage(answers);
-  // postMessage sent copies: wipe this thread's shared secrets.
-  for (const [, result] of answers) if (typeof result === 'object') result.sharedSecret.fill(0);
+  // postMessage sent copies: wipe this thread's response keys.
+  for (const [, result] of answers) if (typeof result === 'object') result.key.fill(0);
 });
 // Loaded and listening: the pool replaces a worker that dies after this, not one that never starts.
 parentPort?.postMessage('ready');

@@ -34,24 +34,34 @@ function x25519PrivateKey(raw: Uint8Array): KeyObject {
 }
 
 /**
- * Random bytes for keys and IVs, taken from a pool filled 4 KiB at a time: one CSPRNG call
- * costs ~5 µs whatever its size. Bytes handed out are wiped from the pool at once, so no key
- * material outlives its handshake there.
+ * Random bytes for keys and IVs, taken from a buffer filled `size` bytes at a time: one CSPRNG
+ * call costs ~5 µs whatever its size. Bytes handed out are wiped from the buffer at once, so no
+ * key material outlives its handshake there.
  */
-const POOL_SIZE = 4096;
-const pool = Buffer.alloc(POOL_SIZE);
-let poolOffset = POOL_SIZE;
+export class RandomPool {
+  /** Exposed for the test that checks the wiping. */
+  readonly buffer: Buffer;
+  private offset: number;
 
-export function pooledRandomBytes(length: number): Buffer {
-  if (poolOffset + length > POOL_SIZE) {
-    randomFillSync(pool);
-    poolOffset = 0;
+  constructor(size = 4096) {
+    this.buffer = Buffer.alloc(size);
+    this.offset = size;
   }
-  const bytes = Buffer.from(pool.subarray(poolOffset, poolOffset + length));
-  pool.fill(0, poolOffset, poolOffset + length);
-  poolOffset += length;
-  return bytes;
+
+  take(length: number): Buffer {
+    if (this.offset + length > this.buffer.length) {
+      randomFillSync(this.buffer);
+      this.offset = 0;
+    }
+    const bytes = Buffer.from(this.buffer.subarray(this.offset, this.offset + length));
+    this.buffer.fill(0, this.offset, this.offset + length);
+    this.offset += length;
+    return bytes;
+  }
 }
+
+const randomPool = new RandomPool();
+export const pooledRandomBytes = (length: number): Buffer => randomPool.take(length);
 
 export function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer {
   return createHmac('sha256', key).update(data).digest();
@@ -145,8 +155,8 @@ export function verifyBinding(request: HandshakeRequest, secret: string, target:
   }
 }
 
-/** What `sealPayload` encrypts, and what it binds the ciphertext to. */
-export interface SealInput {
+/** What the response key is derived from. */
+export interface KeyInput {
   /** The client's algorithm and public key, from its request header. */
   request: Pick<HandshakeRequest, 'algorithm'> & { publicKey: Uint8Array };
   /** The server's ephemeral public key, raw. */
@@ -156,44 +166,73 @@ export interface SealInput {
   /** The secret the binding was checked with; it salts HKDF. */
   secret: string;
   target: RequestTarget;
+}
+
+/** The AES-256-GCM key of one response, and what it is bound to. Single use. */
+export interface ResponseKey {
+  serverPublicKey: Uint8Array;
+  /** HKDF-SHA256 output; wiped by encryptPayload. */
+  key: Uint8Array;
+  /** The key context: HKDF `info`, and the ciphertext's additional data. */
+  context: Uint8Array;
+}
+
+/**
+ * HKDF-SHA256 salted with the secret, over the key context. Needs no payload, so it can run before
+ * one exists. Wipes `sharedSecret`: it has no other use.
+ */
+export function deriveResponseKey({ request, serverPublicKey, sharedSecret, secret, target }: KeyInput): ResponseKey {
+  const context = keyContext(request.algorithm, request.publicKey, serverPublicKey, target);
+  try {
+    return { serverPublicKey, key: hkdfSha256(sharedSecret, utf8(secret), context, 32), context };
+  } finally {
+    sharedSecret.fill(0);
+  }
+}
+
+/**
+ * Encrypts the payload with a response key (AES-256-GCM, a random 96-bit IV), then wipes the key.
+ * Returns the response value, whose size it bounds.
+ */
+export function encryptPayload(
+  { serverPublicKey, key, context }: ResponseKey,
+  payload: string,
+  iv: Uint8Array = pooledRandomBytes(IV_LENGTH),
+): string {
+  let cipher;
+  try {
+    if (LONE_SURROGATE.test(payload)) {
+      throw new TokenSecError(
+        'ERR_TOKENSEC_INVALID_PAYLOAD',
+        'TokenSec payload has an unpaired surrogate: it has no exact UTF-8 encoding.',
+        500,
+      );
+    }
+    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
+      throw new TokenSecError(
+        'ERR_TOKENSEC_PAYLOAD_TOO_LARGE',
+        `TokenSec payload is larger than ${MAX_PAYLOAD_BYTES} bytes of UTF-8.`,
+        500,
+      );
+    }
+    cipher = createCipheriv('aes-256-gcm', key, iv);
+  } finally {
+    key.fill(0); // the cipher holds its own copy
+  }
+  cipher.setAAD(context);
+  const ciphertext = Buffer.concat([cipher.update(payload, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+  return formatResponse({ publicKey: serverPublicKey, iv, ciphertext }, nodeBase64url);
+}
+
+/** What `sealPayload` encrypts, and what it binds the ciphertext to. */
+export interface SealInput extends KeyInput {
   /** The token; at most MAX_PAYLOAD_BYTES of UTF-8. */
   payload: string;
   /** The AES-GCM IV: fresh random bytes, fixed only by the test vectors. */
   iv?: Uint8Array;
 }
 
-/**
- * Encrypts the payload to the client: HKDF-SHA256 salted with the secret, AES-256-GCM with a
- * random 96-bit IV. Returns the response header value, whose size it bounds.
- */
-export function sealPayload({
-  request,
-  serverPublicKey,
-  sharedSecret,
-  secret,
-  target,
-  payload,
-  iv = pooledRandomBytes(IV_LENGTH),
-}: SealInput): string {
-  if (LONE_SURROGATE.test(payload)) {
-    throw new TokenSecError(
-      'ERR_TOKENSEC_INVALID_PAYLOAD',
-      'TokenSec payload has an unpaired surrogate: it has no exact UTF-8 encoding.',
-      500,
-    );
-  }
-  const plaintext = Buffer.from(payload, 'utf8');
-  if (plaintext.length > MAX_PAYLOAD_BYTES) {
-    throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_TOO_LARGE', `TokenSec payload is larger than ${MAX_PAYLOAD_BYTES} bytes of UTF-8.`, 500);
-  }
-  const context = keyContext(request.algorithm, request.publicKey, serverPublicKey, target);
-  const key = hkdfSha256(sharedSecret, utf8(secret), context, 32);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  key.fill(0); // the cipher holds its own copy
-  cipher.setAAD(context);
-  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-  return formatResponse(
-    { publicKey: new Uint8Array(serverPublicKey), iv: new Uint8Array(iv), ciphertext: new Uint8Array(ciphertext) },
-    nodeBase64url,
-  );
+/** deriveResponseKey then encryptPayload: the payload encrypted to the client. */
+export function sealPayload(input: SealInput): string {
+  return encryptPayload(deriveResponseKey(input), input.payload, input.iv);
 }

@@ -3,12 +3,12 @@
  * browser sent. Each request runs one straight pipeline of named steps:
  *
  *   checkMethod → parseHeader → requestTarget → handshakeProof → resolveSecret → verifyBinding
- *     → recordHandshakeProof → checkSessionKey → keyAgreement → resolvePayload → sealPayload → respond
- *     → recordSessionKey
+ *     → recordHandshakeProof → checkSessionKey → keyAgreement → resolvePayload → encryptPayload
+ *     → respond → recordSessionKey
  *
- * (verifyBinding, keyAgreement and sealPayload are the node:crypto steps of crypto.ts and
- * crypto-jobs.ts; with `workers`, keyAgreement runs on a worker thread, and so does sealPayload
- * when the payload is a string option.) Requests without the handshake header pass straight through. Every failure is a TokenSecError with `status` and a
+ * verifyBinding, keyAgreement (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
+ * of crypto.ts. With `workers`, keyAgreement runs on a worker thread, and so does encryptPayload
+ * when the payload is a string option (agreeAndSealValue). Requests without the handshake header pass straight through. Every failure is a TokenSecError with `status` and a
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
 import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
@@ -18,9 +18,9 @@ import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
 import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
-import { agree, agreeAndSeal, type AgreeInput, type Agreement } from './crypto-jobs.js';
+import { agreeAndDerive, agreeAndSeal } from './crypto-jobs.js';
 import type { CryptoPool } from './crypto-pool.js';
-import { sealPayload, verifyBinding } from './crypto.js';
+import { encryptPayload, verifyBinding, type ResponseKey } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
 import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
 import {
@@ -149,20 +149,29 @@ async function secretFromFunction<Req extends HandshakeRequestLike>(
   return value;
 }
 
-const agreeInput = (request: HandshakeRequest): AgreeInput => ({
-  algorithm: request.algorithm,
-  publicKey: request.publicKey,
-  publicKeyBase64url: request.publicKeyBase64url,
-});
-
-/** a fresh server key pair and the ECDH shared secret, before any payload is produced: inline, or on a worker. */
-function keyAgreement(request: HandshakeRequest, pool: CryptoPool | undefined): Agreement | Promise<Agreement> {
-  return pool ? pool.run({ kind: 'agree', input: agreeInput(request) }) : agree(agreeInput(request));
+/**
+ * a fresh server key pair, ECDH and the response key, before any payload is produced: inline, or
+ * on a worker. Only the key (single use, wiped once used) comes back, never the shared secret.
+ */
+function keyAgreement(
+  request: HandshakeRequest,
+  secret: string,
+  target: RequestTarget,
+  pool: CryptoPool | undefined,
+): ResponseKey | Promise<ResponseKey> {
+  const input = {
+    algorithm: request.algorithm,
+    publicKey: request.publicKey,
+    publicKeyBase64url: request.publicKeyBase64url,
+    secret,
+    target,
+  };
+  return pool ? pool.run({ kind: 'derive', input }) : agreeAndDerive(input);
 }
 
 /**
- * keyAgreement, resolvePayload and sealPayload at once, for a payload given as a string option:
- * with workers, one job on a worker thread; the order of the steps and the bytes are the same.
+ * keyAgreement, resolvePayload and encryptPayload at once, for a payload given as a string option:
+ * with workers, one job on a worker thread. The order of the steps and the bytes are the same.
  */
 function agreeAndSealValue(
   request: HandshakeRequest,
@@ -171,8 +180,15 @@ function agreeAndSealValue(
   payload: string,
   pool: CryptoPool | undefined,
 ): string | Promise<string> {
-  const input = { ...agreeInput(request), secret, target, payload };
-  return pool ? pool.run({ kind: 'agree-and-seal', input }) : agreeAndSeal(input);
+  const input = {
+    algorithm: request.algorithm,
+    publicKey: request.publicKey,
+    publicKeyBase64url: request.publicKeyBase64url,
+    secret,
+    target,
+    payload,
+  };
+  return pool ? pool.run({ kind: 'seal', input }) : agreeAndSeal(input);
 }
 
 /** the token to deliver: at once, unless it comes from a function. */
@@ -279,14 +295,17 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
     if (options.payload.kind === 'value' && options.payload.value !== '') {
       sealed = (yield agreeAndSealValue(request, secret, target, options.payload.value, options.pool)) as string;
     } else {
-      const { serverPublicKey, sharedSecret } = (yield keyAgreement(request, options.pool)) as Agreement;
-      const payload = (yield resolvePayload(req, res, options.payload, getDeadline, proof?.jkt)) as string;
-      // An empty payload means "nothing to deliver": the answer carries no handshake header.
+      const key = (yield keyAgreement(request, secret, target, options.pool)) as ResponseKey;
+      let payload: string;
       try {
-        sealed = payload === '' ? undefined : sealPayload({ request, serverPublicKey, sharedSecret, secret, target, payload });
-      } finally {
-        sharedSecret.fill(0);
+        payload = (yield resolvePayload(req, res, options.payload, getDeadline, proof?.jkt)) as string;
+      } catch (error) {
+        key.key.fill(0);
+        throw error;
       }
+      // An empty payload means "nothing to deliver": the answer carries no handshake header.
+      if (payload === '') key.key.fill(0);
+      else sealed = encryptPayload(key, payload);
     }
     const body = respond(res, sealed, method, options);
     yield recordSessionKey(req, proof, options.dpop);

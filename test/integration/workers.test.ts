@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { readdirSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { promisify } from 'node:util';
 import express from 'express';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,9 +16,9 @@ import tokenSec from '../../dist/index.js';
 
 // The built modules (dist/ ships bundled declarations for the public API only), typed as their sources.
 const built = <T>(path: string): Promise<T> => import(new URL(`../../dist/${path}`, import.meta.url).href) as Promise<T>;
-const { agree, agreeAndSeal } = await built<typeof import('../../src/server/crypto-jobs.js')>('server/crypto-jobs.js');
+const { agree, agreeAndDerive, agreeAndSeal } = await built<typeof import('../../src/server/crypto-jobs.js')>('server/crypto-jobs.js');
 const { createCryptoPool } = await built<typeof import('../../src/server/crypto-pool.js')>('server/crypto-pool.js');
-const { sealPayload } = await built<typeof import('../../src/server/crypto.js')>('server/crypto.js');
+const { encryptPayload } = await built<typeof import('../../src/server/crypto.js')>('server/crypto.js');
 const { formatRequest, joinResponse, parseRequest, splitResponse } =
   await built<typeof import('../../src/protocol/wire.js')>('protocol/wire.js');
 const { bindingInput } = await built<typeof import('../../src/protocol/context.js')>('protocol/context.js');
@@ -41,18 +42,57 @@ describe('the vectors of docs/PROTOCOL.md through both paths', () => {
       jkt: v.jkt ? new Uint8Array(Buffer.from(v.jkt, 'base64url')) : undefined,
     };
     const response = joinResponse(v.responseHeader, v.responseBody ?? '');
-    // agree, then sealPayload here (a payload function's path):
-    for (const agreement of [agree(input), await pool.run({ kind: 'agree', input })]) {
-      expect(h(agreement.serverPublicKey)).toBe(v.serverPublicKey);
-      expect(h(agreement.sharedSecret)).toBe(v.sharedSecret);
-      const sealed = sealPayload({ request, ...agreement, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) });
+    const agreement = agree(input);
+    expect(h(agreement.serverPublicKey)).toBe(v.serverPublicKey);
+    expect(h(agreement.sharedSecret)).toBe(v.sharedSecret);
+    // The key first, the payload later (a payload function's path): here, and on the worker.
+    const deriveInput = { ...input, secret: v.secret, target };
+    for (const key of [agreeAndDerive(deriveInput), await pool.run({ kind: 'derive', input: deriveInput })]) {
+      expect(h(key.serverPublicKey)).toBe(v.serverPublicKey);
+      expect(h(key.key)).toBe(v.aesKey);
+      expect(h(key.context)).toBe(v.keyContext);
+      const sealed = encryptPayload(key, v.payload, hex(v.iv));
       expect(sealed).toBe(response);
+      expect(h(key.key)).toBe('00'.repeat(32)); // wiped once used
       if (v.responseBody) expect(splitResponse(sealed)).toEqual({ header: v.responseHeader, body: v.responseBody });
     }
-    // both in one job (a string payload's path):
-    const sealInput = { ...input, secret: v.secret, target, payload: v.payload, iv: hex(v.iv) };
+    // All of it as one job (a string payload's path): here, and on the worker.
+    const sealInput = { ...deriveInput, payload: v.payload, iv: hex(v.iv) };
     expect(agreeAndSeal(sealInput)).toBe(response);
-    expect(await pool.run({ kind: 'agree-and-seal', input: sealInput })).toBe(response);
+    expect(await pool.run({ kind: 'seal', input: sealInput })).toBe(response);
+  });
+});
+
+describe('batching', () => {
+  it('a job goes at once to an idle worker; under load, jobs go in batches of at most 8, every one answered', async () => {
+    const pool = createCryptoPool(1);
+    const sent: number[] = [];
+    // Counts the jobs in each message the pool sends, and sends it on.
+    const original = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (this: Worker, jobs: unknown) {
+      sent.push((jobs as unknown[]).length);
+      original.call(this, jobs);
+    };
+    try {
+      const [v] = protocolVectors();
+      const request = parseRequest(v!.requestHeader);
+      const target = { header: v!.header, method: v!.method, path: v!.path, jkt: new Uint8Array(Buffer.from(v!.jkt!, 'base64url')) };
+      const input = {
+        algorithm: v!.algorithm,
+        publicKey: request.publicKey,
+        serverPrivateKey: hex(v!.serverPrivateKey),
+        secret: v!.secret,
+        target,
+      };
+      const keys = await Promise.all(Array.from({ length: 20 }, () => pool.run({ kind: 'derive', input })));
+      expect(keys.map((key) => h(key.key))).toEqual(keys.map(() => v!.aesKey));
+      expect(sent[0]).toBe(1);
+      expect(Math.max(...sent)).toBe(8);
+      expect(sent.reduce((a, b) => a + b, 0)).toBe(20);
+    } finally {
+      Worker.prototype.postMessage = original;
+      await pool.close();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { handshake } from '../../src/index.js';
+import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair } from '../../src/server/crypto.js';
 import { defined } from '../support/helpers.js';
 
 const SECRET = 'S3CRET-value-that-must-not-leak';
@@ -83,5 +84,54 @@ describe('nothing leaks', () => {
     expect(await openResponse(crypto.subtle, keys, SECRET, TARGET, sealed)).toBe(PAYLOAD);
     await logged();
     expect(logs).toEqual([]);
+  });
+});
+
+describe('key material does not outlive its use on the server', () => {
+  it('the random pool wipes the bytes it hands out, and refills from the CSPRNG when spent', () => {
+    const pool = new RandomPool(64);
+    const first = pool.take(32);
+    expect(first.some((byte) => byte !== 0)).toBe(true);
+    expect(pool.buffer.subarray(0, 32).every((byte) => byte === 0)).toBe(true);
+    const rest = pool.buffer.subarray(32);
+    expect(rest.some((byte) => byte !== 0)).toBe(true); // not handed out yet
+    const second = pool.take(32);
+    expect(second).toEqual(Buffer.from(second)); // a copy, not a view into the pool
+    expect(pool.buffer.every((byte) => byte === 0)).toBe(true);
+    const third = pool.take(32); // spent: refilled
+    expect(third.equals(first) || third.equals(second)).toBe(false);
+    expect(pool.buffer.subarray(32).some((byte) => byte !== 0)).toBe(true);
+  });
+
+  it('deriving the response key wipes the shared secret; encrypting wipes the key', () => {
+    const server = generateServerKeyPair('x25519');
+    const client = generateServerKeyPair('x25519');
+    const sharedSecret = server.deriveSharedSecret(client.publicKey);
+    expect(sharedSecret.some((byte) => byte !== 0)).toBe(true);
+    const key = deriveResponseKey({
+      request: { algorithm: 'x25519', publicKey: client.publicKey },
+      serverPublicKey: server.publicKey,
+      sharedSecret,
+      secret: SECRET,
+      target: TARGET,
+    });
+    expect(sharedSecret.every((byte) => byte === 0)).toBe(true);
+    expect(key.key.some((byte) => byte !== 0)).toBe(true);
+    expect(encryptPayload(key, PAYLOAD)).toMatch(/^v3\./);
+    expect(key.key.every((byte) => byte === 0)).toBe(true);
+  });
+
+  it('a payload refused at encryption still wipes the key', () => {
+    const server = generateServerKeyPair('x25519');
+    const client = generateServerKeyPair('x25519');
+    const key = deriveResponseKey({
+      request: { algorithm: 'x25519', publicKey: client.publicKey },
+      serverPublicKey: server.publicKey,
+      sharedSecret: server.deriveSharedSecret(client.publicKey),
+      secret: SECRET,
+      target: TARGET,
+    });
+    expect(() => encryptPayload(key, 'x'.repeat(6145))).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE' }));
+    expect(key.key.every((byte) => byte === 0)).toBe(true);
   });
 });

@@ -116,6 +116,7 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
       payload: v.payload,
       iv: hex(v.iv),
     });
+    expect(h(shared)).toBe('00'.repeat(shared.length)); // the shared secret is wiped once used
     // Header form up to the reference server's default headerLimit, body form beyond it.
     if (v.responseBody === undefined) {
       expect(sealed.length).toBeLessThanOrEqual(DEFAULT_HEADER_LIMIT);
