@@ -12,7 +12,7 @@
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
 import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
-import { runSteps } from './steps.js';
+import { isPromiseLike, runSteps } from './steps.js';
 import type { ServerResponse } from 'node:http';
 import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
@@ -24,6 +24,7 @@ import { encryptPayload, verifyBinding, type ResponseKey } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
 import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
 import {
+  type HandshakeContext,
   resolveHandshakeOptions,
   type DefaultHandshakeRequest,
   secretProblem,
@@ -127,19 +128,30 @@ function resolveSecret<Req extends HandshakeRequestLike>(
   return secretFromFunction(req, source.fn, deadline);
 }
 
-async function secretFromFunction<Req extends HandshakeRequestLike>(
+function secretFromFunction<Req extends HandshakeRequestLike>(
   req: Req,
   fn: Extract<SecretSource<Req>, { kind: 'function' }>['fn'],
   deadline: () => HandshakeDeadline,
-): Promise<string> {
+): string | Promise<string> {
+  const context = deadline();
+  const failed = (cause: unknown) =>
+    cause instanceof TokenSecError
+      ? cause
+      : new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', 'TokenSec secret function threw or rejected.', 500, { cause });
   let value: unknown;
   try {
-    const context = deadline();
-    value = await context.run(() => fn(req, { signal: context.signal }));
+    value = context.call(() => fn(req, appContext(context)));
   } catch (cause) {
-    if (cause instanceof TokenSecError) throw cause;
-    throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', 'TokenSec secret function threw or rejected.', 500, { cause });
+    throw failed(cause);
   }
+  return isPromiseLike(value)
+    ? Promise.resolve(value).then(checkSecret, (cause: unknown) => {
+        throw failed(cause);
+      })
+    : checkSecret(value);
+}
+
+function checkSecret(value: unknown): string {
   if (value === undefined || value === null || value === '') throw secretRefused('no-secret');
   if (typeof value !== 'string') {
     throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', `TokenSec secret function must return a string, got ${describe(value)}.`, 500);
@@ -147,6 +159,11 @@ async function secretFromFunction<Req extends HandshakeRequestLike>(
   const problem = secretProblem(value);
   if (problem) throw new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', `TokenSec secret function returned a secret that ${problem}.`, 500);
   return value;
+}
+
+/** What the app's functions get besides the request; the signal (and its timer) is made only if read. */
+function appContext(deadline: HandshakeDeadline, extra: Pick<HandshakeContext, 'jkt'> = {}): HandshakeContext {
+  return Object.defineProperty({ ...extra }, 'signal', { get: () => deadline.signal, enumerable: true }) as HandshakeContext;
 }
 
 /**
@@ -202,21 +219,32 @@ function resolvePayload<Req, Res>(
   return source.kind === 'value' ? source.value : payloadFromFunction(req, res, source.fn, deadline, jkt);
 }
 
-async function payloadFromFunction<Req, Res>(
+function payloadFromFunction<Req, Res>(
   req: Req,
   res: Res,
   fn: Extract<PayloadSource<Req, Res>, { kind: 'function' }>['fn'],
   deadline: () => HandshakeDeadline,
   jkt: string | undefined,
-): Promise<string> {
+): string | Promise<string> {
+  const context = deadline();
+  const failed = (cause: unknown) =>
+    cause instanceof TokenSecError
+      ? cause
+      : new TokenSecError('ERR_TOKENSEC_PAYLOAD_FAILED', 'TokenSec payload function threw or rejected.', 500, { cause });
   let value: unknown;
   try {
-    const context = deadline();
-    value = await context.run(() => fn(req, res, { signal: context.signal, jkt }));
+    value = context.call(() => fn(req, res, appContext(context, { jkt })));
   } catch (cause) {
-    if (cause instanceof TokenSecError) throw cause;
-    throw new TokenSecError('ERR_TOKENSEC_PAYLOAD_FAILED', 'TokenSec payload function threw or rejected.', 500, { cause });
+    throw failed(cause);
   }
+  return isPromiseLike(value)
+    ? Promise.resolve(value).then(checkPayload, (cause: unknown) => {
+        throw failed(cause);
+      })
+    : checkPayload(value);
+}
+
+function checkPayload(value: unknown): string {
   if (typeof value !== 'string') {
     throw new TokenSecError('ERR_TOKENSEC_INVALID_PAYLOAD', `TokenSec payload function must return a string, got ${describe(value)}.`, 500);
   }

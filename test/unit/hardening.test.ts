@@ -5,9 +5,12 @@
 import { createServer } from 'node:http';
 import express from 'express';
 import request from 'supertest';
-import { afterAll, describe, expect, it } from 'vitest';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../src/index.js';
+import { HandshakeDeadline } from '../../src/server/deadline.js';
 import { TOKEN, csrfApp, defined, listen, visit } from '../support/helpers.js';
 
 const SECRET = 'hardening-secret-0123456789';
@@ -162,6 +165,47 @@ describe('deadline and cancellation', () => {
     controller.abort();
     await expect(pending).rejects.toThrow();
     expect(await aborted).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+  });
+});
+
+describe('the deadline, made only when an app function waits', () => {
+  const response = () => new ServerResponse(new IncomingMessage(new Socket()));
+  const never = () => new Promise<string>(() => {});
+
+  it('counts from the first app function, even one that returned at once', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const deadline = new HandshakeDeadline(response(), 50);
+      expect(deadline.call(() => 'secret')).toBe('secret');
+      vi.advanceTimersByTime(30);
+      let outcome: unknown;
+      Promise.resolve(deadline.call(never)).catch((error: unknown) => (outcome = error));
+      await vi.advanceTimersByTimeAsync(19);
+      expect(outcome).toBeUndefined();
+      await vi.advanceTimersByTimeAsync(1); // 50 ms after the first call, not after this one
+      expect(outcome).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT', status: 503 });
+      deadline.dispose();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a client gone before the first waiting function: its signal is already aborted', async () => {
+    const res = response();
+    res.destroy();
+    const deadline = new HandshakeDeadline(res, 10_000);
+    await expect(deadline.call(never)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+    expect(deadline.signal.reason).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+    deadline.dispose();
+  });
+
+  it('a synchronous throw comes back synchronously', () => {
+    const deadline = new HandshakeDeadline(response(), 50);
+    expect(() =>
+      deadline.call(() => {
+        throw new Error('db down');
+      }),
+    ).toThrow('db down');
   });
 });
 

@@ -74,14 +74,14 @@ describe('runSteps', () => {
 
 describe('the handshake answers within the middleware call when nothing has to wait', () => {
   const SECRET = 's-0123456789abcdef';
-  async function call(payload: string | (() => Promise<string>)) {
+  async function call(payload: string | (() => string | Promise<string>), secret: string | (() => string | Promise<string>) = SECRET) {
     const keys = await createKeys(crypto.subtle, 'x25519');
     const value = await requestHeader(crypto.subtle, keys, SECRET, { header: 'x-tokensec-handshake', method: 'POST', path: '/token' });
     const req = new IncomingMessage(new Socket());
     Object.assign(req, { method: 'POST', url: '/token', headers: { 'x-tokensec-handshake': value } });
     const res = new ServerResponse(req);
     let nextCalls = 0;
-    tokenSec.handshake({ payload, secret: SECRET, dpop: { required: false } })(req, res, () => nextCalls++);
+    tokenSec.handshake({ payload, secret, dpop: { required: false } })(req, res, () => nextCalls++);
     return { res, nextCalls: () => nextCalls };
   }
 
@@ -89,6 +89,17 @@ describe('the handshake answers within the middleware call when nothing has to w
     const { res, nextCalls } = await call('token');
     expect(nextCalls()).toBe(1);
     expect(String(res.getHeader('x-tokensec-handshake'))).toMatch(/^v3\./);
+  });
+
+  it('secret and payload functions that return values: answered before the call returns, no timer left behind', async () => {
+    const timers = process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length;
+    const { res, nextCalls } = await call(
+      () => 'token',
+      () => SECRET,
+    );
+    expect(nextCalls()).toBe(1);
+    expect(String(res.getHeader('x-tokensec-handshake'))).toMatch(/^v3\./);
+    expect(process.getActiveResourcesInfo().filter((name) => name === 'Timeout').length).toBe(timers);
   });
 
   it('a payload function: the answer comes later, once it resolves', async () => {
