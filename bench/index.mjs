@@ -43,10 +43,10 @@ async function startServer() {
   return {
     child,
     origin: `http://127.0.0.1:${port}`,
-    /** CPU µs the server process (every thread) spent. */
+    /** CPU µs the server process (every thread) and its main thread alone have spent. */
     cpu: async () => {
-      const { cpu } = await ask('cpu');
-      return cpu.user + cpu.system;
+      const { cpu, main } = await ask('cpu');
+      return { all: cpu.user + cpu.system, main };
     },
     stop: () => new Promise((resolve) => (child.once('exit', resolve), child.send('stop'))),
   };
@@ -56,9 +56,15 @@ async function startServer() {
 async function measured(server, opts) {
   const before = await server.cpu();
   const r = await load(opts);
-  const cpuPerRequest = (await server.cpu()) - before;
+  const after = await server.cpu();
   if (r.non2xx || r.errors) throw new Error(`${opts.url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, cpu: cpuPerRequest / r.requests.total };
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    cpu: (after.all - before.all) / r.requests.total,
+    main: after.main === undefined ? NaN : (after.main - before.main) / r.requests.total,
+  };
 }
 
 const load = (opts) =>
@@ -85,7 +91,7 @@ console.log('   (workers: a string payload; workers-fn: a payload function, its 
     'workers-fn': post('/token-workers-fn'),
   };
   for (const route of Object.values(routes)) await load({ ...route, duration: 1 }); // warm-up
-  const rows = [['pair', 'route', 'req/s', 'ratio', 'CPU µs/req', 'p50 ms', 'p99 ms']];
+  const rows = [['pair', 'route', 'req/s', 'ratio', 'CPU µs/req', 'main thread µs/req', 'p50 ms', 'p99 ms']];
   const all = { plain: [], inline: [], workers: [], 'workers-fn': [] };
   const ratios = { inline: [], workers: [], 'workers-fn': [] };
   for (let pair = 1; pair <= PAIRS; pair++) {
@@ -97,13 +103,14 @@ console.log('   (workers: a string payload; workers-fn: a payload function, its 
     for (const name of Object.keys(routes)) {
       const ratio = got[name].rps / got.plain.rps;
       if (name !== 'plain') ratios[name].push(ratio);
-      rows.push([pair, name, fmt(got[name].rps), fmt(ratio, 2), fmt(got[name].cpu), got[name].p50, got[name].p99]);
+      rows.push([pair, name, fmt(got[name].rps), fmt(ratio, 2), fmt(got[name].cpu), fmt(got[name].main), got[name].p50, got[name].p99]);
     }
   }
   table(rows);
   const summary = (name) => ({
     rps: median(all[name].map((r) => r.rps)),
     cpu: median(all[name].map((r) => r.cpu)),
+    main: median(all[name].map((r) => r.main)),
     p50: median(all[name].map((r) => r.p50)),
     p99: median(all[name].map((r) => r.p99)),
   });

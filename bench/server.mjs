@@ -1,6 +1,7 @@
 // The app under load: the same ~900-byte token served as plain JSON and by a TokenSec handshake,
 // inline and with worker threads.
 // Run as a child process by bench/index.mjs: `node bench/server.mjs <port>`; prints "ready".
+import { readFileSync } from 'node:fs';
 import express from 'express';
 import tokenSec from '../dist/index.js';
 
@@ -29,8 +30,18 @@ const port = Number(process.argv[2] ?? 0);
 const server = app.listen(port, '127.0.0.1', () => {
   process.send?.({ port: server.address().port });
 });
+/** The main thread's own CPU µs, from Linux's per-thread stats (10 ms ticks); undefined elsewhere. */
+function mainThreadCpu() {
+  try {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at 100 ticks per second
+  } catch {
+    return undefined;
+  }
+}
+
 // The bench asks for this process's CPU time (all threads, workers included) around each run.
 process.on('message', (message) => {
-  if (message === 'cpu') process.send?.({ cpu: process.cpuUsage() });
+  if (message === 'cpu') process.send?.({ cpu: process.cpuUsage(), main: mainThreadCpu() });
   if (message === 'stop') Promise.all([withWorkers.close(), withWorkersFn.close()]).then(() => server.close(() => process.exit(0)));
 });

@@ -4,7 +4,7 @@
  * are the same; the test vectors pass through each.
  */
 import type { RequestTarget } from '../protocol/context.js';
-import type { Algorithm } from '../protocol/wire.js';
+import { PUBLIC_KEY_LENGTH, type Algorithm } from '../protocol/wire.js';
 import { deriveResponseKey, encryptPayload, generateServerKeyPair, importServerKeyPair, type ResponseKey } from './crypto.js';
 
 export interface AgreeInput {
@@ -52,6 +52,28 @@ export interface AgreeAndSealInput extends DeriveInput {
 /** The whole seal as one job, for a payload known before the request (a string option). Returns the response value. */
 export function agreeAndSeal(input: AgreeAndSealInput): string {
   return encryptPayload(agreeAndDerive(input), input.payload, input.iv);
+}
+
+/**
+ * A response key as one buffer (server public key, key, context), which a worker moves to the
+ * main thread (a transfer, not a copy: no copy of the key stays behind). Wipes the key it packed.
+ */
+export function packResponseKey({ serverPublicKey, key, context }: ResponseKey): Uint8Array {
+  const packed = new Uint8Array(serverPublicKey.length + key.length + context.length);
+  packed.set(serverPublicKey);
+  packed.set(key, serverPublicKey.length);
+  packed.set(context, serverPublicKey.length + key.length);
+  key.fill(0);
+  return packed;
+}
+
+export function unpackResponseKey(packed: Uint8Array, algorithm: Algorithm): ResponseKey {
+  const keyStart = PUBLIC_KEY_LENGTH[algorithm];
+  return {
+    serverPublicKey: packed.subarray(0, keyStart),
+    key: packed.subarray(keyStart, keyStart + 32),
+    context: packed.subarray(keyStart + 32),
+  };
 }
 
 /** A job for a worker thread, and what it answers. */

@@ -5,12 +5,13 @@
  */
 import { Worker } from 'node:worker_threads';
 import { TokenSecError, type TokenSecErrorCode } from '../protocol/errors.js';
-import { runCryptoJob, type CryptoJob, type CryptoJobResult } from './crypto-jobs.js';
+import { runCryptoJob, unpackResponseKey, type CryptoJob, type CryptoJobResult } from './crypto-jobs.js';
 
 /** Worker to main thread: per job, its result or the TokenSecError it threw. */
 export type CryptoJobAnswer = [
   id: number,
-  result: ReturnType<typeof runCryptoJob> | undefined,
+  /** The sealed response value, or the response key packed (packResponseKey). */
+  result: string | Uint8Array | undefined,
   error: { code: TokenSecErrorCode; message: string; status: number } | undefined,
 ];
 
@@ -86,7 +87,8 @@ export function createCryptoPool(size: number): CryptoPool {
         const pending = entry.inFlight.get(id);
         if (!pending) continue;
         entry.inFlight.delete(id);
-        if (result !== undefined) pending.resolve(result);
+        if (typeof result === 'string') pending.resolve(result);
+        else if (result) pending.resolve(unpackResponseKey(result, pending.job.input.algorithm));
         else if (error) pending.reject(new TokenSecError(error.code, error.message, error.status));
         else runInline(pending);
       }

@@ -5,13 +5,17 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { TokenSecError } from '../protocol/errors.js';
-import { runCryptoJob, type CryptoJob } from './crypto-jobs.js';
+import { agreeAndDerive, agreeAndSeal, packResponseKey, type CryptoJob } from './crypto-jobs.js';
 import type { CryptoJobAnswer } from './crypto-pool.js';
 
 parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
+  const moved: ArrayBuffer[] = [];
   const answers = jobs.map(([id, job]): CryptoJobAnswer => {
     try {
-      return [id, runCryptoJob(job), undefined];
+      if (job.kind === 'seal') return [id, agreeAndSeal(job.input), undefined];
+      const packed = packResponseKey(agreeAndDerive(job.input));
+      moved.push(packed.buffer as ArrayBuffer);
+      return [id, packed, undefined];
     } catch (error) {
       // A refused key: its code, message and status (never the key). Anything else: no answer,
       // and the main thread redoes the job inline, so the error it raises is the real one.
@@ -22,9 +26,8 @@ parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
       ];
     }
   });
-  parentPort?.postMessage(answers);
-  // postMessage sent copies: wipe this thread's response keys.
-  for (const [, result] of answers) if (typeof result === 'object') result.key.fill(0);
+  // The packed keys are moved, not copied: none stays on this thread.
+  parentPort?.postMessage(answers, moved);
 });
 // Loaded and listening: the pool replaces a worker that dies after this, not one that never starts.
 parentPort?.postMessage('ready');
