@@ -18,7 +18,7 @@ import type { RequestTarget } from '../protocol/context.js';
 import { TokenSecError } from '../protocol/errors.js';
 import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../protocol/wire.js';
 import { nodeBase64url } from './base64url.js';
-import { agreeAndDerive, agreeAndSeal } from './crypto-jobs.js';
+import { agreeAndDerive, agreeAndSeal, type DeriveInput } from './crypto-jobs.js';
 import type { CryptoPool } from './crypto-pool.js';
 import { encryptPayload, verifyBinding, type ResponseKey } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
@@ -133,22 +133,7 @@ function secretFromFunction<Req extends HandshakeRequestLike>(
   fn: Extract<SecretSource<Req>, { kind: 'function' }>['fn'],
   deadline: () => HandshakeDeadline,
 ): string | Promise<string> {
-  const context = deadline();
-  const failed = (cause: unknown) =>
-    cause instanceof TokenSecError
-      ? cause
-      : new TokenSecError('ERR_TOKENSEC_SECRET_FAILED', 'TokenSec secret function threw or rejected.', 500, { cause });
-  let value: unknown;
-  try {
-    value = context.call(() => fn(req, appContext(context)));
-  } catch (cause) {
-    throw failed(cause);
-  }
-  return isPromiseLike(value)
-    ? Promise.resolve(value).then(checkSecret, (cause: unknown) => {
-        throw failed(cause);
-      })
-    : checkSecret(value);
+  return callAppFunction(deadline(), (context) => fn(req, context), {}, 'ERR_TOKENSEC_SECRET_FAILED', 'secret', checkSecret);
 }
 
 function checkSecret(value: unknown): string {
@@ -161,10 +146,42 @@ function checkSecret(value: unknown): string {
   return value;
 }
 
-/** What the app's functions get besides the request; the signal (and its timer) is made only if read. */
-function appContext(deadline: HandshakeDeadline, extra: Pick<HandshakeContext, 'jkt'> = {}): HandshakeContext {
-  return Object.defineProperty({ ...extra }, 'signal', { get: () => deadline.signal, enumerable: true }) as HandshakeContext;
+/**
+ * Calls the app's secret or payload function under the handshake's deadline, with a context whose
+ * signal (and its timer) is made only if read. A value comes back at once, through `check`; a
+ * throw or rejection that is not a TokenSecError becomes `failedCode`, with it as the cause.
+ */
+function callAppFunction<T>(
+  deadline: HandshakeDeadline,
+  fn: (context: HandshakeContext) => unknown,
+  extra: Pick<HandshakeContext, 'jkt'>,
+  failedCode: 'ERR_TOKENSEC_SECRET_FAILED' | 'ERR_TOKENSEC_PAYLOAD_FAILED',
+  what: 'secret' | 'payload',
+  check: (value: unknown) => T,
+): T | Promise<T> {
+  const context = Object.defineProperty({ ...extra }, 'signal', { get: () => deadline.signal, enumerable: true }) as HandshakeContext;
+  const failed = (cause: unknown) =>
+    cause instanceof TokenSecError ? cause : new TokenSecError(failedCode, `TokenSec ${what} function threw or rejected.`, 500, { cause });
+  let value: unknown;
+  try {
+    value = deadline.call(() => fn(context));
+  } catch (cause) {
+    throw failed(cause);
+  }
+  if (!isPromiseLike(value)) return check(value);
+  return Promise.resolve(value).then(check, (cause: unknown) => {
+    throw failed(cause);
+  });
 }
+
+/** What the key agreement needs from the request, the secret and the target. */
+const deriveInput = (request: HandshakeRequest, secret: string, target: RequestTarget): DeriveInput => ({
+  algorithm: request.algorithm,
+  publicKey: request.publicKey,
+  publicKeyBase64url: request.publicKeyBase64url,
+  secret,
+  target,
+});
 
 /**
  * a fresh server key pair, ECDH and the response key, before any payload is produced: inline, or
@@ -176,13 +193,7 @@ function keyAgreement(
   target: RequestTarget,
   pool: CryptoPool | undefined,
 ): ResponseKey | Promise<ResponseKey> {
-  const input = {
-    algorithm: request.algorithm,
-    publicKey: request.publicKey,
-    publicKeyBase64url: request.publicKeyBase64url,
-    secret,
-    target,
-  };
+  const input = deriveInput(request, secret, target);
   return pool ? pool.run({ kind: 'derive', input }) : agreeAndDerive(input);
 }
 
@@ -197,14 +208,7 @@ function agreeAndSealValue(
   payload: string,
   pool: CryptoPool | undefined,
 ): string | Promise<string> {
-  const input = {
-    algorithm: request.algorithm,
-    publicKey: request.publicKey,
-    publicKeyBase64url: request.publicKeyBase64url,
-    secret,
-    target,
-    payload,
-  };
+  const input = { ...deriveInput(request, secret, target), payload };
   return pool ? pool.run({ kind: 'seal', input }) : agreeAndSeal(input);
 }
 
@@ -226,22 +230,7 @@ function payloadFromFunction<Req, Res>(
   deadline: () => HandshakeDeadline,
   jkt: string | undefined,
 ): string | Promise<string> {
-  const context = deadline();
-  const failed = (cause: unknown) =>
-    cause instanceof TokenSecError
-      ? cause
-      : new TokenSecError('ERR_TOKENSEC_PAYLOAD_FAILED', 'TokenSec payload function threw or rejected.', 500, { cause });
-  let value: unknown;
-  try {
-    value = context.call(() => fn(req, res, appContext(context, { jkt })));
-  } catch (cause) {
-    throw failed(cause);
-  }
-  return isPromiseLike(value)
-    ? Promise.resolve(value).then(checkPayload, (cause: unknown) => {
-        throw failed(cause);
-      })
-    : checkPayload(value);
+  return callAppFunction(deadline(), (context) => fn(req, res, context), { jkt }, 'ERR_TOKENSEC_PAYLOAD_FAILED', 'payload', checkPayload);
 }
 
 function checkPayload(value: unknown): string {
