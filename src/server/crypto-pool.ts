@@ -1,7 +1,7 @@
 /**
  * Worker threads for `handshake({ workers })`: each runs src/server/crypto-worker.ts, which runs
- * the jobs of crypto-jobs.ts (the key agreement, and the seal when the payload is a string
- * option), the ~90% of a handshake's crypto that would otherwise hold the main thread.
+ * the jobs of crypto-jobs.ts (key pair, ECDH and HKDF, and the encryption too when the payload is
+ * a string option), the ~90% of a handshake's crypto that would otherwise hold the main thread.
  */
 import { Worker } from 'node:worker_threads';
 import { TokenSecError, type TokenSecErrorCode } from '../protocol/errors.js';

@@ -5,15 +5,16 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { TokenSecError } from '../protocol/errors.js';
-import { agreeAndDerive, agreeAndSeal, packResponseKey, type CryptoJob } from './crypto-jobs.js';
+import { packResponseKey, runCryptoJob, type CryptoJob } from './crypto-jobs.js';
 import type { CryptoJobAnswer } from './crypto-pool.js';
 
 parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
   const moved: ArrayBuffer[] = [];
   const answers = jobs.map(([id, job]): CryptoJobAnswer => {
     try {
-      if (job.kind === 'seal') return [id, agreeAndSeal(job.input), undefined];
-      const packed = packResponseKey(agreeAndDerive(job.input));
+      const result = runCryptoJob(job);
+      if (typeof result === 'string') return [id, result, undefined];
+      const packed = packResponseKey(result);
       moved.push(packed.buffer as ArrayBuffer);
       return [id, packed, undefined];
     } catch (error) {
