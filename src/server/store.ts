@@ -1,0 +1,52 @@
+/**
+ * The one atomic operation TokenSec needs from shared state: add a key unless it is there.
+ * Replay ids (RFC 9449 §11.1), a session's first DPoP binding and DBSC challenges all go through
+ * it, so one store serves every process of an app: memory for one process, Redis (`SET … NX`)
+ * for several.
+ */
+import { TokenSecError } from '../protocol/errors.js';
+
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * Shared state with one atomic operation.
+ *
+ * @example
+ * ```ts
+ * const earlier = await store.addIfAbsent('bind:' + sessionId, jkt, 86_400);
+ * const bound = earlier ?? jkt; // the key the session is bound to, whoever won the race
+ * ```
+ */
+export interface AtomicStore {
+  /**
+   * Sets `key` to `value` for `ttlSeconds` unless it already holds an unexpired value, atomically
+   * across every process that shares the store. Resolves `undefined` when this call set it, or the
+   * value that was already there (which stays unchanged).
+   */
+  addIfAbsent(key: string, value: string, ttlSeconds: number): MaybePromise<string | undefined>;
+  /** Removes `key` (a session unbound at logout). Resolves once it is gone. */
+  delete(key: string): MaybePromise<void>;
+}
+
+/**
+ * Runs one store call with a time limit: a store that fails or does not answer within
+ * `timeoutMs` becomes a 503 ERR_TOKENSEC_STORE_UNAVAILABLE, never a hang and never a refusal
+ * that blames the client. The cause is kept on the error but never its key or value.
+ */
+export function callStore<T>(call: () => MaybePromise<T>, timeoutMs: number): Promise<T> {
+  const unavailable = (cause?: unknown) =>
+    new TokenSecError('ERR_TOKENSEC_STORE_UNAVAILABLE', 'TokenSec store did not answer; try again later.', 503, { cause });
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(unavailable()), timeoutMs);
+    new Promise<T>((settle) => settle(call())).then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (cause: unknown) => {
+        clearTimeout(timer);
+        reject(cause instanceof TokenSecError ? cause : unavailable(cause));
+      },
+    );
+  });
+}
