@@ -179,6 +179,46 @@ describe('the 3.0.0 client against the 3.1 server', () => {
   });
 });
 
+describe('the IndexedDB record (docs/PROTOCOL.md, "The key store")', () => {
+  it('is { algorithm, pair } under "dpop" in store "keys" of database "tokensec" v1, as 3.0 wrote it; the 3.1 client takes over a 3.0 key', async () => {
+    const page = await open('/');
+    const made = await page.evaluate(async () => (await (window as any).TokenSec.getDpopKey()).thumbprint);
+    const record = await page.evaluate(
+      () =>
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          const request = indexedDB.open('tokensec');
+          request.onerror = () => reject(request.error);
+          request.onsuccess = () => {
+            const db = request.result;
+            const store = db.transaction('keys').objectStore('keys');
+            const get = store.get('dpop');
+            get.onsuccess = () => {
+              const { pair, ...rest } = get.result as { pair: CryptoKeyPair };
+              resolve({
+                version: db.version,
+                keyPath: store.keyPath,
+                members: Object.keys(get.result as object).sort(),
+                ...rest,
+                privateKey: [String(pair.privateKey), pair.privateKey.algorithm, pair.privateKey.extractable, pair.privateKey.usages],
+                publicKey: [String(pair.publicKey), pair.publicKey.type],
+              });
+            };
+          };
+        }),
+    );
+    expect(record).toEqual({
+      version: 1,
+      keyPath: null,
+      members: ['algorithm', 'pair'],
+      algorithm: 'ES256',
+      privateKey: ['[object CryptoKey]', { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']],
+      publicKey: ['[object CryptoKey]', 'public'],
+    });
+    await page.goto(`${origin}/current`);
+    expect(await page.evaluate(async () => (await (window as any).TokenSec.getDpopKey()).thumbprint)).toBe(made);
+  });
+});
+
 describe('API-call proofs made in Chromium verify with jose', () => {
   it.each([
     ['3.0.0', '/'],
