@@ -32,6 +32,22 @@ export const HANDSHAKE_CLAIM = 'tsh';
 export type DpopAlgorithm = 'ES256' | 'EdDSA' | 'Ed25519';
 export const DPOP_ALGORITHMS: readonly DpopAlgorithm[] = ['ES256', 'EdDSA', 'Ed25519'];
 
+/**
+ * The algorithms a verifier accepts for a configured list: `EdDSA` with an Ed25519 `jwk` is the
+ * algorithm RFC 9864 names `Ed25519`, so a list holding either name accepts both (and `algs`
+ * in a challenge names both).
+ *
+ * @example
+ * ```ts
+ * acceptedAlgorithms(['ES256', 'EdDSA']); // ['ES256', 'EdDSA', 'Ed25519']
+ * ```
+ */
+export function acceptedAlgorithms(configured: readonly DpopAlgorithm[]): DpopAlgorithm[] {
+  const accepted = [...new Set(configured)];
+  const ed = accepted.includes('EdDSA') || accepted.includes('Ed25519');
+  return ed ? [...new Set([...accepted, 'EdDSA', 'Ed25519'] as DpopAlgorithm[])] : accepted;
+}
+
 export type PublicJwk = { kty: 'EC'; crv: 'P-256'; x: string; y: string } | { kty: 'OKP'; crv: 'Ed25519'; x: string };
 
 export interface DpopHeader {

@@ -148,7 +148,12 @@ export function parseResponse(
   if (parts.length !== 4 || parts[0] !== VERSION) return undefined;
   const [publicKey, iv, ciphertext] = parts.slice(1).map((part) => decodeBase64url(part, codec));
   if (!publicKey || !iv || !ciphertext) return undefined;
-  if (publicKey.length !== PUBLIC_KEY_LENGTH[algorithm] || iv.length !== IV_LENGTH || ciphertext.length < TAG_LENGTH) {
+  if (
+    publicKey.length !== PUBLIC_KEY_LENGTH[algorithm] ||
+    (algorithm === 'p256' && publicKey[0] !== 4) ||
+    iv.length !== IV_LENGTH ||
+    ciphertext.length < TAG_LENGTH
+  ) {
     return undefined;
   }
   return { publicKey, iv, ciphertext };

@@ -7,7 +7,15 @@ import type { HandshakeRequestLike } from './handshake-options.js';
 
 const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 
-export function requestPath(req: HandshakeRequestLike): string {
+/**
+ * The scheme and authority of an absolute-form target (`http://host`), or undefined for an
+ * origin-form one. With the path, it is the URL a proof's `htu` is compared with (RFC 9112 §3.3).
+ */
+export function absoluteFormOrigin(req: Pick<HandshakeRequestLike, 'originalUrl' | 'url'>): string | undefined {
+  return ABSOLUTE_FORM.exec(req.originalUrl ?? req.url ?? '/')?.[0];
+}
+
+export function requestPath(req: Pick<HandshakeRequestLike, 'originalUrl' | 'url'>): string {
   // Express's originalUrl survives mounting (req.url is relative to the mount point).
   let target = req.originalUrl ?? req.url ?? '/';
   const authority = ABSOLUTE_FORM.exec(target);

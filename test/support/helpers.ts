@@ -40,7 +40,8 @@ export interface Vector {
 export function protocolVectors(): Vector[] {
   const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
   const block = defined(doc.split('<!-- vectors: the test suite parses the JSON block below -->')[1], 'the vectors block of PROTOCOL.md');
-  return JSON.parse(block.slice(block.indexOf('```json') + 7, block.lastIndexOf('```')));
+  const start = block.indexOf('```json') + 7;
+  return JSON.parse(block.slice(start, block.indexOf('\n```', start)));
 }
 
 /** The value, or a thrown Error naming what is missing: for test data that must be there. */

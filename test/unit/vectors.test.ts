@@ -8,10 +8,13 @@ import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding
 import { bindingInput, keyContext, utf8 } from '../../src/protocol/context.js';
 import { DEFAULT_HEADER_LIMIT, joinResponse, parseRequest, splitResponse } from '../../src/protocol/wire.js';
 import { secretProblem } from '../../src/server/handshake-options.js';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, sign, verify as nodeVerify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { acceptedAlgorithms, normalizeHtu, type DpopAlgorithm } from '../../src/protocol/dpop.js';
+import { joseProof, proofKey } from '../support/proofs.js';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { memoryReplayStore } from '../../src/server/dpop/replay-store.js';
-import { verifyDpopProof } from '../../src/server/dpop/verify.js';
+import { checkDpopProof, verifyDpopProof } from '../../src/server/dpop/verify.js';
 import { defined, hex, protocolVectors, type Vector } from '../support/helpers.js';
 
 const h = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
@@ -55,9 +58,9 @@ it('docs/PROTOCOL.md publishes at least 3 vectors covering both algorithms', () 
   expect(new Set(vectors.map((v) => v.algorithm))).toEqual(new Set(['x25519', 'p256']));
 });
 
-it('the DPoP vectors use the RFC 7515 appendix A.3 ES256 key, and one vector has no proof', () => {
+it('the DPoP vectors use the RFC 7515 appendix A.3 ES256 key, and one vector has no proof and no jkt field', () => {
   expect(vectors.filter((v) => v.dpopJwk).map((v) => v.dpopJwk?.x)).toContain('f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU');
-  expect(vectors.some((v) => !v.dpopProof && !v.jkt)).toBe(true);
+  expect(vectors.some((v) => !v.dpopProof && !('jkt' in v))).toBe(true);
 });
 
 describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
@@ -166,5 +169,121 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
     await expect(openResponse(crypto.subtle, keys, v.secret, { ...target, path: '/elsewhere' }, response)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_DECRYPTION_FAILED',
     });
+  });
+});
+
+// ---- the DPoP vectors (docs/PROTOCOL.md, "DPoP vectors") ----
+
+interface ProofVector {
+  name: string;
+  alg: 'ES256' | 'EdDSA' | 'Ed25519';
+  jwk: Record<string, string>;
+  privateKey?: string;
+  jkt: string;
+  method: string;
+  url: string;
+  accessToken?: string;
+  handshake?: string;
+  claims: Record<string, unknown> & { iat: number };
+  proof: string;
+}
+
+function dpopVectors(): {
+  proofs: ProofVector[];
+  htu: { url: string; htu: string; match: boolean }[];
+  iatWindow: { now: number; maxAge: number; clockSkew: number; accepted: number[]; refused: number[] };
+} {
+  const doc = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
+  const block = defined(doc.split('<!-- dpop vectors: the test suite parses the JSON block below -->')[1], 'the DPoP vectors block');
+  const start = block.indexOf('```json') + 7;
+  return JSON.parse(block.slice(start, block.indexOf('\n```', start)));
+}
+
+describe('DPoP vectors', () => {
+  const dv = dpopVectors();
+  const verifyOptions = (iat: number, algorithms: DpopAlgorithm[]) => ({
+    algorithms: acceptedAlgorithms(algorithms),
+    maxAge: 60,
+    clockSkew: 5,
+    replayStore: memoryReplayStore(),
+    now: () => iat * 1000,
+  });
+
+  it('cover ES256, EdDSA, Ed25519, an API call with ath and nonce, and a handshake with tsh and tsb', () => {
+    expect(new Set(dv.proofs.map((p) => p.alg))).toEqual(new Set(['ES256', 'EdDSA', 'Ed25519']));
+    expect(dv.proofs.some((p) => p.claims.nonce && p.claims.ath)).toBe(true);
+    expect(dv.proofs.some((p) => p.claims.tsb === true && p.claims.tsh)).toBe(true);
+  });
+
+  it.each(dv.proofs.map((p) => [p.name, p] as const))('%s', async (_, p) => {
+    const [header, claims] = p.proof
+      .split('.')
+      .slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as unknown);
+    expect(header).toEqual({ typ: 'dpop+jwt', alg: p.alg, jwk: p.jwk });
+    expect(claims).toEqual(p.claims);
+    expect(p.jkt).toBe(await calculateJwkThumbprint(p.jwk));
+    expect(p.claims.htu).toBe(normalizeHtu(p.url));
+    if (p.accessToken !== undefined) expect(p.claims.ath).toBe(createHash('sha256').update(p.accessToken).digest('base64url'));
+    if (p.handshake !== undefined) expect(p.claims.tsh).toBe(createHash('sha256').update(p.handshake).digest('base64url'));
+    // Ours, for a server that lists the algorithm by either of its names.
+    for (const listed of p.alg === 'ES256' ? (['ES256'] as const) : (['EdDSA', 'Ed25519'] as const)) {
+      const verified = await verifyDpopProof(
+        p.proof,
+        { method: p.method, url: p.url, accessToken: p.accessToken, handshake: p.handshake },
+        verifyOptions(p.claims.iat, [listed]),
+      );
+      expect(verified.jkt).toBe(p.jkt);
+    }
+    // jose (which knows EdDSA; the fully-specified name is checked on the bytes below).
+    if (p.alg !== 'Ed25519') {
+      const { payload } = await jwtVerify(p.proof, EmbeddedJWK, {
+        typ: 'dpop+jwt',
+        algorithms: [p.alg],
+        currentDate: new Date(p.claims.iat * 1000),
+      });
+      expect(payload).toEqual(p.claims);
+    }
+    // Ed25519 is deterministic: the exact bytes, from the private key and the JSON as given.
+    if (p.privateKey) {
+      const input = p.proof.split('.').slice(0, 2).join('.');
+      const key = createPrivateKey({ key: { ...p.jwk, d: p.privateKey }, format: 'jwk' });
+      expect(`${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`).toBe(p.proof);
+      expect(
+        nodeVerify(
+          null,
+          Buffer.from(input),
+          createPublicKey({ key: p.jwk, format: 'jwk' }),
+          Buffer.from(p.proof.split('.')[2] ?? '', 'base64url'),
+        ),
+      ).toBe(true);
+    }
+  });
+
+  it.each(dv.htu.map((c) => [c.url, c.htu, c.match] as const))('the URL %s and htu %s match: %s', async (url, htu, match) => {
+    expect(normalizeHtu(htu) !== undefined && normalizeHtu(htu) === normalizeHtu(url)).toBe(match);
+    // And through the verifier, with a proof jose signed.
+    const key = await proofKey();
+    const proof = await joseProof(key, { htm: 'GET', htu, iat: 1767225600 });
+    const check = () => checkDpopProof(proof, { method: 'GET', url }, verifyOptions(1767225600, ['ES256']));
+    if (match) expect(check).not.toThrow();
+    else expect(check).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_DPOP_INVALID_PROOF', message: expect.stringMatching(/htu/) }));
+  });
+
+  it('the iat window: both edges accepted, one second beyond each refused', async () => {
+    const { now, maxAge, clockSkew, accepted, refused } = dv.iatWindow;
+    const key = await proofKey();
+    const options = { algorithms: ['ES256'] as DpopAlgorithm[], maxAge, clockSkew, replayStore: memoryReplayStore(), now: () => now };
+    const base = Math.floor(now / 1000);
+    expect([Math.min(...accepted), Math.max(...accepted)]).toEqual([base - maxAge, base + clockSkew]);
+    expect(refused).toEqual([base - maxAge - 1, base + clockSkew + 1]);
+    for (const iat of accepted) {
+      const proof = await joseProof(key, { htm: 'GET', htu: 'https://app.example/', iat });
+      expect(() => checkDpopProof(proof, { method: 'GET', url: 'https://app.example/' }, options)).not.toThrow();
+    }
+    for (const iat of refused) {
+      const proof = await joseProof(key, { htm: 'GET', htu: 'https://app.example/', iat });
+      expect(() => checkDpopProof(proof, { method: 'GET', url: 'https://app.example/' }, options)).toThrow(/iat/);
+    }
   });
 });

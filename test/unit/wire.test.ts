@@ -102,7 +102,7 @@ describe('request header', () => {
 describe('response header', () => {
   it('round-trips and checks lengths for the algorithm', () => {
     const response = {
-      publicKey: new Uint8Array(randomBytes(65)),
+      publicKey: new Uint8Array([4, ...randomBytes(64)]),
       iv: new Uint8Array(randomBytes(12)),
       ciphertext: new Uint8Array(randomBytes(40)),
     };
@@ -114,6 +114,8 @@ describe('response header', () => {
     expect(parseResponse([v, key, encodeBase64url(randomBytes(12)), encodeBase64url(randomBytes(15))].join('.'), 'p256')).toBeUndefined();
     expect(parseResponse(`v2${value.slice(2)}`, 'p256')).toBeUndefined();
     expect(parseResponse(`${value}.`, 'p256')).toBeUndefined();
+    // A P-256 key that is not an uncompressed point (docs/PROTOCOL.md, "Client processing", step 2).
+    expect(parseResponse(formatResponse({ ...response, publicKey: new Uint8Array([5, ...randomBytes(64)]) }), 'p256')).toBeUndefined();
   });
 });
 

@@ -119,9 +119,10 @@ export function handshakeProof<Req extends DpopRequestLike>(
   method: string,
   dpop: ResolvedHandshakeDpop<Req>,
 ): VerifiedProof | undefined {
-  const proof = readProofHeader(req);
-  if (proof === undefined && !dpop.required) return undefined;
   try {
+    // Inside the try: two DPoP header lines are a refusal that carries the challenge too.
+    const proof = readProofHeader(req);
+    if (proof === undefined && !dpop.required) return undefined;
     return checkDpopProof(proof, { method, url: dpop.url(req), handshake: header }, dpop.verify);
   } catch (error) {
     // A 401 carries its challenge (RFC 9110 §15.5.2), here as on API routes.

@@ -7,9 +7,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { WithExpressRequest } from '../express-request.js';
-import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, type DpopAlgorithm } from '../../protocol/dpop.js';
+import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, acceptedAlgorithms, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
+import { absoluteFormOrigin, requestPath } from '../request-path.js';
 import { nonceSource, type NonceOptions, type NonceSource } from './nonce.js';
 import { memoryReplayStore, type ReplayStore } from './replay-store.js';
 import { checkDpopProof, dpopError, readProofHeader, recordProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
@@ -120,7 +121,7 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
   if (given.now !== undefined && typeof given.now !== 'function')
     throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
   return {
-    algorithms: algorithms as DpopAlgorithm[],
+    algorithms: acceptedAlgorithms(algorithms as DpopAlgorithm[]),
     maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 300, 1, 86_400, 'seconds'),
     clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
     replayStore: replayStore as ReplayStore,
@@ -129,12 +130,17 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
   };
 }
 
-/** The URL the client addressed: Express's protocol and host honour `trust proxy`; plain node:http uses the socket and Host. */
+/**
+ * The URL the client addressed: Express's protocol and host honour `trust proxy`; plain node:http
+ * uses the socket and Host. An absolute-form target (`GET http://host/x`) is that URL itself
+ * (RFC 9112 §3.3). The path is the one the handshake binds (`requestPath`).
+ */
 export function requestUrl(req: DpopRequestLike): string {
+  const absolute = absoluteFormOrigin(req);
+  if (absolute !== undefined) return `${absolute}${requestPath(req)}`;
   const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
   const host = req.get?.('host') ?? req.headers.host ?? '';
-  const path = (req.originalUrl ?? req.url ?? '/').split(/[?#]/, 1)[0] ?? '/';
-  return `${protocol}://${host}${path}`;
+  return `${protocol}://${host}${requestPath(req)}`;
 }
 
 /** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */
@@ -183,7 +189,8 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
 
   async function check(req: Req, res: Res): Promise<void> {
     const authorization = req.headers.authorization ?? '';
-    const match = /^DPoP ([\w\-.~+/]+=*)$/.exec(authorization);
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is token68 (RFC 9449 §7.1).
+    const match = /^DPoP +([\w\-.~+/]+=*)$/i.exec(authorization);
     if (!match) {
       // A Bearer token where a DPoP-bound one is required, or no credentials at all.
       const error = dpopError(

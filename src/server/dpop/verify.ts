@@ -64,7 +64,7 @@ export type DpopErrorName = 'invalid_dpop_proof' | 'use_dpop_nonce' | 'invalid_t
 export type DpopError = TokenSecError & { dpopError?: DpopErrorName };
 
 const MAX_PROOF_LENGTH = 8192;
-const MAX_JTI_LENGTH = 256;
+const MAX_JTI_BYTES = 256;
 
 export function dpopError(
   code:
@@ -183,8 +183,9 @@ export function checkDpopProof(proof: string | undefined, expected: DpopExpectat
   const claims = decodeJsonObject(encodedClaims, nodeBase64url);
   if (!claims) throw invalid('the claims are not a base64url JSON object');
   const { jti, htm, htu, iat } = claims;
-  if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH)
-    throw invalid(`jti must be a string of 1 to ${MAX_JTI_LENGTH} characters`);
+  // Bytes of UTF-8, a unit every implementation counts alike (docs/PROTOCOL.md, "The proof").
+  if (typeof jti !== 'string' || jti === '' || Buffer.byteLength(jti) > MAX_JTI_BYTES)
+    throw invalid(`jti must be a string of 1 to ${MAX_JTI_BYTES} bytes`);
   if (htm !== expected.method) throw invalid('htm is not this request method');
   const target = normalizeHtu(expected.url);
   if (typeof htu !== 'string' || target === undefined || normalizeHtu(htu) !== target) throw invalid('htu is not this request URL');
