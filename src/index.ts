@@ -11,8 +11,9 @@ import { handshake } from './server/handshake.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
+import { dbsc } from './server/dbsc/index.js';
 
-export { client, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, redisReplayStore };
+export { client, dbsc, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, redisReplayStore };
 export { handshakeChannel } from './server/events.js';
 export type { HandshakeEvent } from './server/events.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';
@@ -31,7 +32,17 @@ export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from 
 export type { NonceOptions } from './server/dpop/nonce.js';
 export type { HandshakeDpopOptions, SessionKeyStore } from './server/dpop/handshake-proof.js';
 export type { DpopAlgorithm } from './protocol/dpop.js';
+export type {
+  Dbsc,
+  DbscAlgorithm,
+  DbscBinding,
+  DbscJwk,
+  DbscOptions,
+  DbscSessionStore,
+  RegistrationRequestOptions,
+} from './server/dbsc/index.js';
+export type { AtomicStore } from './server/store.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
-const tokenSec = { initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore };
+const tokenSec = { initialize, handshake, client, dpop, dbsc, errorHandler, integrity, memoryReplayStore, redisReplayStore };
 export default tokenSec;

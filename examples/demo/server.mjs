@@ -8,7 +8,16 @@
 // useless without the key.
 //
 // It imports TokenSec by package name, as an application would. No external service is needed.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+//
+// `npm run start:https` (or `node examples/demo/server.mjs --https`) serves it over HTTPS with a
+// throwaway self-signed certificate and turns on Device Bound Session Credentials (DBSC): in a
+// Chromium started with the flags it prints, the page shows "device bound".
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { csrfSync } from 'csrf-sync';
 import express from 'express';
@@ -30,9 +39,16 @@ const sameText = (a, b) => {
   return x.length === y.length && timingSafeEqual(x, y);
 };
 
-/** The demo app. `tokenTtl`: JWT lifetime in seconds (short by default: this is an access token). */
-export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) } = {}) {
+/**
+ * The demo app. `tokenTtl`: JWT lifetime in seconds (short by default: this is an access token).
+ * `dbsc`: serve it over HTTPS and bind sessions to the device in browsers with DBSC.
+ */
+export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60), dbsc: deviceBound = false } = {}) {
   const jwtKey = randomBytes(32); // HS256 key, new each start: tokens do not outlive the process
+  // DBSC: a short-lived cookie that only this browser's key can renew (its lifetime: DBSC_COOKIE_MAX_AGE seconds).
+  const dbsc = deviceBound
+    ? tokenSec.dbsc({ secret: randomBytes(32), cookieMaxAge: Number(process.env.DBSC_COOKIE_MAX_AGE ?? 120) })
+    : undefined;
   const app = express();
   app.disable('x-powered-by');
   app.use((_req, res, next) => {
@@ -47,9 +63,10 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
       secret: randomBytes(32).toString('hex'),
       resave: false,
       saveUninitialized: true,
-      cookie: { httpOnly: true, sameSite: 'strict', path: '/' },
+      cookie: { httpOnly: true, sameSite: 'strict', path: '/', secure: deviceBound },
     }),
   );
+  if (dbsc) app.use(dbsc.middleware); // DBSC registration and refresh, before csrf-sync: they carry no CSRF token
   app.use(csrfSync().csrfSynchronisedProtection); // checks x-csrf-token on POST
   app.use(tokenSec.initialize({ cookie: true })); // hands the CSRF token to the page
   app.get('/tokensec-session.js', tokenSec.client({ bundle: 'session' }));
@@ -57,7 +74,9 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
   app.use(express.static(fileURLToPath(new URL('./public/', import.meta.url))));
 
   app.get('/api/session', (req, res) => {
-    res.set('Cache-Control', 'no-store').json({ user: req.session.user ?? null, tokenTtl });
+    // dbsc: "off" (plain http), "bound" (this browser registered a DBSC key), "not-bound" (it did not: no DBSC)
+    const dbscState = !dbsc ? 'off' : req.session.tokenSecDbsc?.id ? 'bound' : 'not-bound';
+    res.set('Cache-Control', 'no-store').json({ user: req.session.user ?? null, tokenTtl, dbsc: dbscState });
   });
 
   app.post('/login', (req, res, next) => {
@@ -67,10 +86,15 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
       return;
     }
     // A new session on login (no fixation); it gets a new CSRF token on the next request.
-    req.session.regenerate((err) => {
+    req.session.regenerate(async (err) => {
       if (err) return next(err);
       req.session.user = DEMO_USER.username;
-      res.json({ user: req.session.user });
+      try {
+        if (dbsc) await dbsc.requestRegistration(req, res); // browsers with DBSC register a key next
+        res.json({ user: req.session.user });
+      } catch (error) {
+        next(error);
+      }
     });
   });
 
@@ -144,7 +168,53 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60) }
   return app;
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+/** A throwaway self-signed certificate for localhost (openssl), and its SPKI hash for Chromium's pin. */
+export function demoCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), 'tokensec-demo-'));
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')];
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '7',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost',
+    ],
+    { stdio: 'pipe' },
+  );
+  const pem = readFileSync(cert, 'utf8');
+  const spki = createHash('sha256')
+    .update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('base64');
+  return { key: readFileSync(key, 'utf8'), cert: pem, spki };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes('--https')) {
+  const port = Number(process.env.PORT ?? 3443);
+  const tls = demoCertificate();
+  createServer({ key: tls.key, cert: tls.cert }, createDemoApp({ dbsc: true })).listen(port, '127.0.0.1', () => {
+    console.log(`TokenSec demo with DBSC: https://localhost:${port}/`);
+    console.log(`Log in as "${DEMO_USER.username}" with password "${DEMO_USER.password}".`);
+    console.log('Open it in a Chromium started with (software DBSC keys; this certificate trusted by its key hash):');
+    console.log(
+      `  chromium --user-data-dir=$(mktemp -d) --enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false/RefreshQuota/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting --ignore-certificate-errors-spki-list=${tls.spki} https://localhost:${port}/`,
+    );
+    console.log('Other browsers work as before and show "not device bound". Ctrl-C to stop.');
+  });
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT ?? 3000);
   const app = createDemoApp();
   app.listen(port, '127.0.0.1', () => {

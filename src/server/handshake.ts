@@ -23,6 +23,7 @@ import type { CryptoPool } from './crypto-pool.js';
 import { encryptPayload, verifyBinding, type ResponseKey } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
 import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
+import { dbscHandshakeCheck } from './dbsc/handshake-hook.js';
 import {
   type HandshakeContext,
   resolveHandshakeOptions,
@@ -300,6 +301,8 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
   let deadline: HandshakeDeadline | undefined;
   const getDeadline = () => (deadline ??= new HandshakeDeadline(res, options.timeout));
   try {
+    // DBSC (tokenSec.dbsc()): a device-bound session needs its live bound cookie, before any key is bound.
+    yield dbscHandshakeCheck(req);
     const secret = (yield resolveSecret(req, options.secret, getDeadline)) as string;
     try {
       verifyBinding(request, secret, target);

@@ -48,11 +48,31 @@
 
   /** Shows who is logged in; the response also renews the CSRF cookie. */
   async function loadSession() {
-    const user = (await (await fetch('/api/session')).json()).user;
+    const { user, dbsc } = await (await fetch('/api/session')).json();
+    showDbsc(user ? dbsc : 'off');
     $('login').hidden = Boolean(user);
     $('controls').hidden = !user;
     $('who').textContent = user ? `Logged in as ${user}` : '';
     return user;
+  }
+
+  /** HTTPS mode: whether this browser bound the session to its device (DBSC). */
+  function showDbsc(state) {
+    const text = {
+      bound: 'Device bound (DBSC): the session works only with a key this browser keeps out of reach of page script.',
+      'not-bound': 'Not device bound: this browser did not register a DBSC key, so the session works as before.',
+    };
+    $('dbsc').dataset.state = state;
+    $('dbsc').hidden = !text[state];
+    $('dbsc').textContent = text[state] ?? '';
+  }
+
+  /** The browser registers its DBSC key just after the login answer: look again for a moment. */
+  async function awaitDbsc() {
+    for (let i = 0; i < 20 && $('dbsc').dataset.state === 'not-bound'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      showDbsc((await (await fetch('/api/session')).json()).dbsc);
+    }
   }
 
   function showClaims(claims) {
@@ -145,6 +165,7 @@
       try {
         await post('/login', { username: form.get('username'), password: form.get('password') });
         await loadSession(); // a new session has a new CSRF token
+        await awaitDbsc();
         status('Logged in.');
         await start();
       } catch (error) {

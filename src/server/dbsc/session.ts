@@ -1,0 +1,53 @@
+/**
+ * What the DBSC operations share: reading and writing the login's binding through the store
+ * (under the store timeout), the bound cookie, and the session instructions the browser keeps.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { callStore } from '../store.js';
+import { appendSetCookie, CHALLENGE_HEADER, challengeHeader, readCookie } from './headers.js';
+import { boundCookieLive, boundCookieValue, newChallenge } from './challenges.js';
+import type { DbscBinding, ResolvedDbsc } from './options.js';
+
+/** A registered binding: a session id and a key. */
+export type RegisteredBinding = Required<Pick<DbscBinding, 'id' | 'alg' | 'jwk' | 'jkt'>>;
+
+export const isRegistered = (binding: DbscBinding | undefined): binding is RegisteredBinding & DbscBinding =>
+  typeof binding?.id === 'string' && binding.jwk !== undefined && binding.alg !== undefined;
+
+export const loadBinding = <Req>(options: ResolvedDbsc<Req>, req: Req): Promise<DbscBinding | undefined> =>
+  callStore(() => options.store.get(req), options.storeTimeout);
+
+export const saveBinding = <Req>(options: ResolvedDbsc<Req>, req: Req, binding: DbscBinding): Promise<void> =>
+  callStore(() => options.store.set(req, binding), options.storeTimeout);
+
+/** True when the request carries a live bound cookie of the registered session `id`. */
+export const hasLiveCookie = <Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, id: string): boolean =>
+  boundCookieLive(options.key, id, readCookie(req, options.cookieName), options.nowSeconds());
+
+/** The absolute URL of `path` on this request's origin: the configured one it names, or the Host's (https). */
+export function urlsFor<Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, path: string): string[] {
+  const host = req.headers.host;
+  return (options.origins ?? (host ? [`https://${host}`] : [])).map((origin) => origin + path);
+}
+
+/**
+ * The successful answer of registration and refresh: the next bound cookie, a challenge for the
+ * next refresh, and the session instructions (JSON) whose cookie attributes equal the Set-Cookie's.
+ */
+export function answerSession<Req>(options: ResolvedDbsc<Req>, res: ServerResponse, id: string): void {
+  const now = options.nowSeconds();
+  const value = boundCookieValue(options.key, id, now + options.cookieMaxAge);
+  appendSetCookie(res, `${options.cookieName}=${value}; Max-Age=${options.cookieMaxAge}; ${options.cookieAttributes}`);
+  res.setHeader(CHALLENGE_HEADER, challengeHeader(newChallenge(options.key, 'refresh', id, now, options.challengeTtl), id));
+  const body = JSON.stringify({
+    session_identifier: id,
+    refresh_url: options.refreshPath,
+    scope: { include_site: false },
+    credentials: [{ type: 'cookie', name: options.cookieName, attributes: options.cookieAttributes }],
+  });
+  res.statusCode = 200;
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
