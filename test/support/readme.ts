@@ -15,7 +15,11 @@
  * the DOM lib and bundler resolution. A js block must also be plain JavaScript (no TypeScript
  * syntax), since a reader saves it as a .js/.mjs file.
  */
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
@@ -231,4 +235,94 @@ export function compileFailure(block: Block, errors: string[]): string {
     'or continue a block README shows by adding prelude=<name> to the info string (that block carries name=<name>).',
     'Browser code that runs in the page is marked `browser`; a js block must stay plain JavaScript. ' + CONVENTION,
   ].join('\n');
+}
+
+export interface ReadmeServer {
+  origin: string;
+  /** The pages README shows, as saved under public/: `file=` blocks by their name, others as block-L<line>.html. */
+  pages: { block: Block; path: string }[];
+  /** What the server printed so far. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the Server block the way a reader would: saved as a file next to `public/` holding every
+ * `file=` block (and each other html block as `public/block-L<line>.html`), started with `node`
+ * (TypeScript types stripped by the compiler, nothing else changed) on a free port with the three
+ * environment variables the Server section names. The project sits in test-results/ inside the
+ * repository, so `tokensec` is this package's built dist/ and the other imports its node_modules.
+ */
+export async function startReadmeServer(all: Block[], port: number): Promise<ReadmeServer> {
+  const serverBlock = all.find((b) => b.attrs.name === 'server');
+  if (!serverBlock) throw new Error("README.md has no block marked name=server (the Server section's app). " + CONVENTION);
+  const dir = join(ROOT, 'test-results', `readme-${process.pid}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'public'), { recursive: true });
+  const js = ts.transpileModule(serverBlock.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
+  writeFileSync(join(dir, 'server.mjs'), js.outputText);
+  const pages: ReadmeServer['pages'] = [];
+  for (const block of all) {
+    const file = block.attrs.file;
+    if (block.attrs.exempt !== undefined) continue;
+    if (file?.startsWith('public/')) {
+      writeFileSync(join(dir, file), block.code);
+      if (block.lang === 'html') pages.push({ block, path: `/${file.slice('public/'.length)}` });
+    } else if (block.lang === 'html') {
+      writeFileSync(join(dir, 'public', `block-L${block.line}.html`), block.code);
+      pages.push({ block, path: `/block-L${block.line}.html` });
+    }
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('ec', {
+    namedCurve: 'prime256v1',
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  const child = spawn(process.execPath, ['server.mjs'], {
+    cwd: dir,
+    env: {
+      PATH: process.env.PATH,
+      PORT: String(port),
+      SESSION_SECRET: randomBytes(32).toString('hex'),
+      TOKEN_PRIVATE_KEY: privateKey,
+      TOKEN_PUBLIC_KEY: publicKey,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(`${where(serverBlock)}: the Server block exited with code ${child.exitCode} when started with node:\n${output}`);
+    const ready = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ready) break;
+    if (Date.now() > deadline) {
+      child.kill();
+      throw new Error(
+        `${where(serverBlock)}: the Server block did not listen on PORT=${port} within 30 s. It must listen on process.env.PORT.\n${output}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    origin: `http://127.0.0.1:${port}`,
+    pages,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill();
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
