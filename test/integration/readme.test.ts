@@ -8,6 +8,7 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { CSP } from '../../examples/demo/server.mjs';
 import { launchChromium } from '../support/chromium.js';
 import {
