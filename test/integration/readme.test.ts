@@ -6,10 +6,13 @@
  * reader runs first (Server, Browser, Token session) run: the Server block is started on a free
  * port as a reader would start it, and Chromium opens each page it serves.
  */
+import { join } from 'node:path';
+import express from 'express';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { CSP } from '../../examples/demo/server.mjs';
+import tokenSec from '../../src/index.js';
 import { launchChromium } from '../support/chromium.js';
 import {
   compileErrors,
@@ -22,6 +25,21 @@ import {
   type ReadmeServer,
 } from '../support/readme.js';
 import { freePort } from '../support/redis.js';
+
+/** "https://app.example": the reader's pages and the client script, from another origin than the API, under a CSP. */
+async function servePages(dir: string, port: number, csp: string) {
+  const app = express();
+  app.use((_req, res, next) => {
+    res.setHeader('Content-Security-Policy', csp);
+    next();
+  });
+  app.get('/tokensec.js', tokenSec.client());
+  app.get('/favicon.ico', (_req, res) => res.status(204).end()); // Chromium asks for it; not README's concern
+  app.use(express.static(join(dir, 'public')));
+  const server = app.listen(port, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  return { close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
 
 const blocks = readmeBlocks();
 const label = (b: (typeof blocks)[number]) => `README.md:${b.line} ${b.heading} \`\`\`${b.info}`;
@@ -59,6 +77,12 @@ const RUN_FIRST: Record<string, { section: string; check: (page: Page) => Promis
       await page.waitForFunction(() => (document.querySelector('#me')?.textContent ?? '').includes('"jkt"'), null, { timeout: 20_000 });
     },
   },
+  'public/other-origin.html': {
+    section: 'API on another origin',
+    check: async (page) => {
+      await page.waitForFunction(() => (document.querySelector('#me')?.textContent ?? '').includes('"jkt"'), null, { timeout: 20_000 });
+    },
+  },
   'public/session.html': {
     section: 'Token session',
     check: async (page) => {
@@ -71,14 +95,60 @@ const RUN_FIRST: Record<string, { section: string; check: (page: Page) => Promis
 describe('README pages, run against the Server block in Chromium', () => {
   let server: ReadmeServer;
   let browser: Browser;
+  let pageServer: { close: () => Promise<void> } | undefined;
+  let pageOrigin: string; // "https://app.example" of the API on another origin section
+  let apiOrigin: string; // "https://api.example"
   beforeAll(async () => {
     browser = await launchChromium();
-    server = await startReadmeServer(blocks, await freePort());
+    const [apiPort, pagePort] = [await freePort(), await freePort()];
+    pageOrigin = `http://127.0.0.1:${pagePort}`;
+    apiOrigin = `http://127.0.0.1:${apiPort}`;
+    // The Server block with the CORS lines of "API on another origin" before its routes.
+    const cors = blocks.find((b) => b.attrs.name === 'cors');
+    if (!cors) throw new Error('README\'s "API on another origin" section must show its CORS setup as ```js prelude=server name=cors');
+    server = await startReadmeServer(blocks, apiPort, {
+      insert: cors,
+      replace: { 'https://api.example': apiOrigin, 'https://app.example': pageOrigin },
+    });
+    pageServer = await servePages(server.dir, pagePort, `${CSP}; connect-src 'self' ${apiOrigin}`);
   }, 120_000);
   afterAll(async () => {
+    await pageServer?.close();
     await server?.stop();
     await browser?.close();
   });
+
+  it('API on another origin: a page on another origin gets a token from the Server block and calls its API', async () => {
+    const block = blocks.find((b) => b.attrs.file === 'public/other-origin.html');
+    if (!block) throw new Error('README\'s "API on another origin" section must show its page as ```html file=public/other-origin.html');
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
+      page.on('response', (r) => {
+        if (r.status() >= 400) problems.push(`${r.status()} for ${r.request().method()} ${r.url()}`);
+      });
+      await page.goto(`${pageOrigin}/other-origin.html`);
+      await page
+        .waitForFunction(() => (document.querySelector('#me')?.textContent ?? '').includes('"jkt"'), null, { timeout: 20_000 })
+        .catch(() => problems.push("it did not show the API's answer"));
+      if (problems.length)
+        expect.fail(
+          [
+            `${where(block)}, served from ${pageOrigin} (its CSP: the demo's, connect-src ${apiOrigin}), the API (the Server block with the CORS block) on ${apiOrigin}:`,
+            ...problems.map((p) => `  ${p}`),
+            'How to fix: the CORS lines must allow and expose what the page sends and reads; the page must pass credentials and csrfToken. Server output:',
+            server.output() || '(none)',
+          ].join('\n'),
+        );
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
 
   it('the pages a reader runs first are in README', () => {
     const files = blocks.filter((b) => b.lang === 'html').map((b) => b.attrs.file);

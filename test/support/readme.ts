@@ -239,6 +239,8 @@ export function compileFailure(block: Block, errors: string[]): string {
 
 export interface ReadmeServer {
   origin: string;
+  /** The reader's project: server.mjs and public/. */
+  dir: string;
   /** The pages README shows, as saved under public/: `file=` blocks by their name, others as block-L<line>.html. */
   pages: { block: Block; path: string }[];
   /** What the server printed so far. */
@@ -253,20 +255,36 @@ export interface ReadmeServer {
  * environment variables the Server section names. The project sits in test-results/ inside the
  * repository, so `tokensec` is this package's built dist/ and the other imports its node_modules.
  */
-export async function startReadmeServer(all: Block[], port: number): Promise<ReadmeServer> {
+export interface RunOptions {
+  /** A block "added to the Server example, before its routes": inserted before the Server block's first route. */
+  insert?: Block;
+  /** Placeholders README uses and what they are here, e.g. `https://api.example` → the server's origin. */
+  replace?: Record<string, string>;
+}
+
+export async function startReadmeServer(all: Block[], port: number, { insert, replace = {} }: RunOptions = {}): Promise<ReadmeServer> {
   const serverBlock = all.find((b) => b.attrs.name === 'server');
   if (!serverBlock) throw new Error("README.md has no block marked name=server (the Server section's app). " + CONVENTION);
+  const substitute = (text: string) => Object.entries(replace).reduce((t, [from, to]) => t.replaceAll(from, to), text);
+  let source = serverBlock.code;
+  if (insert) {
+    const lines = source.split('\n');
+    const firstRoute = lines.findIndex((line) => /^app\.(get|post|put|delete|all)\(/.test(line));
+    if (firstRoute === -1) throw new Error(`${where(serverBlock)}: no route (app.get/app.post) to insert ${where(insert)} before.`);
+    lines.splice(firstRoute, 0, insert.code);
+    source = lines.join('\n');
+  }
   const dir = join(ROOT, 'test-results', `readme-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'public'), { recursive: true });
-  const js = ts.transpileModule(serverBlock.code, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
+  const js = ts.transpileModule(substitute(source), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
   writeFileSync(join(dir, 'server.mjs'), js.outputText);
   const pages: ReadmeServer['pages'] = [];
   for (const block of all) {
     const file = block.attrs.file;
     if (block.attrs.exempt !== undefined) continue;
     if (file?.startsWith('public/')) {
-      writeFileSync(join(dir, file), block.code);
+      writeFileSync(join(dir, file), substitute(block.code));
       if (block.lang === 'html') pages.push({ block, path: `/${file.slice('public/'.length)}` });
     } else if (block.lang === 'html') {
       writeFileSync(join(dir, 'public', `block-L${block.line}.html`), block.code);
@@ -314,6 +332,7 @@ export async function startReadmeServer(all: Block[], port: number): Promise<Rea
   }
   return {
     origin: `http://127.0.0.1:${port}`,
+    dir,
     pages,
     output: () => output,
     stop: async () => {
