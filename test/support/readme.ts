@@ -90,7 +90,8 @@ export function readmeBlocks(markdown = readFileSync(`${ROOT}${README}`, 'utf8')
 }
 
 export const where = (block: Block) => `README.md:${block.line} (${block.heading}), \`\`\`${block.info}`;
-export const isCode = (block: Block) => CODE_LANGS.has(block.lang);
+/** A js/ts block to compile (not one marked exempt). */
+export const isCode = (block: Block) => CODE_LANGS.has(block.lang) && block.attrs.exempt === undefined;
 export const isTypeScript = (block: Block) => block.lang === 'ts' || block.lang === 'typescript' || block.lang === 'mts';
 
 const CONVENTION = 'See docs/ARCHITECTURE.md, "README code blocks", for the info-string convention.';
@@ -104,9 +105,7 @@ export function markingProblems(block: Block, all: Block[]): string[] {
   const exempt = block.attrs.exempt;
   if (exempt !== undefined) {
     if (!EXEMPTIONS.has(exempt)) problems.push(`exempt=${exempt}: say exempt=shell (a command) or exempt=output (printed text).`);
-    return problems;
-  }
-  if (isCode(block)) {
+  } else if (isCode(block)) {
     const prelude = block.attrs.prelude;
     if (prelude !== undefined) {
       const named = all.filter((b) => b.attrs.name === prelude);
@@ -126,7 +125,7 @@ export function markingProblems(block: Block, all: Block[]): string[] {
     // checked by JSON.parse
   } else {
     problems.push(
-      `a \`\`\`${block.lang || '(no language)'} block is neither checked nor exempt. Use js, ts, html or json, or mark it: \`\`\`sh exempt=shell for a command, \`\`\`text exempt=output for printed output.`,
+      `a \`\`\`${block.lang || '(no language)'} block is neither checked nor exempt. Use js, ts, html or json, or mark it exempt: \`\`\`${block.lang || 'sh'} exempt=shell for a command, \`\`\`text exempt=output for printed output.`,
     );
   }
   return problems.map((p) => `${where(block)}: ${p} ${CONVENTION}`);
