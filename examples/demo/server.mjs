@@ -30,7 +30,7 @@ const ISSUER = 'tokensec-demo';
 const AUDIENCE = 'tokensec-demo-api';
 
 // A strict policy: scripts and styles only from this origin, no inline code, no eval.
-const CSP =
+export const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const sameText = (a, b) => {

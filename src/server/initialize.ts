@@ -69,6 +69,12 @@ function cookieSettings(cookie: unknown) {
   return { name, fixed, secure: secure as boolean | undefined };
 }
 
+/**
+ * The name of the CSRF cookie initialize() set on a response, so that client() can keep it off
+ * the cacheable script whatever the mount order.
+ */
+export const csrfCookieNames = new WeakMap<ServerResponse, string>();
+
 function appendSetCookie(res: ServerResponse, cookie: string): void {
   const current = res.getHeader('set-cookie');
   const list = current === undefined ? [] : Array.isArray(current) ? current : [String(current)];
@@ -103,6 +109,7 @@ export function initialize<Req extends InitializeRequest = InitializeRequest, Re
   return function tokenSecInitialize(req, res, next) {
     if (settings && typeof req.csrfToken === 'function') {
       const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket).encrypted === true;
+      csrfCookieNames.set(res, settings.name);
       appendSetCookie(res, `${settings.name}=${encodeURIComponent(req.csrfToken())}${settings.fixed}${secure ? '; Secure' : ''}`);
     }
     next();

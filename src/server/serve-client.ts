@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { csrfCookieNames } from './initialize.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError, type Middleware } from './options.js';
 
 /**
@@ -113,6 +114,38 @@ function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
 }
 
 /**
+ * Keeps per-visitor cookies off a script that shared caches may store. The CSRF cookie (the one
+ * initialize() set, and any cookie named `tokensec`) is dropped from the response; any other
+ * Set-Cookie that remains (a session's, which express-session adds as the headers are written)
+ * turns `Cache-Control` to `private`. Every later change to Set-Cookie on this response goes
+ * through the same check, so the mount order does not matter.
+ */
+function guardCookies(res: ServerResponse, publicCache: string, privateCache: string): void {
+  const setHeader = res.setHeader;
+  const appendHeader = res.appendHeader;
+  const dropped = new Set(['tokensec', csrfCookieNames.get(res)]);
+  const cookieName = (cookie: string) => cookie.slice(0, cookie.indexOf('=')).trim();
+  const filter = (value: number | string | readonly string[]) =>
+    (Array.isArray(value) ? value : [String(value)]).filter((cookie: string) => !dropped.has(cookieName(cookie)));
+  res.setHeader = function (name: string, value: number | string | readonly string[]) {
+    if (name.toLowerCase() !== 'set-cookie') return setHeader.call(this, name, value);
+    const kept = filter(value);
+    setHeader.call(this, 'Cache-Control', kept.length ? privateCache : publicCache);
+    if (kept.length) return setHeader.call(this, name, kept);
+    this.removeHeader(name);
+    return this;
+  };
+  res.appendHeader = function (name: string, value: string | readonly string[]) {
+    if (name.toLowerCase() !== 'set-cookie') return appendHeader.call(this, name, value);
+    const current = this.getHeader(name);
+    const list = current === undefined ? [] : Array.isArray(current) ? current : [String(current)];
+    return this.setHeader(name, [...list, ...(Array.isArray(value) ? value : [String(value)])]);
+  };
+  const current = res.getHeader('set-cookie');
+  if (current !== undefined) res.setHeader('Set-Cookie', current);
+}
+
+/**
  * Serves a browser bundle (a classic script: `window.TokenSec`, or AMD/CommonJS) to GET and
  * HEAD requests at whatever path it is mounted on. Mount the sealed bundle at the URL the page
  * loads it from: its worker starts from that same URL.
@@ -134,6 +167,7 @@ export function client<Req extends IncomingMessage = IncomingMessage, Res extend
   const body = loadBundle('client', bundle, minified);
   const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
   const cacheControl = `public, max-age=${maxAge}`;
+  const privateCacheControl = `private, max-age=${maxAge}`;
 
   return function tokenSecClient(req, res, next) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -142,6 +176,7 @@ export function client<Req extends IncomingMessage = IncomingMessage, Res extend
     }
     res.setHeader('ETag', etag);
     res.setHeader('Cache-Control', cacheControl);
+    guardCookies(res, cacheControl, privateCacheControl);
     if (matchesEtag(req.headers['if-none-match'], etag)) {
       res.statusCode = 304;
       res.end();

@@ -45,6 +45,31 @@ describe('demo in Chromium', () => {
         (window as unknown as { reportViolation: (v: string) => void }).reportViolation(`${e.violatedDirective} ${e.blockedURI}`),
       );
     });
+    // Every text the countdown shows while the token panel is visible (a "–" there is a flicker).
+    // The page's 250 ms countdown timer is held back until the panel first shows, so whether a
+    // tick happened to fall between the token and the API's answer does not decide the outcome.
+    await page.addInitScript(() => {
+      const seen: string[] = [];
+      (window as unknown as { countdownSeen: string[] }).countdownSeen = seen;
+      const setInterval = window.setInterval.bind(window);
+      window.setInterval = ((handler: () => void, ms?: number) =>
+        setInterval(ms === 250 ? () => seen.length > 0 && handler() : handler, ms)) as typeof window.setInterval;
+      document.addEventListener('DOMContentLoaded', () => {
+        const panel = document.getElementById('token-panel');
+        const left = document.getElementById('time-left');
+        if (!panel || !left) return;
+        const record = () => {
+          if (!panel.hidden) seen.push(left.textContent ?? '');
+        };
+        new MutationObserver(record).observe(panel, {
+          attributes: true,
+          attributeFilter: ['hidden'],
+          subtree: true,
+          childList: true,
+          characterData: true,
+        });
+      });
+    });
     await page.goto(`${server.origin}/`);
     const close = async () => {
       await context.close();
@@ -76,6 +101,27 @@ describe('demo in Chromium', () => {
         }
       }
       return { broken, sideways: document.documentElement.scrollWidth > window.innerWidth };
+    });
+
+  /** Elements that stick out of their card (a step of #steps, the claims list), e.g. a floated state label below the card's bottom. */
+  const outsideCards = (page: Page) =>
+    page.evaluate(() => {
+      const outside: string[] = [];
+      const describe = (el: Element) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${el.className ? `.${el.className}` : ''}`;
+      const cards = [...document.querySelectorAll('#steps > li, #claims')].filter((card) => (card as HTMLElement).offsetParent);
+      for (const card of cards) {
+        const box = card.getBoundingClientRect();
+        for (const child of card.querySelectorAll('*')) {
+          const r = child.getBoundingClientRect();
+          if (r.width === 0 && r.height === 0) continue; // not rendered
+          if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5)
+            outside.push(
+              `${describe(child)} "${(child.textContent || getComputedStyle(child, '::after').content).trim().slice(0, 30)}" of ${describe(card)}: ` +
+                `${Math.round(r.top)}–${Math.round(r.bottom)} px in a card ${Math.round(box.top)}–${Math.round(box.bottom)} px`,
+            );
+        }
+      }
+      return outside;
     });
 
   it('log in → CSRF → handshake → protected API → countdown → log out resets the steps; no errors, no aborted requests', async () => {
@@ -174,12 +220,20 @@ describe('demo in Chromium', () => {
     }
   });
 
-  it('at phone width (390 px): no sideways scrolling and no word broken mid-letter', async () => {
+  it('at phone width (390 px): no sideways scrolling, no word broken mid-letter, every card holds its children, no countdown flicker', async () => {
     const { page, errors, close } = await open(60, 390);
     try {
+      const outsideCardsBeforeLogin = outsideCards(page);
       await logIn(page);
+      // Every card at each state it shows: before login (all pending), then after the API answered.
+      expect(await outsideCardsBeforeLogin).toEqual([]);
       await page.waitForFunction(() => /^\d+:\d{2}$/.test(document.getElementById('time-left')!.textContent!));
       expect(await layoutProblems(page)).toEqual({ broken: [], sideways: false });
+      expect(await outsideCards(page)).toEqual([]);
+      // The countdown shows a time from the moment the panel appears: no "Expires in –" flicker.
+      const seen = await page.evaluate(() => (window as unknown as { countdownSeen: string[] }).countdownSeen);
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.filter((text) => !/^\d+:\d{2}$/.test(text))).toEqual([]);
       mkdirSync('test-results', { recursive: true });
       await page.screenshot({ path: 'test-results/demo-390.png', fullPage: true });
       expect(errors).toEqual([]);

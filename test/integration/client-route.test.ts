@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { csrfSync } from 'csrf-sync';
 import express from 'express';
+import session from 'express-session';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import tokenSec from '../../src/index.js';
+import { listen } from '../support/helpers.js';
+import { startNginx } from '../support/nginx.js';
 
 const bundle = (name: string) => readFileSync(new URL(`../../dist/browser/${name}`, import.meta.url), 'utf8');
 
@@ -93,4 +99,94 @@ describe('client()', () => {
     const res = await request(app({ maxAge: 60 })).get('/tokensec.js');
     expect(res.headers['cache-control']).toBe('public, max-age=60');
   });
+});
+
+/**
+ * The script is cacheable, so it must never carry one visitor's cookies: through a real nginx that
+ * caches it even with Set-Cookie (`proxy_ignore_headers Set-Cookie`, what a CDN configured to
+ * cache static files does; nginx's defaults would not cache such a response, and a test without
+ * that line would prove nothing), a second visitor never receives the first visitor's cookies.
+ */
+describe('client() behind a caching proxy', () => {
+  type Order = 'initialize first (README order)' | 'client first';
+  function cookieApp(order: Order) {
+    const a = express();
+    a.use(session({ name: 'sid', secret: 'client-route cache test', resave: false, saveUninitialized: false }));
+    a.use(csrfSync().csrfSynchronisedProtection);
+    if (order === 'client first') a.get('/tokensec.js', tokenSec.client());
+    a.use(tokenSec.initialize({ cookie: true }));
+    if (order !== 'client first') a.get('/tokensec.js', tokenSec.client());
+    return a;
+  }
+  const get = (port: number, path: string) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders }>((resolve, reject) => {
+      const req = httpsRequest({
+        host: '127.0.0.1',
+        port,
+        path,
+        servername: 'cdn.test',
+        headers: { host: 'cdn.test' },
+        rejectUnauthorized: false,
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  it.each<Order>(['initialize first (README order)', 'client first'])(
+    '%s: no tokensec cookie, and private while another cookie remains',
+    async (order) => {
+      const res = await request(cookieApp(order)).get('/tokensec.js').expect(200);
+      const cookies = res.headers['set-cookie'] as unknown as string[] | undefined;
+      expect((cookies ?? []).filter((c) => c.startsWith('tokensec='))).toEqual([]);
+      if (order === 'client first') {
+        expect(cookies).toBeUndefined();
+        expect(res.headers['cache-control']).toBe('public, max-age=3600');
+      } else {
+        // initialize() asked csrf-sync for a token, so express-session saves a new session.
+        expect(cookies?.map((c) => c.split('=')[0])).toEqual(['sid']);
+        expect(res.headers['cache-control']).toBe('private, max-age=3600');
+      }
+    },
+  );
+
+  it.each<Order>(['initialize first (README order)', 'client first'])(
+    "%s: through nginx with proxy_cache, a second visitor never receives the first visitor's cookies",
+    async (order) => {
+      const upstream = await listen(cookieApp(order));
+      const proxy = await startNginx({
+        serverName: 'cdn.test',
+        upstreamPort: Number(new URL(upstream.origin).port),
+        http: 'proxy_cache_path $dir/cache keys_zone=scripts:1m;',
+        extra:
+          'proxy_cache scripts;\n    proxy_cache_valid 200 10m;\n    proxy_ignore_headers Set-Cookie;\n    add_header X-Cache $upstream_cache_status always;',
+      });
+      try {
+        const first = await get(proxy.port, '/tokensec.js');
+        const second = await get(proxy.port, '/tokensec.js');
+        expect([first.status, second.status]).toEqual([200, 200]);
+        const firstCookies = first.headers['set-cookie'] ?? [];
+        const secondCookies = second.headers['set-cookie'] ?? [];
+        for (const cookie of firstCookies) expect(secondCookies).not.toContain(cookie);
+        expect([...firstCookies, ...secondCookies].filter((c) => c.startsWith('tokensec='))).toEqual([]);
+        if (order === 'client first') {
+          // No cookie at all: the script is cached and shared, as it should be.
+          expect(second.headers['x-cache']).toBe('HIT');
+          expect(secondCookies).toEqual([]);
+        } else {
+          // A session cookie remains, so the answer is private: nginx does not store it, each visitor gets their own.
+          expect(first.headers['cache-control']).toBe('private, max-age=3600');
+          expect(second.headers['x-cache']).not.toBe('HIT');
+          expect(secondCookies.map((c) => c.split('=')[0])).toEqual(['sid']);
+        }
+      } finally {
+        await proxy.stop();
+        await upstream.close();
+      }
+    },
+    60_000,
+  );
 });

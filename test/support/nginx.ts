@@ -34,13 +34,15 @@ export interface NginxOptions {
   upstreamPort: number;
   /** Extra directives for the server block, e.g. `proxy_buffer_size 16k;`. */
   extra?: string;
+  /** Extra directives for the http block, e.g. `proxy_cache_path …;` (`$dir` is nginx's own temporary directory). */
+  http?: string;
 }
 
 function need(path: string, what: string): void {
   if (!existsSync(path)) throw new Error(`${what} not found at ${path}. Install it (Debian/Ubuntu: apt-get install -y ${what}).`);
 }
 
-export async function startNginx({ serverName, upstreamPort, extra = '' }: NginxOptions): Promise<NginxProxy> {
+export async function startNginx({ serverName, upstreamPort, extra = '', http = '' }: NginxOptions): Promise<NginxProxy> {
   need(NGINX, 'nginx');
   const dir = mkdtempSync(join(tmpdir(), 'tokensec-nginx-'));
   const cert = join(dir, 'cert.pem');
@@ -72,6 +74,7 @@ events { worker_connections 128; }
 http {
   access_log off;
   ${temp}
+  ${http.replaceAll('$dir', dir)}
   server {
     listen 127.0.0.1:${port} ssl;
     server_name ${serverName};

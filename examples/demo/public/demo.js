@@ -97,6 +97,7 @@
       }),
     );
     $('token-panel').hidden = false;
+    showTimeLeft();
   }
 
   async function callApi() {
@@ -116,6 +117,7 @@
   session.addEventListener('token', ({ detail }) => {
     lastToken = detail.token;
     expiresAt = detail.expiresAt;
+    showTimeLeft();
     step('handshake', 'done', `Got a ${detail.token.length}-character JWT at ${time(Date.now())}, kept in memory only.`);
     if (refreshes) step('refresh', 'done', `Refreshed ${refreshes}×, last at ${time(Date.now())}. Valid until ${time(expiresAt)}.`);
     else step('refresh', 'pending', `Valid until ${time(expiresAt)}; the session refreshes it before then.`);
@@ -128,15 +130,19 @@
   session.addEventListener('error', ({ detail }) => step('handshake', 'failed', describe(detail)));
   session.addEventListener('expired', () => step('refresh', 'failed', 'The token expired and could not be replaced.'));
 
-  setInterval(() => {
+  // Drawn at once whenever the expiry changes or the panel shows, then every 250 ms: never a "–"
+  // for a token the page already has.
+  function showTimeLeft() {
     const left = Math.max(0, Math.round((expiresAt - Date.now()) / 1000));
     $('time-left').textContent = expiresAt ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}` : '–';
-  }, 250);
+  }
+  setInterval(showTimeLeft, 250);
 
   function resetSteps() {
     for (const name of ['login', 'csrf', 'handshake', 'api', 'refresh']) step(name, 'pending');
     $('token-panel').hidden = true;
     expiresAt = 0;
+    showTimeLeft();
     refreshes = 0;
   }
 
