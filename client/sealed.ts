@@ -55,7 +55,8 @@ function sealedSession(options: ReturnType<typeof sessionOptions>, url: string |
       // The worker's state and expiry, kept here before the event so that listeners read them current.
       if (data.state) session.state = data.state;
       if (data.expiresAt !== undefined) session.expiresAt = data.expiresAt;
-      session.dispatchEvent(new CustomEvent(data.type, { detail: data }));
+      const { type, ...detail } = data;
+      session.dispatchEvent(new CustomEvent(type, { detail }));
     } else (calls[id]?.(data), delete calls[id]);
   };
   post(['init', 0, { ...options, sealed: undefined }]);
@@ -68,7 +69,21 @@ function sealedSession(options: ReturnType<typeof sessionOptions>, url: string |
     const body = await request.arrayBuffer();
     // The worker has no document.cookie: the page reads the CSRF token for each call.
     const csrfToken = options.csrfToken ?? readCookie(options.cookie ?? 'tokensec');
-    const init2 = { method, headers: [...headers], mode, credentials, cache, redirect, referrer, referrerPolicy, integrity, keepalive };
+    // 'about:client' (the default) would mean the worker's own URL there: the page's is meant.
+    const from = referrer == 'about:client' ? location.href : referrer;
+    const parts = {
+      url,
+      method,
+      headers: [...headers],
+      mode,
+      credentials,
+      cache,
+      redirect,
+      referrer: from,
+      referrerPolicy,
+      integrity,
+      keepalive,
+    };
     const r =
       broken ??
       (await new Promise<Reply>((resolve, reject) => {
@@ -79,7 +94,7 @@ function sealedSession(options: ReturnType<typeof sessionOptions>, url: string |
           post(['abort', id]);
           reject(signal.reason);
         });
-        post(['fetch', id, { ...init2, url, body, csrfToken }], [body]);
+        post(['fetch', id, { ...parts, body, csrfToken }], [body]);
       }));
     if (r.code) throw fail(r.code, 'Sealed fetch failed', r.status);
     // fetch's own errors (network, redirect: 'error') come back as what fetch throws.

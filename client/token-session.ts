@@ -336,7 +336,9 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
         headers.set('authorization', `DPoP ${accessToken}`);
         headers.set('dpop', await createDpopProof({ method: request.method, url: request.url, accessToken, nonce: nonces[origin] }));
       }
-      const response = await fetch(new Request(request.clone(), { headers }));
+      // (A Request made with init resets referrer and referrerPolicy: passed on as given.)
+      const { referrer, referrerPolicy } = request;
+      const response = await fetch(new Request(request.clone(), { headers, referrer, referrerPolicy }));
       // Only an answer from the origin the proof was made for (not one a redirect led to) may
       // set that origin's nonce or ask for a retry.
       const own = response.url && new URL(response.url).origin == origin;
