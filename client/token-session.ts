@@ -289,11 +289,14 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
       // One handshake at a time for every caller here and, with Web Locks, for every tab of the
       // endpoint (a first login binds one key, not two). Waiting for the lock ends with the
       // session (clear) or after `timeout`: another page may hold the lock forever.
+      const wait = new AbortController();
+      const stop = () => wait.abort();
+      const timer = setTimeout(stop, timeout);
+      session.addEventListener('abort', stop);
+      const granted = () => (clearTimeout(timer), run());
       // (lib.dom types the lock's promise as the callback's promise, unflattened.)
       const shared: Promise<string> = (
-        locks
-          ? (locks.request(name, { signal: AbortSignal.any([session, AbortSignal.timeout(timeout)]) }, run) as unknown as Promise<string>)
-          : run()
+        locks ? (locks.request(name, { signal: wait.signal }, granted) as unknown as Promise<string>) : granted()
       )
         .catch((error: unknown) => {
           const e =

@@ -767,6 +767,15 @@ describe.each([
       expect(state.handshakes).toBe(0);
       expect(state.seen).toEqual([]);
       expect(await page.evaluate(() => (window as any).events)).toEqual([{ type: 'error', code: 'ERR_TOKENSEC_TIMEOUT' }]);
+      // clear() ends the wait at once, for every caller.
+      const cleared = await page.evaluate(() => {
+        const w = window as any;
+        const waiting = w.session.fetch('/api/seen').catch((e: any) => e.code);
+        setTimeout(() => w.session.clear(), 200);
+        return waiting;
+      });
+      expect(cleared).toBe('ERR_TOKENSEC_ABORTED');
+      expect(state.handshakes).toBe(0);
     } finally {
       await context.close();
     }
