@@ -27,6 +27,8 @@ export interface SessionOptions extends Omit<ClientHandshakeOptions, 'signal'> {
   retries?: number;
   /** Milliseconds: the first retry waits up to this long, each next one up to twice as long (random, at most 10 s). Default 500. */
   retryDelay?: number;
+  /** Milliseconds each handshake, and each wait for the tabs' Web Lock, may take before ERR_TOKENSEC_TIMEOUT. Default 10000. */
+  timeout?: number;
   /** Origins `session.fetch` attaches the token to. Default: the page's own origin only. */
   origins?: string[];
   /**
