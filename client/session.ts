@@ -7,10 +7,18 @@ import { fail } from './fail.js';
 import { localSession, sessionOptions, watchPage, type SessionOptions, type TokenSecSession } from './token-session.js';
 
 export * from './index.js';
-export type { SessionOptions, TokenSecSession } from './token-session.js';
+export type {
+  ErrorDetail,
+  GetTokenOptions,
+  SessionBase,
+  SessionEventMap,
+  SessionOptions,
+  SessionState,
+  TokenSecSession,
+} from './token-session.js';
 
 /**
- * Starts a token session in the page: `getToken()`, `fetch()`, `clear()` and events.
+ * Starts a token session in the page: `getToken()`, `fetch()`, `clear()`, `state`, `expiresAt` and events.
  *
  * @example
  * ```js
@@ -24,5 +32,8 @@ export function session(options: SessionOptions = {}): TokenSecSession {
   if (options.sealed) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'sealed needs tokensec-sealed.js');
   const local = localSession(checked);
   watchPage(local.setHidden);
-  return Object.assign(local.events, { getToken: local.getToken, fetch: local.fetch, clear: local.clear });
+  return Object.defineProperties(Object.assign(local.events, { getToken: local.getToken, fetch: local.fetch, clear: local.clear }), {
+    state: { get: local.state },
+    expiresAt: { get: local.expiresAt },
+  }) as TokenSecSession;
 }

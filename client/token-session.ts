@@ -27,6 +27,8 @@ export interface SessionOptions extends Omit<ClientHandshakeOptions, 'signal'> {
   retries?: number;
   /** Milliseconds: the first retry waits up to this long, each next one up to twice as long (random, at most 10 s). Default 500. */
   retryDelay?: number;
+  /** Milliseconds each handshake, and each wait for the tabs' Web Lock, may take before ERR_TOKENSEC_TIMEOUT. Default 10000. */
+  timeout?: number;
   /** Origins `session.fetch` attaches the token to. Default: the page's own origin only. */
   origins?: string[];
   /**
@@ -36,10 +38,79 @@ export interface SessionOptions extends Omit<ClientHandshakeOptions, 'signal'> {
   sealed?: string | URL;
 }
 
+/** What the handshake said last: `'token'` (a token is kept), `'none'` (none yet, or cleared or expired), `'refused'` (a 401 or 403). */
+export type SessionState = 'none' | 'token' | 'refused';
+
+/** An error's code and HTTP status, as events carry them (never a token). */
+export type ErrorDetail = { code: TokenSecError['code']; status?: number };
+
+/** The events of a sealed session, by name: each a CustomEvent whose `detail` is typed here. */
+export interface SealedSessionEventMap {
+  /** A new token arrived; `expiresAt` in ms since the epoch. */
+  token: CustomEvent<{ expiresAt: number }>;
+  /** A refresh ahead of expiry starts. */
+  refresh: CustomEvent<undefined>;
+  /** A handshake failed for good (after its retries). */
+  error: CustomEvent<ErrorDetail>;
+  /** The token ran out with no replacement. */
+  expired: CustomEvent<undefined>;
+  /** `state` changed; a refusal carries the handshake's error code and status. */
+  state: CustomEvent<{ state: SessionState; expiresAt: number } & Partial<ErrorDetail>>;
+}
+
+/** The events of an in-page session: the sealed ones, and `token` also carries the token. */
+export interface SessionEventMap extends SealedSessionEventMap {
+  token: CustomEvent<{ token: string; expiresAt: number }>;
+}
+
+/** What every token session has, with its events typed by `Events`. */
+export interface SessionBase<Events> extends EventTarget {
+  /** fetch() with `Authorization: DPoP <token>` and a proof on allowed origins; after a 401 challenge from that origin, one retry. */
+  fetch(input: Request | string | URL, init?: RequestInit): Promise<Response>;
+  /** Forgets the token in this tab and the others, cancels a handshake in flight, stops refreshing (logout). */
+  clear(): void;
+  /** What the handshake said last; a `state` event follows each change. */
+  readonly state: SessionState;
+  /** When the current token expires, in ms since the epoch; 0 without one. */
+  readonly expiresAt: number;
+  addEventListener<K extends keyof Events>(
+    type: K,
+    listener: (event: Events[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof Events>(
+    type: K,
+    listener: (event: Events[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
+
+/** Options of `getToken()`. */
+export interface GetTokenOptions {
+  /** Rejects this caller with ERR_TOKENSEC_ABORTED; the shared handshake goes on for the others. */
+  signal?: AbortSignal;
+  /** `'off'`: skip the cached token and run a handshake (one already in flight is shared). Default `'on'`. */
+  cacheMode?: 'on' | 'off';
+  /** true: resolve with `{ token, expiresAt }` instead of the token. */
+  detailed?: boolean;
+}
+
 /**
- * A token session. Events (CustomEvent, data in `detail`): `token` (`{ expiresAt }` in ms, plus
- * `token` unless sealed), `refresh` (a refresh ahead of expiry starts), `error` (`{ code, status }`:
- * a handshake failed for good), `expired` (the token ran out with no replacement).
+ * A sealed session (tokensec-sealed.js): the token stays in its worker, so there is no `getToken()`.
+ *
+ * @example
+ * ```js
+ * session.addEventListener('state', (e) => render(e.detail.state));
+ * ```
+ */
+export type SealedSession = SessionBase<SealedSessionEventMap>;
+
+/**
+ * An in-page token session (tokensec-session.js). Events (CustomEvent, typed `detail`): `token`
+ * (`{ token, expiresAt }`), `refresh`, `error` (`{ code, status }`), `expired`, `state`
+ * (`{ state, expiresAt, code?, status? }`).
  *
  * @example
  * ```js
@@ -47,21 +118,19 @@ export interface SessionOptions extends Omit<ClientHandshakeOptions, 'signal'> {
  * logoutButton.onclick = () => { session.clear(); TokenSec.deleteDpopKey(); };
  * ```
  */
-export interface TokenSecSession extends EventTarget {
-  /** The cached token, or a new one from one shared handshake. Absent when sealed. */
-  getToken?(options?: { signal?: AbortSignal }): Promise<string>;
-  /** fetch() with `Authorization: DPoP <token>` and a proof on allowed origins; after a 401 challenge, one retry. */
-  fetch(input: Request | string | URL, init?: RequestInit): Promise<Response>;
-  /** Forgets the token in this tab and the others, cancels a handshake in flight, stops refreshing (logout). */
-  clear(): void;
+export interface TokenSecSession extends SessionBase<SessionEventMap> {
+  /** The cached token, or a new one from one shared handshake. */
+  getToken(options?: GetTokenOptions & { detailed?: false }): Promise<string>;
+  /** The token with its expiry (ms since the epoch). */
+  getToken(options: GetTokenOptions & { detailed: true }): Promise<{ token: string; expiresAt: number }>;
 }
 
-export type Detail = { token?: string; expiresAt?: number; code?: TokenSecError['code']; status?: number };
+export type Detail = { token?: string; expiresAt?: number; code?: TokenSecError['code']; status?: number; state?: SessionState };
 
 /**
  * Messages, as arrays to keep the bundle small: [kind, number, data]. Page to worker: init,
- * hidden, clear, fetch (number: call id). Worker to page: fetch (the response or error), event.
- * Between tabs: token (number: expiry; not in sealed mode) and clear.
+ * hidden, clear, fetch and abort (number: call id). Worker to page: fetch (the response or
+ * error), event. Between tabs: clear only, never a token.
  */
 export type Message = [kind: string, id?: number, data?: any]; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -98,14 +167,15 @@ export function watchPage(setHidden: (hidden: boolean) => void) {
 /** Completes the options; throws ERR_TOKENSEC_INVALID_OPTIONS on a negative number or a bad URL. */
 export function sessionOptions(options: SessionOptions) {
   try {
-    const { leeway = 30, lifetime = 300, retries = 3, retryDelay = 500, origins = [location.href], uri = '/' } = options;
-    if ([leeway, lifetime, retries, retryDelay].every((n) => n >= 0))
+    const { leeway = 30, lifetime = 300, retries = 3, retryDelay = 500, timeout = 10_000, origins = [location.href], uri = '/' } = options;
+    if ([leeway, lifetime, retries, retryDelay, timeout].every((n) => n >= 0))
       return {
         ...options,
         leeway,
         lifetime,
         retries,
         retryDelay,
+        timeout,
         origins: origins.map((o) => new URL(o).origin),
         // Absolute, so that a sealed session's worker resolves it as the page does.
         uri: new URL(uri, location.href).href,
@@ -118,10 +188,10 @@ export function sessionOptions(options: SessionOptions) {
 
 /** The session, in the page or (sealed) in a worker. */
 export function localSession(options: ReturnType<typeof sessionOptions>, sealed?: boolean) {
-  const { leeway, lifetime, retries, retryDelay, origins } = options;
+  const { leeway, lifetime, retries, retryDelay, timeout, origins } = options;
   const events = new EventTarget();
-  // Tabs share this endpoint's tokens on this channel (the lock has the same name); sealed
-  // sessions share only logout, since any script of the origin may listen on a channel.
+  // Tabs of one endpoint take turns on a Web Lock of this name and share logout on a channel of
+  // it. Never a token: any script of the origin can post and listen there, or hold the lock.
   const name = `tokensec:${options.uri}`;
   const channel = globalThis.BroadcastChannel && new BroadcastChannel(name);
   /** The latest DPoP-Nonce each origin sent (RFC 9449 §8). */
@@ -131,6 +201,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
   /** Expiry minus leeway, but at least half the token's remaining life away: a leeway longer than
    * the lifetime would otherwise make every token stale on arrival and refresh without pause. */
   let refreshAt = 0;
+  let state: SessionState = 'none';
   let timer: ReturnType<typeof setTimeout> | undefined;
   let pending: Promise<string> | undefined;
   let controller = new AbortController();
@@ -139,13 +210,15 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
   const emit = (type: string, detail?: Detail) => events.dispatchEvent(new CustomEvent(type, { detail }));
   /** The token, until it is time to refresh it. */
   const fresh = () => (Date.now() < refreshAt ? token : undefined);
+  const setState = (next: SessionState, error?: TokenSecError) =>
+    next != state && emit('state', { state: (state = next), expiresAt, code: error?.code, status: error?.status });
 
-  function keep(value: string, expiry: number, share?: boolean) {
+  function keep(value: string, expiry: number) {
     token = value;
     expiresAt = expiry;
     refreshAt = Math.max(expiry - leeway * 1000, (Date.now() + expiry) / 2);
-    if (share && !sealed) channel?.postMessage(['token', expiry, value]);
     emit('token', sealed ? { expiresAt } : { token, expiresAt });
+    setState('token');
     schedule();
   }
 
@@ -156,6 +229,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
     controller.abort();
     controller = new AbortController();
     if (share) channel?.postMessage(['clear']);
+    setState('none');
   }
 
   /**
@@ -193,7 +267,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
         } catch {
           // a bare token
         }
-        if (!signal.aborted) keep(value, expiryOf(value, expiresIn, lifetime), true);
+        if (!signal.aborted) keep(value, expiryOf(value, expiresIn, lifetime));
         return value;
       } catch (error) {
         if (attempt >= retries || !isRetryable(error as TokenSecError) || signal.aborted) throw error;
@@ -205,28 +279,34 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
     }
   }
 
-  function getToken({ signal }: { signal?: AbortSignal } = {}): Promise<string> {
-    const current = fresh();
-    if (current !== undefined) return Promise.resolve(current);
-    if (!pending) {
+  function getToken({ signal, cacheMode }: GetTokenOptions = {}): Promise<string> {
+    // An aborted caller starts nothing.
+    if (signal?.aborted) return Promise.reject(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
+    const cached = () => (cacheMode == 'off' ? undefined : fresh());
+    const current = cached();
+    if (current === undefined && !pending) {
       const { signal: session } = controller;
-      const run = async (): Promise<string> => fresh() ?? obtain(session);
+      const run = async (): Promise<string> => cached() ?? obtain(session);
       const locks = globalThis.navigator?.locks;
-      // One handshake for every caller here and, with Web Locks, for every tab: the lock holder
-      // shares its token on the channel before it lets go, so the next holder finds it fresh.
+      // One handshake at a time for every caller here and, with Web Locks, for every tab of the
+      // endpoint (a first login binds one key, not two). Waiting for the lock ends with the
+      // session (clear) or after `timeout`: another page may hold the lock forever.
+      const wait = new AbortController();
+      const stop = () => wait.abort();
+      const timer = setTimeout(stop, timeout);
+      session.addEventListener('abort', stop);
+      const granted = () => (clearTimeout(timer), run());
+      // (lib.dom types the lock's promise as the callback's promise, unflattened.)
       const shared: Promise<string> = (
-        locks
-          ? (async () =>
-              await locks.request(name, { signal: session }, async () => {
-                // The previous holder's token may still be on its way through the channel.
-                await new Promise((resolve) => setTimeout(resolve, 20));
-                return run();
-              }))()
-          : run()
+        locks ? (locks.request(name, { signal: wait.signal }, granted) as unknown as Promise<string>) : granted()
       )
         .catch((error: unknown) => {
-          const e = error instanceof TokenSecError ? error : fail('ERR_TOKENSEC_ABORTED', 'Aborted');
-          if (!session.aborted) emit('error', e);
+          const e =
+            error instanceof TokenSecError ? error : fail(session.aborted ? 'ERR_TOKENSEC_ABORTED' : 'ERR_TOKENSEC_TIMEOUT', 'No lock');
+          if (!session.aborted) {
+            emit('error', e);
+            if (e.status == 401 || e.status == 403) setState('refused', e);
+          }
           throw e;
         })
         .finally(() => {
@@ -234,55 +314,64 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
         });
       pending = shared;
     }
-    return signal
+    return current === undefined
       ? Promise.race([
-          pending,
-          new Promise<never>((_, reject) => {
-            const abort = () => reject(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
-            signal.aborted ? abort() : signal.addEventListener('abort', abort);
-          }),
+          pending!,
+          new Promise<never>((_, reject) => signal?.addEventListener('abort', () => reject(fail('ERR_TOKENSEC_ABORTED', 'Aborted')))),
         ])
-      : pending;
+      : Promise.resolve(current);
   }
 
   async function sessionFetch(input: Request | string | URL, init?: RequestInit): Promise<Response> {
     const request = new Request(input, init);
+    const { signal } = request;
     const { origin } = new URL(request.url);
-    if (!origins.includes(origin)) return fetch(request);
-    const send = async (retry?: string) => {
-      const accessToken = await getToken();
-      // A challenge other than a nonce means the token was refused: drop it (unless a newer one came).
-      if (retry && !/use_dpop_nonce/.test(retry) && token === accessToken) {
-        token = undefined;
-        return send();
-      }
+    // no-cors requests cannot carry Authorization or DPoP: the browser would drop them.
+    if (!origins.includes(origin) || request.mode == 'no-cors') return fetch(request);
+    const send = async (retry?: boolean): Promise<Response> => {
+      // Like fetch: an aborted signal rejects with its reason, and sends nothing.
+      signal.throwIfAborted();
+      const accessToken: string = await getToken({ signal }).catch((error) => {
+        signal.throwIfAborted();
+        throw error;
+      });
       const headers = new Headers(request.headers);
       if (options.dpop === false) headers.set('authorization', `Bearer ${accessToken}`);
       else {
         headers.set('authorization', `DPoP ${accessToken}`);
         headers.set('dpop', await createDpopProof({ method: request.method, url: request.url, accessToken, nonce: nonces[origin] }));
       }
-      const response = await fetch(new Request(request.clone(), { headers }));
-      const nonce = response.headers.get('dpop-nonce');
+      // (A Request made with init resets referrer and referrerPolicy: passed on as given.)
+      const { referrer, referrerPolicy } = request;
+      const response = await fetch(new Request(request.clone(), { headers, referrer, referrerPolicy }));
+      // Only an answer from the origin the proof was made for (not one a redirect led to) may
+      // set that origin's nonce or ask for a retry.
+      const own = response.url && new URL(response.url).origin == origin;
+      const nonce = own && response.headers.get('dpop-nonce');
       if (nonce) nonces[origin] = nonce;
-      return response;
+      const challenge = own && response.status == 401 && response.headers.get('www-authenticate');
+      if (retry || !challenge) return response;
+      // A challenge other than a nonce means the token was refused: drop it (unless a newer one came).
+      if (!/use_dpop_nonce/.test(challenge) && token === accessToken) token = undefined;
+      return send(true);
     };
-    const response = await send();
-    const challenge = response.headers.get('www-authenticate');
-    return response.status == 401 && challenge ? send(challenge) : response;
+    return send();
   }
 
   channel?.addEventListener('message', ({ data }: MessageEvent<Message>) => {
-    const [kind, until = 0, shared] = Array.isArray(data) ? data : [];
-    if (kind == 'clear') forget();
-    else if (kind == 'token' && !sealed && until > expiresAt) keep(String(shared), until);
+    if (Array.isArray(data) && data[0] == 'clear') forget();
   });
 
   return {
     events,
-    getToken,
+    getToken: ((options?: GetTokenOptions) =>
+      options?.detailed
+        ? getToken(options).then((value) => ({ token: value, expiresAt }))
+        : getToken(options)) as TokenSecSession['getToken'],
     fetch: sessionFetch,
     clear: () => forget(true),
+    state: () => state,
+    expiresAt: () => expiresAt,
     setHidden(value: boolean) {
       hidden = value;
       schedule();

@@ -214,7 +214,30 @@ describe('demo in Chromium', () => {
       await page.waitForSelector('#prove:visible');
       await page.click('#prove');
       await page.waitForSelector('#step-logout[data-state="refused"]');
-      expect(await detail(page, 'logout')).toMatch(/Handshake: ERR_TOKENSEC_HTTP_STATUS 401; API with the old token: 401 /);
+      // The reason in words (the code, for developers, in brackets), not a bare status.
+      expect(await detail(page, 'logout')).toMatch(/^Handshake: Not logged in: log in first\. \(\w+ 401\); API with the old token: 401 /);
+    } finally {
+      await close();
+    }
+  });
+
+  it('shows errors by their reason: not logged in, session bound to another key, token too large for the proxy', async () => {
+    const { page, close } = await open(60);
+    try {
+      const reasons = await page.evaluate(() =>
+        [
+          { code: 'ERR_TOKENSEC_HTTP_STATUS', status: 401 },
+          { code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH', status: 403 },
+          { code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE', status: 500 },
+          { code: 'ERR_TOKENSEC_HTTP_STATUS', status: 502, message: 'HTTP 502' },
+        ].map((error) => (window as unknown as { reasonOf: (e: object) => string }).reasonOf(error)),
+      );
+      expect(reasons).toEqual([
+        'Not logged in: log in first. (ERR_TOKENSEC_HTTP_STATUS 401)',
+        'This session is bound to another key: log in again. (ERR_TOKENSEC_DPOP_KEY_MISMATCH 403)',
+        'The token is too large for the proxy in front of the server. (ERR_TOKENSEC_PAYLOAD_TOO_LARGE 500)',
+        'HTTP 502 (ERR_TOKENSEC_HTTP_STATUS 502)',
+      ]);
     } finally {
       await close();
     }

@@ -34,6 +34,11 @@ let state: {
   tokens: string[];
   revoked: Set<string>;
   crossOrigin: (string | undefined)[];
+  /** Handshakes being answered now, and the most at once. */
+  inFlight: number;
+  maxInFlight: number;
+  /** What /api/seen received: the headers that show fetch's options, and the DPoP proof. */
+  seen: { referer?: string; pragma?: string; authorization?: string; dpop?: string }[];
 };
 const reset = () =>
   (state = {
@@ -46,6 +51,9 @@ const reset = () =>
     tokens: [],
     revoked: new Set(),
     crossOrigin: [],
+    inFlight: 0,
+    maxInFlight: 0,
+    seen: [],
   });
 reset();
 
@@ -85,6 +93,15 @@ beforeAll(async () => {
   );
   app.post('/api/echo', tokenSec.dpop({ verifyToken }), express.text(), (req, res) => res.type('text').send(`echo:${req.body}`));
   app.get('/api/nonce', tokenSec.dpop({ verifyToken, nonce: true }), (_req, res) => res.json({ ok: true }));
+  app.get('/api/seen', (req, res) => {
+    const { referer, pragma, authorization, dpop } = req.headers as Record<string, string | undefined>;
+    state.seen.push({ referer, pragma, authorization, dpop });
+    res.json({ ok: true });
+  });
+  app.get('/api/slow', (_req, res) => void setTimeout(() => res.json({ ok: true }), 1500));
+  // An open redirect on an allowed origin.
+  app.get('/api/redirect', (req, res) => res.redirect(302, String(req.query.to)));
+  app.get('/plain', (_req, res) => res.json({ plain: true }));
   app.get('/api/always-401', (_req, res) => res.status(401).set('www-authenticate', 'DPoP error="invalid_token"').end());
   app.use(cookieParser());
   app.use(csurf({ cookie: { sameSite: 'strict' } }));
@@ -99,8 +116,11 @@ beforeAll(async () => {
     '/token',
     (_req, res, next) => {
       state.handshakes++;
+      state.maxInFlight = Math.max(state.maxInFlight, ++state.inFlight);
+      res.on('close', () => state.inFlight--);
       const status = state.refuse.shift();
-      if (status) res.status(status).json({ code: 'REFUSED_BY_TEST' });
+      // A bare status: no TokenSec-Error header, no JSON code (the client's ERR_TOKENSEC_HTTP_STATUS fallback).
+      if (status) res.sendStatus(status);
       else setTimeout(next, state.delay);
     },
     tokenSec.handshake({ payload: (_req, _res, { jkt }) => issueToken(jkt), terminate: true }),
@@ -115,6 +135,18 @@ beforeAll(async () => {
   closers.push(server.close);
 
   other.use(cors({ origin, credentials: true, allowedHeaders: ['authorization', 'dpop'] }));
+  // Another origin that answers 401 with a nonce of its choosing, exposed to the page.
+  other.get('/nonce-401', (req, res) => {
+    state.crossOrigin.push(req.headers.authorization);
+    res
+      .status(401)
+      .set({
+        'www-authenticate': 'DPoP error="use_dpop_nonce"',
+        'dpop-nonce': 'attacker-nonce',
+        'access-control-expose-headers': 'www-authenticate, dpop-nonce',
+      })
+      .end();
+  });
   other.get('/echo', (req, res) => {
     state.crossOrigin.push(req.headers.authorization);
     res.json({ ok: true });
@@ -142,7 +174,9 @@ const start = (page: Page, options: Record<string, unknown> = {}) =>
   page.evaluate((opts) => {
     const w = window as any;
     w.events = [];
+    w.states = [];
     w.session = w.TokenSec.session({ uri: '/token', ...opts });
+    w.session.addEventListener('state', (e: CustomEvent) => w.states.push(e.detail));
     for (const type of ['token', 'refresh', 'error', 'expired'])
       w.session.addEventListener(type, (e: CustomEvent) =>
         w.events.push({ type, code: e.detail?.code, status: e.detail?.status, expiresAt: e.detail?.expiresAt }),
@@ -175,17 +209,42 @@ describe('TokenSec.session() in Chromium', () => {
     }
   });
 
-  it('five callers in each of two tabs cause one handshake (Web Locks and BroadcastChannel)', async () => {
+  it('five callers in each of two tabs: one handshake per tab, never two at once (Web Locks)', async () => {
     const context = await browser.newContext();
     try {
+      state.delay = 300;
       const tabs = await Promise.all([context.newPage(), context.newPage()]);
       await Promise.all(tabs.map((tab) => tab.goto(`${origin}/`)));
       await Promise.all(tabs.map((tab) => start(tab)));
       const tokens = await Promise.all(
         tabs.map((tab) => tab.evaluate(() => Promise.all(Array.from({ length: 5 }, () => (window as any).session.getToken())))),
       );
-      expect(new Set(tokens.flat()).size).toBe(1);
-      expect(state.handshakes).toBe(1);
+      // Each tab has its own token (the tabs share none), got one after the other.
+      expect(tokens.map((t) => new Set(t).size)).toEqual([1, 1]);
+      expect(new Set(tokens.flat())).toEqual(new Set(state.tokens));
+      expect(state.handshakes).toBe(2);
+      expect(state.maxInFlight).toBe(1);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('getToken({ cacheMode: "off" }) runs a handshake despite a cached token; { detailed: true } gives its expiry too', async () => {
+    const { context, page } = await open();
+    try {
+      await start(page);
+      const result = await page.evaluate(async () => {
+        const s = (window as any).session;
+        const first = await s.getToken();
+        const bypassed = await s.getToken({ cacheMode: 'off' });
+        const detailed = await s.getToken({ detailed: true });
+        return { first, bypassed, detailed, expiresAt: s.expiresAt, lastEvent: (window as any).events.at(-1).expiresAt };
+      });
+      expect(result.first).toBe(state.tokens[0]);
+      expect(result.bypassed).toBe(state.tokens[1]);
+      expect(result.detailed).toEqual({ token: state.tokens[1], expiresAt: result.lastEvent });
+      expect(result.expiresAt).toBe(result.lastEvent);
+      expect(state.handshakes).toBe(2);
     } finally {
       await context.close();
     }
@@ -363,7 +422,8 @@ describe('TokenSec.session() in Chromium', () => {
         const controller = new AbortController();
         const aborted = w.session.getToken({ signal: controller.signal }).catch((e: any) => e.code);
         const waiting = w.session.getToken().catch((e: any) => e.code);
-        setTimeout(() => controller.abort(), 100);
+        // Late enough for the handshake to reach the server on a loaded machine.
+        setTimeout(() => controller.abort(), 500);
         const first = await aborted;
         w.session.clear();
         return { first, second: await waiting };
@@ -572,6 +632,209 @@ describe('sealed mode in Chromium', () => {
         return [await code(), await code()];
       });
       expect(codes).toEqual(['ERR_TOKENSEC_SESSION_WORKER', 'ERR_TOKENSEC_SESSION_WORKER']);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+/** The page's session, as window.session, on `path` ('/' in-page, '/sealed' sealed). */
+async function openWith(path: string, options: Record<string, unknown> = {}) {
+  const opened = await open(path);
+  await start(opened.page, options);
+  return opened;
+}
+
+/** What a page can read of a session.fetch answer, or of its rejection. */
+const fetchResult = (page: Page, url: string, init: Record<string, unknown> = {}) =>
+  page.evaluate(
+    async ({ url, init }) => {
+      const signal = init.signal === 'aborted' ? AbortSignal.abort() : init.signal === 'later' ? AbortSignal.timeout(200) : undefined;
+      try {
+        const r: Response = await (window as any).session.fetch(url, { ...init, signal });
+        return { url: r.url, redirected: r.redirected, type: r.type, status: r.status, ok: r.ok, body: await r.text() };
+      } catch (e: any) {
+        // (A DOMException's numeric code is not a TokenSec code.)
+        return { rejected: e.name, code: typeof e.code == 'string' ? e.code : undefined };
+      }
+    },
+    { url, init },
+  );
+
+describe.each([
+  ['in-page', '/'],
+  ['sealed', '/sealed'],
+])('session.fetch honours fetch’s options (%s)', (_, path) => {
+  it('redirect: manual gives the opaque redirect; follow shows redirected and the final url; error rejects as fetch does', async () => {
+    const { context, page } = await openWith(path);
+    try {
+      const to = encodeURIComponent('/plain');
+      expect(await fetchResult(page, `/api/redirect?to=${to}`, { redirect: 'manual' })).toEqual({
+        url: `${origin}/api/redirect?to=${to}`,
+        redirected: false,
+        type: 'opaqueredirect',
+        status: 0,
+        ok: false,
+        body: '',
+      });
+      expect(await fetchResult(page, `/api/redirect?to=${to}`)).toEqual({
+        url: `${origin}/plain`,
+        redirected: true,
+        type: 'basic',
+        status: 200,
+        ok: true,
+        body: '{"plain":true}',
+      });
+      expect(await fetchResult(page, `/api/redirect?to=${to}`, { redirect: 'error' })).toEqual({ rejected: 'TypeError' });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('mode: no-cors goes out untouched (no handshake, no token) and answers opaque', async () => {
+    const { context, page } = await openWith(path, { origins: [origin, otherOrigin] });
+    try {
+      expect(await fetchResult(page, `${otherOrigin}/echo`, { mode: 'no-cors' })).toEqual({
+        url: '',
+        redirected: false,
+        type: 'opaque',
+        status: 0,
+        ok: false,
+        body: '',
+      });
+      expect(state.crossOrigin).toEqual([undefined]);
+      expect(state.handshakes).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('an already aborted signal sends nothing and runs no handshake; an abort during the call rejects with AbortError', async () => {
+    const { context, page } = await openWith(path);
+    try {
+      expect(await fetchResult(page, '/api/seen', { signal: 'aborted' })).toEqual({ rejected: 'AbortError' });
+      await sleep(300);
+      expect(state.handshakes).toBe(0);
+      expect(state.seen).toEqual([]);
+      expect(await fetchResult(page, '/api/slow', { signal: 'later' })).toEqual({ rejected: 'TimeoutError' });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('cache and referrerPolicy reach the request as they would from the page', async () => {
+    const { context, page } = await openWith(path);
+    try {
+      await fetchResult(page, '/api/seen');
+      await fetchResult(page, '/api/seen', { cache: 'no-store', referrerPolicy: 'no-referrer' });
+      expect(state.seen.map(({ referer, pragma }) => ({ referer, pragma }))).toEqual([
+        { referer: `${origin}${path}`, pragma: undefined },
+        { referer: undefined, pragma: 'no-cache' },
+      ]);
+      expect(state.seen[0]?.authorization).toMatch(/^DPoP /);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('an open redirect to another origin cannot set the nonce or cause a retry', async () => {
+    const { context, page } = await openWith(path);
+    try {
+      const to = encodeURIComponent(`${otherOrigin}/nonce-401`);
+      expect(await fetchResult(page, `/api/redirect?to=${to}`)).toMatchObject({ status: 401, redirected: true });
+      // One request reached the other origin (no retry), without the token (browsers drop Authorization).
+      expect(state.crossOrigin).toEqual([undefined]);
+      expect(state.handshakes).toBe(1);
+      await fetchResult(page, '/api/seen');
+      const proof = state.seen[0]?.dpop ?? '';
+      const claims = JSON.parse(Buffer.from(proof.split('.')[1] ?? '', 'base64url').toString());
+      expect(claims.htu).toBe(`${origin}/api/seen`);
+      expect(claims.nonce).toBeUndefined();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('another page holding the session’s Web Lock: fetch fails with ERR_TOKENSEC_TIMEOUT after `timeout`', async () => {
+    const { context, page } = await openWith(path, { timeout: 2000, retries: 0 });
+    try {
+      const squatter = await context.newPage();
+      await squatter.goto(`${origin}/plain`);
+      await squatter.evaluate((name) => {
+        void navigator.locks.request(name, () => new Promise(() => {}));
+      }, `tokensec:${origin}/token`);
+      expect(await fetchResult(page, '/api/seen')).toEqual({ rejected: 'TokenSecError', code: 'ERR_TOKENSEC_TIMEOUT' });
+      expect(state.handshakes).toBe(0);
+      expect(state.seen).toEqual([]);
+      expect(await page.evaluate(() => (window as any).events)).toEqual([{ type: 'error', code: 'ERR_TOKENSEC_TIMEOUT' }]);
+      // clear() ends the wait at once, for every caller.
+      const cleared = await page.evaluate(() => {
+        const w = window as any;
+        const waiting = w.session.fetch('/api/seen').catch((e: any) => e.code);
+        setTimeout(() => w.session.clear(), 200);
+        return waiting;
+      });
+      expect(cleared).toBe('ERR_TOKENSEC_ABORTED');
+      expect(state.handshakes).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('another page of the origin can neither inject a token through the channel nor read one off it', async () => {
+    const { context, page } = await openWith(path);
+    try {
+      const attacker = await context.newPage();
+      await attacker.goto(`${origin}/plain`);
+      const channel = `tokensec:${origin}/token`;
+      // A forged token, in the message shape TokenSec 3.0 used and in others.
+      await attacker.evaluate((name) => {
+        const w = window as any;
+        w.heard = [];
+        w.channel = new BroadcastChannel(name);
+        w.channel.onmessage = (e: MessageEvent) => w.heard.push(e.data);
+        for (const message of [['token', Date.now() + 1e9, 'forged.token.x'], ['token', 0, 'forged.token.x'], 'forged.token.x'])
+          w.channel.postMessage(message);
+      }, channel);
+      await sleep(100);
+      await fetchResult(page, '/api/seen');
+      expect(state.seen.map((s) => s.authorization)).toEqual([`DPoP ${state.tokens[0]}`]);
+      // A `clear` logs the tab out (as logout in another tab does); the next token is not posted.
+      await attacker.evaluate(() => (window as any).channel.postMessage(['clear']));
+      await page.waitForFunction(() => (window as any).session.state === 'none');
+      await fetchResult(page, '/api/seen');
+      expect(state.seen.map((s) => s.authorization)).toEqual([`DPoP ${state.tokens[0]}`, `DPoP ${state.tokens[1]}`]);
+      await sleep(100);
+      expect(await attacker.evaluate(() => (window as any).heard)).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('state: none → token → none (clear) → refused (403) → token, with a state event for each change, and expiresAt', async () => {
+    const { context, page } = await openWith(path);
+    try {
+      const read = () => page.evaluate(() => ({ state: (window as any).session.state, expiresAt: (window as any).session.expiresAt }));
+      expect(await read()).toEqual({ state: 'none', expiresAt: 0 });
+      await fetchResult(page, '/api/seen');
+      const first = await read();
+      const tokenEvent = await page.evaluate(() => (window as any).events[0]);
+      expect(first).toEqual({ state: 'token', expiresAt: tokenEvent.expiresAt });
+      await page.evaluate(() => (window as any).session.clear());
+      await page.waitForFunction(() => (window as any).session.state === 'none');
+      // A 503 (network trouble) says nothing about the user: no state change.
+      state.refuse = [503, 403];
+      await start(page, { retries: 0 });
+      expect(await fetchResult(page, '/api/seen')).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
+      expect(await read()).toEqual({ state: 'none', expiresAt: 0 });
+      expect(await fetchResult(page, '/api/seen')).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
+      await page.waitForFunction(() => (window as any).session.state === 'refused');
+      await fetchResult(page, '/api/seen');
+      await page.waitForFunction(() => (window as any).session.state === 'token');
+      expect(await page.evaluate(() => (window as any).states)).toEqual([
+        { state: 'refused', expiresAt: 0, code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 },
+        { state: 'token', expiresAt: (await read()).expiresAt },
+      ]);
     } finally {
       await context.close();
     }

@@ -9,7 +9,7 @@
   let lastToken = null;
 
   const time = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-  const describe = (error) => `${error.code ?? error.name}${error.status ? ` ${error.status}` : ''}: ${error.message}`;
+  const describe = reasonOf; // reasons.js: words for each error code
   const csrfToken = () => {
     const pair = document.cookie.split('; ').find((c) => c.startsWith('tokensec='));
     return pair ? decodeURIComponent(pair.slice('tokensec='.length)) : '';
@@ -128,6 +128,10 @@
     step('refresh', 'running', 'Fetching the next token…');
   });
   session.addEventListener('error', ({ detail }) => step('handshake', 'failed', describe(detail)));
+  // The state the server's last handshake answer puts the session in: 'token', 'none' or 'refused'.
+  session.addEventListener('state', ({ detail }) => {
+    if (detail.state === 'refused') status(`No token: ${describe(detail)}`);
+  });
   session.addEventListener('expired', () => step('refresh', 'failed', 'The token expired and could not be replaced.'));
 
   // Drawn at once whenever the expiry changes or the panel shows, then every 250 ms: never a "–"
@@ -208,7 +212,7 @@
       try {
         await TokenSec.handshake({ uri: '/api/token' });
       } catch (error) {
-        handshake = `${error.code}${error.status ? ` ${error.status}` : ''}`;
+        handshake = describe(error);
       }
       const proof = await TokenSec.createDpopProof({ method: 'GET', url: '/api/me', accessToken: lastToken });
       const res = await fetch('/api/me', { headers: { authorization: `DPoP ${lastToken}`, dpop: proof } });
