@@ -3,6 +3,11 @@
  * non-extractable private key and kept in IndexedDB (a CryptoKeyPair survives structured clone and
  * stays non-extractable), so it outlives reloads, and script can use it but never copy it. Where
  * IndexedDB is missing (Node, some private modes) the key lives in memory for the page's life.
+ *
+ * Any script of the origin can write that IndexedDB record, so a stored key is only ever used as
+ * it is, never trusted: a key becomes bound to a new session only when this run of the client made
+ * it (`madeHere`, in memory; the handshake then sends the claim `tsb`). Proofs' `iat` follows the
+ * server's clock, learnt from the `Date` of its answers (`syncClock`).
  */
 import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
@@ -76,8 +81,8 @@ export interface DpopProofInput {
   accessToken?: string;
   /** A nonce the server sent in `DPoP-Nonce`. */
   nonce?: string;
-  /** Extra claims (the handshake adds `tsh`). */
-  claims?: Record<string, string>;
+  /** Extra claims (the handshake adds `tsh`, and `tsb` for a key made in this run). */
+  claims?: Record<string, string | boolean>;
   /** The key to sign with. Default: `getDpopKey()`. */
   key?: DpopKey;
 }
@@ -86,6 +91,19 @@ const STORE = 'keys';
 const RECORD = 'dpop';
 let memory: { algorithm: ClientDpopAlgorithm; pair: CryptoKeyPair } | undefined;
 let pending: Promise<unknown> | undefined;
+/** Thumbprints of the keys this run of the client made: the only ones it asks a server to bind. */
+export const madeHere = new Set<string>();
+/** Milliseconds to add to the browser's clock to get the server's (`syncClock`). */
+let clockOffset = 0;
+
+/**
+ * Learns the server's clock from the `Date` header of one of its answers; proofs' `iat` then
+ * follows it, so a browser clock that is minutes off does not get proofs refused.
+ */
+export function syncClock(response: Response): void {
+  const date = Date.parse(response.headers.get('date') ?? '');
+  if (date) clockOffset = date - Date.now();
+}
 
 const subtle = subtleCrypto;
 
@@ -118,6 +136,36 @@ const hasIndexedDb = () => typeof indexedDB !== 'undefined';
 async function load(): Promise<typeof memory> {
   if (!hasIndexedDb()) return memory;
   return withStore('readonly', (store) => store.get(RECORD)) as Promise<typeof memory>;
+}
+
+const signParams = (algorithm: ClientDpopAlgorithm) => (algorithm == 'ES256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' });
+
+/**
+ * Whether a stored record is a key pair as `create` makes it: a non-extractable private key for
+ * signing and its public key, both CryptoKeys of the record's algorithm, that sign and verify
+ * together. Anything else (written by other script) is replaced by a fresh key.
+ */
+async function usable(record: typeof memory): Promise<boolean> {
+  try {
+    const { algorithm, pair } = record!;
+    const params = signParams(algorithm);
+    const fits = (key: CryptoKey, type: KeyType, usage: KeyUsage) =>
+      key instanceof CryptoKey &&
+      key.type == type &&
+      key.usages + '' == usage &&
+      key.algorithm.name == params.name &&
+      ((key.algorithm as EcKeyAlgorithm).namedCurve ?? 'P-256') == 'P-256';
+    const data = new Uint8Array(1);
+    return (
+      (algorithm == 'ES256' || algorithm == 'EdDSA') &&
+      fits(pair.privateKey, 'private', 'sign') &&
+      !pair.privateKey.extractable &&
+      fits(pair.publicKey, 'public', 'verify') &&
+      (await subtle().verify(params, pair.publicKey, await subtle().sign(params, pair.privateKey, data), data))
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** Stores a new key; with `replace: false` an existing one wins (another tab made it first). */
@@ -157,7 +205,12 @@ async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise
     if (cause instanceof TokenSecError) throw cause;
     throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, undefined, { cause });
   }
-  return describeKey(await save({ algorithm, pair }, replace));
+  const record = { algorithm, pair };
+  const saved = await save(record, replace);
+  const key = await describeKey(saved);
+  // With replace false, another tab's key may have won: that one was not made here.
+  if (saved == record) madeHere.add(key.thumbprint);
+  return key;
 }
 
 /** Runs key work one at a time in this page, so concurrent callers share one key. */
@@ -171,6 +224,7 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
 
 /**
  * The page's DPoP key: the stored one, or a new one made and stored. Concurrent callers share one.
+ * A stored record that is not a usable key pair (see `usable`) is replaced by a new key.
  *
  * @example
  * ```js
@@ -180,13 +234,16 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
 export function getDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
   return serially(async () => {
     const stored = await load();
-    return stored ? describeKey(stored) : create(options.algorithm ?? 'ES256', false);
+    if (stored && (await usable(stored))) return describeKey(stored);
+    // None yet (if another tab stores one meanwhile, that one wins), or a bad record: replaced.
+    return create(options.algorithm ?? 'ES256', !!stored);
   });
 }
 
 /**
- * Replaces the page's DPoP key with a new one. Tokens bound to the old key stop working, and a
- * server that binds sessions to keys refuses the new key until the session is bound again.
+ * Replaces the page's DPoP key with a new one, made in this run: the key to bind at login (send
+ * its thumbprint with the login form). Tokens bound to the old key stop working, and a session
+ * bound to the old key refuses the new one until the session is bound again (log in again).
  *
  * @example
  * ```js
@@ -236,14 +293,13 @@ export async function createDpopProof(input: DpopProofInput): Promise<string> {
     jti,
     htm: input.method.toUpperCase(),
     htu,
-    iat: Math.floor(Date.now() / 1000),
+    iat: Math.floor((Date.now() + clockOffset) / 1000),
   };
   if (input.accessToken !== undefined)
     claims.ath = portableBase64url.encode(new Uint8Array(await subtle().digest('SHA-256', utf8(input.accessToken))));
   if (input.nonce !== undefined) claims.nonce = input.nonce;
   const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;
-  const params = key.algorithm === 'ES256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' };
   // Web Crypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4).
-  const signature = await subtle().sign(params, key.privateKey, utf8(signingInput));
+  const signature = await subtle().sign(signParams(key.algorithm), key.privateKey, utf8(signingInput));
   return `${signingInput}.${portableBase64url.encode(new Uint8Array(signature))}`;
 }

@@ -5,7 +5,7 @@
  */
 import { TokenSecError } from '../src/protocol/errors.js';
 import { readCookie } from './cookie.js';
-import { createDpopProof } from './dpop.js';
+import { createDpopProof, syncClock } from './dpop.js';
 import { fail } from './fail.js';
 import { handshake, type ClientHandshakeOptions } from './index.js';
 
@@ -263,6 +263,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
         headers.set('dpop', await createDpopProof({ method: request.method, url: request.url, accessToken, nonce: nonces[origin] }));
       }
       const response = await fetch(new Request(request.clone(), { headers }));
+      syncClock(response);
       const nonce = response.headers.get('dpop-nonce');
       if (nonce) nonces[origin] = nonce;
       return response;

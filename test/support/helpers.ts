@@ -113,7 +113,7 @@ export async function signedHandshake(
   options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean } = {},
 ) {
   const { createKeys, requestHeader } = await import('../../client/crypto.js');
-  const { createDpopProof, getDpopKey } = await import('../../client/dpop.js');
+  const { createDpopProof, getDpopKey, madeHere } = await import('../../client/dpop.js');
   const method = options.method ?? 'POST';
   const key = options.dpop === false ? undefined : await getDpopKey();
   const target = {
@@ -127,7 +127,8 @@ export async function signedHandshake(
   const headers: Record<string, string> = { 'x-tokensec-handshake': value };
   if (!key) return { keys, target, value, proof: undefined, jkt: undefined, headers };
   const tsh = createHash('sha256').update(value).digest('base64url');
-  const proof = await createDpopProof({ method, url, key, claims: { tsh } });
+  // `tsb`: the key was made in this run (in Node the client's key lives in memory), as the client sends it.
+  const proof = await createDpopProof({ method, url, key, claims: madeHere.has(key.thumbprint) ? { tsh, tsb: true } : { tsh } });
   headers.dpop = proof;
   return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }
