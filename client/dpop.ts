@@ -101,7 +101,7 @@ let clockOffset = 0;
  * follows it, so a browser clock that is minutes off does not get proofs refused.
  */
 export function syncClock(response: Response): void {
-  const date = Date.parse(response.headers.get('date') ?? '');
+  const date = Date.parse(response.headers.get('date')!);
   if (date) clockOffset = date - Date.now();
 }
 
@@ -138,34 +138,27 @@ async function load(): Promise<typeof memory> {
   return withStore('readonly', (store) => store.get(RECORD)) as Promise<typeof memory>;
 }
 
-const signParams = (algorithm: ClientDpopAlgorithm) => (algorithm == 'ES256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' });
+/** Web Crypto's parameters for each algorithm, for generateKey and sign alike (each reads the members it needs). */
+const PARAMS: Record<string, EcKeyGenParams & EcdsaParams> = {
+  ES256: { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' },
+  EdDSA: { name: 'Ed25519' } as EcKeyGenParams & EcdsaParams,
+};
 
 /**
- * Whether a stored record is a key pair as `create` makes it: a non-extractable private key for
- * signing and its public key, both CryptoKeys of the record's algorithm, that sign and verify
- * together. Anything else (written by other script) is replaced by a fresh key.
+ * Whether a stored record is a key pair as `create` makes it: a non-extractable private key of the
+ * record's algorithm (and curve) and the public key that verifies its signature. Web Crypto refuses
+ * to sign or verify with anything but CryptoKeys of the right type, algorithm and usage, and
+ * PARAMS has nothing for another algorithm name. Anything else, written by other script, is
+ * replaced by a new key.
  */
-async function usable(record: typeof memory): Promise<boolean> {
-  try {
-    const { algorithm, pair } = record!;
-    const params = signParams(algorithm);
-    const fits = (key: CryptoKey, type: KeyType, usage: KeyUsage) =>
-      key instanceof CryptoKey &&
-      key.type == type &&
-      key.usages + '' == usage &&
-      key.algorithm.name == params.name &&
-      ((key.algorithm as EcKeyAlgorithm).namedCurve ?? 'P-256') == 'P-256';
-    const data = new Uint8Array(1);
-    return (
-      (algorithm == 'ES256' || algorithm == 'EdDSA') &&
-      fits(pair.privateKey, 'private', 'sign') &&
-      !pair.privateKey.extractable &&
-      fits(pair.publicKey, 'public', 'verify') &&
-      (await subtle().verify(params, pair.publicKey, await subtle().sign(params, pair.privateKey, data), data))
-    );
-  } catch {
-    return false;
-  }
+async function usable({ algorithm, pair: { privateKey, publicKey } }: NonNullable<typeof memory>): Promise<boolean> {
+  const params = PARAMS[algorithm]!;
+  const data = utf8('');
+  return (
+    !privateKey.extractable &&
+    (privateKey.algorithm as EcKeyAlgorithm).namedCurve == params.namedCurve &&
+    (await subtle().verify(params, publicKey, await subtle().sign(params, privateKey, data), data))
+  );
 }
 
 /** Stores a new key; with `replace: false` an existing one wins (another tab made it first). */
@@ -181,10 +174,9 @@ async function save(record: NonNullable<typeof memory>, replace: boolean): Promi
 }
 
 async function describeKey(record: NonNullable<typeof memory>): Promise<DpopKey> {
-  const raw = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
-  const jwk = (
-    record.algorithm === 'ES256' ? { kty: 'EC', crv: 'P-256', x: raw.x, y: raw.y } : { kty: 'OKP', crv: 'Ed25519', x: raw.x }
-  ) as PublicJwk;
+  // The members RFC 7638 hashes (y only for EC); usable() has checked the key's algorithm and curve.
+  const { kty, crv, x, y } = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
+  const jwk = { kty, crv, x, y } as PublicJwk;
   const digest = await subtle().digest('SHA-256', utf8(thumbprintInput(jwk)));
   return {
     algorithm: record.algorithm,
@@ -199,8 +191,7 @@ async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise
   if (algorithm !== 'ES256' && algorithm !== 'EdDSA') throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP algorithm');
   let pair: CryptoKeyPair;
   try {
-    const params = algorithm === 'ES256' ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'Ed25519' };
-    pair = (await subtle().generateKey(params, false, ['sign', 'verify'])) as CryptoKeyPair;
+    pair = (await subtle().generateKey(PARAMS[algorithm]!, false, ['sign', 'verify'])) as CryptoKeyPair;
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, undefined, { cause });
@@ -234,7 +225,8 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
 export function getDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
   return serially(async () => {
     const stored = await load();
-    if (stored && (await usable(stored))) return describeKey(stored);
+    // (A record that is not even a key pair makes usable() throw: unusable too.)
+    if (stored && (await usable(stored).catch(() => false))) return describeKey(stored);
     // None yet (if another tab stores one meanwhile, that one wins), or a bad record: replaced.
     return create(options.algorithm ?? 'ES256', !!stored);
   });
@@ -294,12 +286,13 @@ export async function createDpopProof(input: DpopProofInput): Promise<string> {
     htm: input.method.toUpperCase(),
     htu,
     iat: Math.floor((Date.now() + clockOffset) / 1000),
+    // (JSON leaves out a member whose value is undefined: no nonce, no ath.)
+    nonce: input.nonce,
   };
   if (input.accessToken !== undefined)
     claims.ath = portableBase64url.encode(new Uint8Array(await subtle().digest('SHA-256', utf8(input.accessToken))));
-  if (input.nonce !== undefined) claims.nonce = input.nonce;
   const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;
   // Web Crypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4).
-  const signature = await subtle().sign(signParams(key.algorithm), key.privateKey, utf8(signingInput));
+  const signature = await subtle().sign(PARAMS[key.algorithm]!, key.privateKey, utf8(signingInput));
   return `${signingInput}.${portableBase64url.encode(new Uint8Array(signature))}`;
 }

@@ -72,14 +72,14 @@ export type HandshakeCallback = (error: TokenSecError | null, payload?: string) 
  * The error for a non-2xx answer: the server's stable code from its `TokenSec-Error` header, else
  * from a JSON body's `code`; ERR_TOKENSEC_HTTP_STATUS when it sent neither. `status` is the status.
  */
-export function httpError(response: Response, body: string): TokenSecError {
+function httpError(response: Response, body: string): TokenSecError {
   let code = response.headers.get('tokensec-error');
   try {
     code ??= JSON.parse(body).code;
   } catch {
     // not JSON
   }
-  const known = /^ERR_TOKENSEC_[A-Z_]+$/.test(code!) ? (code as TokenSecError['code']) : 'ERR_TOKENSEC_HTTP_STATUS';
+  const known = /^ERR_TOKENSEC_\w+$/.test(code!) ? (code as TokenSecError['code']) : 'ERR_TOKENSEC_HTTP_STATUS';
   return fail(known, 'HTTP ' + response.status, response.status);
 }
 
@@ -103,6 +103,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
     throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
   }
   const endpoint: URL = url;
+  const dpop = options.dpop !== false;
   const keys = await createKeys(subtle, algorithm);
 
   /**
@@ -110,11 +111,11 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
    * - 409 NEW_KEY_REQUIRED (the session has no key yet, and this one was not made in this run):
    *   the key another tab stored meanwhile, else a new key, made here and so sent with `tsb`;
    * - 403 KEY_MISMATCH: the key another tab stored meanwhile, if there is one;
-   * - 401 with a `DPoP-Nonce` (use_dpop_nonce): that nonce in the proof;
-   * - 401 INVALID_PROOF with the server's `Date`: the proof's `iat` by the server's clock.
+   * - an answer with a `DPoP-Nonce` (401 use_dpop_nonce): that nonce in the proof;
+   * - 401 INVALID_PROOF: the proof's `iat` by the server's clock, learnt from the answer's `Date`.
    */
   const exchange = async () => {
-    let key: DpopKey | undefined = options.dpop === false ? undefined : await getDpopKey();
+    let key: DpopKey | undefined = dpop ? await getDpopKey() : undefined;
     let nonce: string | undefined;
     const retried: string[] = [];
     for (;;) {
@@ -127,6 +128,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         const claims: Record<string, string | boolean> = {
           [HANDSHAKE_CLAIM]: portableBase64url.encode(new Uint8Array(await subtle.digest('SHA-256', utf8(value)))),
         };
+        // A key made in this run may be bound to a session that has none yet.
         if (madeHere.has(key.thumbprint)) claims[BIND_CLAIM] = true;
         headers[DPOP_HEADER] = await createDpopProof({ method, url: endpoint, key, nonce, claims });
       }
@@ -135,13 +137,17 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         // fetch's own default credentials mode is 'same-origin'.
         response = await fetch(endpoint, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
       } catch (cause) {
-        throw abort.signal.reason ?? new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
+        throw abort.signal.reason ?? fail('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
       }
       syncClock(response);
       // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
       // when collected, which browsers log as an aborted request).
       const body = await response.text().catch(() => '');
-      if (response.ok) return { response, body, target };
+      if (response.ok) {
+        const sealed = response.headers.get(header);
+        if (sealed === null) throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
+        return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
+      }
       const error = httpError(response, body);
       const { code } = error;
       const offered = response.headers.get('dpop-nonce');
@@ -151,28 +157,17 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         const stored = await getDpopKey();
         if (stored.thumbprint != key.thumbprint) key = stored;
         else if (code == 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') throw error;
-        else key = await rotateDpopKey({ algorithm: key.algorithm });
-      } else if (
-        offered &&
-        (code == 'ERR_TOKENSEC_DPOP_NONCE_REQUIRED' || /use_dpop_nonce/.test(response.headers.get('www-authenticate')!))
-      )
-        nonce = offered;
-      else if (code != 'ERR_TOKENSEC_DPOP_INVALID_PROOF' || !response.headers.get('date')) throw error;
+        else key = await rotateDpopKey(key); // a new key of the same algorithm
+      } else if (offered) nonce = offered;
+      else if (code != 'ERR_TOKENSEC_DPOP_INVALID_PROOF') throw error;
     }
   };
 
   // Tabs choose and bind keys one at a time: a tab that finds the session unbound makes its new
-  // key only after any other tab's binding has finished, and a tab waiting here then uses the key
-  // the first one bound. Without Web Locks, the retries above still bring tabs to one key.
+  // key only once any other tab's binding has finished, and a tab waiting here then finds the key
+  // that tab bound. Without Web Locks (older browsers) only the retries above bring tabs to one key.
   const locks = globalThis.navigator?.locks;
-  const { response, body, target } = await (options.dpop !== false && locks
-    ? locks.request('tokensec-dpop-key', { signal: abort.signal }, exchange)
-    : exchange());
-  const sealed = response.headers.get(header);
-  if (sealed === null) {
-    throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
-  }
-  return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
+  return dpop && locks ? locks.request('tokensec-dpop-key', { signal: abort.signal }, exchange) : exchange();
 }
 
 /**
@@ -181,11 +176,15 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
  */
 function guarded(options: ClientHandshakeOptions): Promise<string> {
   // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
-  if (typeof options !== 'object' || options === null)
-    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Options must be an object'));
-  const { timeout = 10_000, signal } = options;
-  if (typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
-    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad timeout or signal'));
+  const { timeout = 10_000, signal } = options ?? {};
+  if (
+    typeof options !== 'object' ||
+    !options ||
+    typeof timeout !== 'number' ||
+    !(timeout > 0) ||
+    (signal && !(signal instanceof AbortSignal))
+  )
+    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad options, timeout or signal'));
   const abort = new AbortController();
   const stop = (error: TokenSecError) => abort.signal.aborted || abort.abort(error);
   const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));

@@ -86,9 +86,8 @@ export function publicJwk(alg: DpopAlgorithm, jwk: unknown, codec: Base64urlCode
 
 /** RFC 7638: the JSON whose SHA-256 is the thumbprint, required members in lexicographic order, no white space. */
 export function thumbprintInput(jwk: PublicJwk): string {
-  return jwk.kty === 'EC'
-    ? `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`
-    : `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}"}`;
+  // JSON.stringify keeps this member order and leaves out `y` where there is none (OKP).
+  return JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: (jwk as { y?: string }).y });
 }
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;

@@ -132,16 +132,18 @@ describe('size budget', () => {
   };
   // 2 KiB in 2.0.0. The hardening of the threat-model issue (timeout, AbortSignal, strict parsing,
   // HKDF as two HMACs) cost about 400 bytes, and DPoP (a non-extractable key in IndexedDB, proofs
-  // for the handshake and API calls) about 1,300: the budget is 3.75 KiB.
-  it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 3840 bytes min+gzip', async (file) => {
-    expect(await gzipped(file)).toBeLessThanOrEqual(3840);
+  // for the handshake and API calls) about 1,300. Key integrity in 3.1 (a checked key record, a
+  // new key made for binding under a Web Lock, retries for a new key, a nonce and the server's
+  // clock, the server's error code) about 330: the budget is 4 KiB.
+  it.each(['tokensec.min.js', 'tokensec.min.mjs'])('%s is at most 4096 bytes min+gzip', async (file) => {
+    expect(await gzipped(file)).toBeLessThanOrEqual(4096);
   });
-  // The session bundle, handshake and DPoP included: 5 KiB.
-  it.each(['tokensec-session.min.js', 'tokensec-session.min.mjs'])('%s is at most 5120 bytes min+gzip', async (file) => {
-    expect(await gzipped(file)).toBeLessThanOrEqual(5120);
+  // The session bundle, handshake and DPoP included: 6 KiB.
+  it.each(['tokensec-session.min.js', 'tokensec-session.min.mjs'])('%s is at most 6144 bytes min+gzip', async (file) => {
+    expect(await gzipped(file)).toBeLessThanOrEqual(6144);
   });
-  // The sealed bundle is the session and both sides of its worker protocol in one file: 5.625 KiB.
-  it.each(['tokensec-sealed.min.js', 'tokensec-sealed.min.mjs'])('%s is at most 5760 bytes min+gzip', async (file) => {
-    expect(await gzipped(file)).toBeLessThanOrEqual(5760);
+  // The sealed bundle is the session and both sides of its worker protocol in one file: 6.5 KiB.
+  it.each(['tokensec-sealed.min.js', 'tokensec-sealed.min.mjs'])('%s is at most 6656 bytes min+gzip', async (file) => {
+    expect(await gzipped(file)).toBeLessThanOrEqual(6656);
   });
 });
