@@ -272,7 +272,7 @@ describe('the browser clock ten minutes off', () => {
         constructor(...args: unknown[]) {
           super(...((args.length ? args : [RealDate.now() + shift]) as []));
         }
-        static now() {
+        static override now() {
           return RealDate.now() + shift;
         }
       }

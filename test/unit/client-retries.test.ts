@@ -21,7 +21,7 @@ afterAll(() => Promise.all(servers.map((s) => s.close())));
  * errorHandler(): the code in `TokenSec-Error` and in the JSON body, the error's headers copied.
  * `header: false` sends the code in the JSON body only, as an app's own handler may.
  */
-async function app(dpop: ServerHandshakeOptions<express.Request>['dpop'] = {}, handshakeOptions: Partial<ServerHandshakeOptions> = {}) {
+async function app(dpop: ServerHandshakeOptions['dpop'] = {}, handshakeOptions: Partial<ServerHandshakeOptions> = {}) {
   const a = express();
   const requests: { proof: Record<string, unknown> | undefined }[] = [];
   const errors: string[] = [];
