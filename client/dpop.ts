@@ -147,9 +147,10 @@ const PARAMS: Record<string, EcKeyGenParams & EcdsaParams> = {
 /**
  * Whether a stored record is a key pair as `create` makes it: a non-extractable private key of the
  * record's algorithm (and curve) and the public key that verifies its signature. Web Crypto refuses
- * to sign or verify with anything but CryptoKeys of the right type, algorithm and usage, and
- * PARAMS has nothing for another algorithm name. Anything else, written by other script, is
- * replaced by a new key.
+ * to sign or verify with anything but CryptoKeys of the right type, algorithm and usage, and with
+ * the parameters PARAMS gives another algorithm name (none, or an inherited member). Anything
+ * else, written by other script, is replaced by a new key. A well-formed record is used as it is:
+ * who wrote it cannot be told, which is why a stored key is never sent with `tsb`.
  */
 async function usable({ algorithm, pair: { privateKey, publicKey } }: NonNullable<typeof memory>): Promise<boolean> {
   const params = PARAMS[algorithm]!;
