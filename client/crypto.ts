@@ -2,14 +2,14 @@
  * The browser's half of protocol v3 (docs/PROTOCOL.md), on Web Crypto. Private keys are created
  * non-extractable: script can use them through crypto.subtle but never read their bytes.
  */
-import { TokenSecError } from '../src/protocol/errors.js';
+import { fail } from './fail.js';
 import { bindingInput, keyContext, utf8, type RequestTarget } from '../src/protocol/context.js';
 import { formatRequest, parseResponse, type Algorithm } from '../src/protocol/wire.js';
 
 /** Web Crypto, which browsers offer only in secure contexts (HTTPS, localhost). */
 export function subtleCrypto(): SubtleCrypto {
   const subtle = globalThis.crypto?.subtle;
-  if (!subtle) throw new TokenSecError('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
+  if (!subtle) throw fail('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
   return subtle;
 }
 
@@ -37,7 +37,7 @@ export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): P
       // not supported here: try the next one
     }
   }
-  throw new TokenSecError('ERR_TOKENSEC_UNSUPPORTED_BROWSER', 'No X25519 or P-256');
+  throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', 'No X25519 or P-256');
 }
 
 /** HMAC-SHA256. */
@@ -66,7 +66,7 @@ export async function openResponse(
   value: string,
 ): Promise<string> {
   const response = parseResponse(value, keys.algorithm);
-  if (!response) throw new TokenSecError('ERR_TOKENSEC_MALFORMED_RESPONSE', 'Malformed response');
+  if (!response) throw fail('ERR_TOKENSEC_MALFORMED_RESPONSE', 'Malformed response');
   try {
     const algorithm = webCryptoAlgorithm(keys.algorithm);
     const serverKey = await subtle.importKey('raw', response.publicKey, algorithm, false, []);
@@ -84,6 +84,6 @@ export async function openResponse(
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(plaintext);
   } catch (cause) {
     // One code for every cryptographic failure: a tampered, replayed or misdirected response.
-    throw new TokenSecError('ERR_TOKENSEC_DECRYPTION_FAILED', 'Decryption failed', undefined, { cause });
+    throw fail('ERR_TOKENSEC_DECRYPTION_FAILED', 'Decryption failed', undefined, { cause });
   }
 }

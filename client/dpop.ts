@@ -3,6 +3,11 @@
  * non-extractable private key and kept in IndexedDB (a CryptoKeyPair survives structured clone and
  * stays non-extractable), so it outlives reloads, and script can use it but never copy it. Where
  * IndexedDB is missing (Node, some private modes) the key lives in memory for the page's life.
+ *
+ * Any script of the origin can write that IndexedDB record, so a stored key is only ever used as
+ * it is, never trusted: a key becomes bound to a new session only when this run of the client made
+ * it (`madeHere`, in memory; the handshake then sends the claim `tsb`). Proofs' `iat` follows the
+ * server's clock, learnt from the `Date` of its answers (`syncClock`).
  */
 import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
@@ -76,8 +81,8 @@ export interface DpopProofInput {
   accessToken?: string;
   /** A nonce the server sent in `DPoP-Nonce`. */
   nonce?: string;
-  /** Extra claims (the handshake adds `tsh`). */
-  claims?: Record<string, string>;
+  /** Extra claims (the handshake adds `tsh`, and `tsb` for a key made in this run). */
+  claims?: Record<string, string | boolean>;
   /** The key to sign with. Default: `getDpopKey()`. */
   key?: DpopKey;
 }
@@ -86,6 +91,19 @@ const STORE = 'keys';
 const RECORD = 'dpop';
 let memory: { algorithm: ClientDpopAlgorithm; pair: CryptoKeyPair } | undefined;
 let pending: Promise<unknown> | undefined;
+/** Thumbprints of the keys this run of the client made: the only ones it asks a server to bind. */
+export const madeHere = new Set<string>();
+/** Milliseconds to add to the browser's clock to get the server's (`syncClock`). */
+let clockOffset = 0;
+
+/**
+ * Learns the server's clock from the `Date` header of one of its answers; proofs' `iat` then
+ * follows it, so a browser clock that is minutes off does not get proofs refused.
+ */
+export function syncClock(response: Response): void {
+  const date = Date.parse(response.headers.get('date')!);
+  if (date) clockOffset = date - Date.now();
+}
 
 const subtle = subtleCrypto;
 
@@ -120,6 +138,30 @@ async function load(): Promise<typeof memory> {
   return withStore('readonly', (store) => store.get(RECORD)) as Promise<typeof memory>;
 }
 
+/** Web Crypto's parameters for each algorithm, for generateKey and sign alike (each reads the members it needs). */
+const PARAMS: Record<string, EcKeyGenParams & EcdsaParams> = {
+  ES256: { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' },
+  EdDSA: { name: 'Ed25519' } as EcKeyGenParams & EcdsaParams,
+};
+
+/**
+ * Whether a stored record is a key pair as `create` makes it: a non-extractable private key of the
+ * record's algorithm (and curve) and the public key that verifies its signature. Web Crypto refuses
+ * to sign or verify with anything but CryptoKeys of the right type, algorithm and usage, and with
+ * the parameters PARAMS gives another algorithm name (none, or an inherited member). Anything
+ * else, written by other script, is replaced by a new key. A well-formed record is used as it is:
+ * who wrote it cannot be told, which is why a stored key is never sent with `tsb`.
+ */
+async function usable({ algorithm, pair: { privateKey, publicKey } }: NonNullable<typeof memory>): Promise<boolean> {
+  const params = PARAMS[algorithm]!;
+  const data = utf8('');
+  return (
+    !privateKey.extractable &&
+    (privateKey.algorithm as EcKeyAlgorithm).namedCurve == params.namedCurve &&
+    (await subtle().verify(params, publicKey, await subtle().sign(params, privateKey, data), data))
+  );
+}
+
 /** Stores a new key; with `replace: false` an existing one wins (another tab made it first). */
 async function save(record: NonNullable<typeof memory>, replace: boolean): Promise<NonNullable<typeof memory>> {
   if (!hasIndexedDb()) return (memory = replace ? record : (memory ?? record));
@@ -133,10 +175,9 @@ async function save(record: NonNullable<typeof memory>, replace: boolean): Promi
 }
 
 async function describeKey(record: NonNullable<typeof memory>): Promise<DpopKey> {
-  const raw = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
-  const jwk = (
-    record.algorithm === 'ES256' ? { kty: 'EC', crv: 'P-256', x: raw.x, y: raw.y } : { kty: 'OKP', crv: 'Ed25519', x: raw.x }
-  ) as PublicJwk;
+  // The members RFC 7638 hashes (y only for EC); usable() has checked the key's algorithm and curve.
+  const { kty, crv, x, y } = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
+  const jwk = { kty, crv, x, y } as PublicJwk;
   const digest = await subtle().digest('SHA-256', utf8(thumbprintInput(jwk)));
   return {
     algorithm: record.algorithm,
@@ -151,13 +192,17 @@ async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise
   if (algorithm !== 'ES256' && algorithm !== 'EdDSA') throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP algorithm');
   let pair: CryptoKeyPair;
   try {
-    const params = algorithm === 'ES256' ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'Ed25519' };
-    pair = (await subtle().generateKey(params, false, ['sign', 'verify'])) as CryptoKeyPair;
+    pair = (await subtle().generateKey(PARAMS[algorithm]!, false, ['sign', 'verify'])) as CryptoKeyPair;
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, undefined, { cause });
   }
-  return describeKey(await save({ algorithm, pair }, replace));
+  const record = { algorithm, pair };
+  const saved = await save(record, replace);
+  const key = await describeKey(saved);
+  // With replace false, another tab's key may have won: that one was not made here.
+  if (saved == record) madeHere.add(key.thumbprint);
+  return key;
 }
 
 /** Runs key work one at a time in this page, so concurrent callers share one key. */
@@ -171,6 +216,7 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
 
 /**
  * The page's DPoP key: the stored one, or a new one made and stored. Concurrent callers share one.
+ * A stored record that is not a usable key pair (see `usable`) is replaced by a new key.
  *
  * @example
  * ```js
@@ -180,13 +226,17 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
 export function getDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
   return serially(async () => {
     const stored = await load();
-    return stored ? describeKey(stored) : create(options.algorithm ?? 'ES256', false);
+    // (A record that is not even a key pair makes usable() throw: unusable too.)
+    if (stored && (await usable(stored).catch(() => false))) return describeKey(stored);
+    // None yet (if another tab stores one meanwhile, that one wins), or a bad record: replaced.
+    return create(options.algorithm ?? 'ES256', !!stored);
   });
 }
 
 /**
- * Replaces the page's DPoP key with a new one. Tokens bound to the old key stop working, and a
- * server that binds sessions to keys refuses the new key until the session is bound again.
+ * Replaces the page's DPoP key with a new one, made in this run: the key to bind at login (send
+ * its thumbprint with the login form). Tokens bound to the old key stop working, and a session
+ * bound to the old key refuses the new one until the session is bound again (log in again).
  *
  * @example
  * ```js
@@ -236,14 +286,14 @@ export async function createDpopProof(input: DpopProofInput): Promise<string> {
     jti,
     htm: input.method.toUpperCase(),
     htu,
-    iat: Math.floor(Date.now() / 1000),
+    iat: Math.floor((Date.now() + clockOffset) / 1000),
+    // (JSON leaves out a member whose value is undefined: no nonce, no ath.)
+    nonce: input.nonce,
   };
   if (input.accessToken !== undefined)
     claims.ath = portableBase64url.encode(new Uint8Array(await subtle().digest('SHA-256', utf8(input.accessToken))));
-  if (input.nonce !== undefined) claims.nonce = input.nonce;
   const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;
-  const params = key.algorithm === 'ES256' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: 'Ed25519' };
   // Web Crypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4).
-  const signature = await subtle().sign(params, key.privateKey, utf8(signingInput));
+  const signature = await subtle().sign(PARAMS[key.algorithm]!, key.privateKey, utf8(signingInput));
   return `${signingInput}.${portableBase64url.encode(new Uint8Array(signature))}`;
 }

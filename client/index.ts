@@ -7,11 +7,11 @@ import { TokenSecError } from '../src/protocol/errors.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, joinResponse, type Algorithm } from '../src/protocol/wire.js';
 import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
-import { DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
+import { BIND_CLAIM, DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
 import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
 import { readCookie } from './cookie.js';
 import { fail } from './fail.js';
-import { createDpopProof, getDpopKey } from './dpop.js';
+import { createDpopProof, getDpopKey, madeHere, rotateDpopKey, syncClock, type DpopKey } from './dpop.js';
 
 export { TokenSecError };
 export { createDpopProof, deleteDpopKey, getDpopKey, rotateDpopKey } from './dpop.js';
@@ -68,6 +68,21 @@ export interface ClientHandshakeOptions {
  */
 export type HandshakeCallback = (error: TokenSecError | null, payload?: string) => void;
 
+/**
+ * The error for a non-2xx answer: the server's stable code from its `TokenSec-Error` header, else
+ * from a JSON body's `code`; ERR_TOKENSEC_HTTP_STATUS when it sent neither. `status` is the status.
+ */
+function httpError(response: Response, body: string): TokenSecError {
+  let code = response.headers.get('tokensec-error');
+  try {
+    code ??= JSON.parse(body).code;
+  } catch {
+    // not JSON
+  }
+  const known = /^ERR_TOKENSEC_\w+$/.test(code!) ? (code as TokenSecError['code']) : 'ERR_TOKENSEC_HTTP_STATUS';
+  return fail(known, 'HTTP ' + response.status, response.status);
+}
+
 async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
   const subtle = subtleCrypto();
   const { uri = '/', header = DEFAULT_HEADER, algorithm } = options;
@@ -87,35 +102,72 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   if (!secret) {
     throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
   }
-  const dpopKey = options.dpop === false ? undefined : await getDpopKey();
-  const target = { header, method, path: url.pathname, jkt: dpopKey && portableBase64url.decode(dpopKey.thumbprint) };
-
+  const endpoint: URL = url;
+  const dpop = options.dpop !== false;
   const keys = await createKeys(subtle, algorithm);
-  const value = await requestHeader(subtle, keys, secret, target);
-  const headers: Record<string, string> = { ...options.headers, [header]: value };
-  if (csrfToken) headers[CSRF_HEADER] = csrfToken;
-  if (dpopKey) {
-    // The proof commits to this handshake header, and so to the ephemeral key in it.
-    const tsh = portableBase64url.encode(new Uint8Array(await subtle.digest('SHA-256', utf8(value))));
-    headers[DPOP_HEADER] = await createDpopProof({ method, url, key: dpopKey, claims: { [HANDSHAKE_CLAIM]: tsh } });
-  }
 
-  let response: Response;
-  try {
-    // fetch's own default credentials mode is 'same-origin'.
-    response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
-  } catch (cause) {
-    throw abort.signal.reason ?? new TokenSecError('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
-  }
-  // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
-  // when collected, which browsers log as an aborted request).
-  const body = await response.text().catch(() => '');
-  if (!response.ok) throw fail('ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
-  const sealed = response.headers.get(header);
-  if (sealed === null) {
-    throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
-  }
-  return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
+  /**
+   * Sends the handshake until it is answered, retrying once each refusal a new attempt can cure:
+   * - 409 NEW_KEY_REQUIRED (the session has no key yet, and this one was not made in this run):
+   *   the key another tab stored meanwhile, else a new key, made here and so sent with `tsb`;
+   * - 403 KEY_MISMATCH: the key another tab stored meanwhile, if there is one;
+   * - an answer with a `DPoP-Nonce` (401 use_dpop_nonce): that nonce in the proof;
+   * - 401 INVALID_PROOF: the proof's `iat` by the server's clock, learnt from the answer's `Date`.
+   */
+  const exchange = async () => {
+    let key: DpopKey | undefined = dpop ? await getDpopKey() : undefined;
+    let nonce: string | undefined;
+    const retried: string[] = [];
+    for (;;) {
+      const target = { header, method, path: endpoint.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
+      const value = await requestHeader(subtle, keys, secret, target);
+      const headers: Record<string, string> = { ...options.headers, [header]: value };
+      if (csrfToken) headers[CSRF_HEADER] = csrfToken;
+      if (key) {
+        // The proof commits to this handshake header, and so to the ephemeral key in it.
+        const claims: Record<string, string | boolean> = {
+          [HANDSHAKE_CLAIM]: portableBase64url.encode(new Uint8Array(await subtle.digest('SHA-256', utf8(value)))),
+        };
+        // A key made in this run may be bound to a session that has none yet.
+        if (madeHere.has(key.thumbprint)) claims[BIND_CLAIM] = true;
+        headers[DPOP_HEADER] = await createDpopProof({ method, url: endpoint, key, nonce, claims });
+      }
+      let response: Response;
+      try {
+        // fetch's own default credentials mode is 'same-origin'.
+        response = await fetch(endpoint, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
+      } catch (cause) {
+        throw abort.signal.reason ?? fail('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
+      }
+      syncClock(response);
+      // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
+      // when collected, which browsers log as an aborted request).
+      const body = await response.text().catch(() => '');
+      if (response.ok) {
+        const sealed = response.headers.get(header);
+        if (sealed === null) throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
+        return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
+      }
+      const error = httpError(response, body);
+      const { code } = error;
+      const offered = response.headers.get('dpop-nonce');
+      if (!key || retried.includes(code)) throw error;
+      retried.push(code);
+      if (code == 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED' || code == 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') {
+        const stored = await getDpopKey();
+        if (stored.thumbprint != key.thumbprint) key = stored;
+        else if (code == 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') throw error;
+        else key = await rotateDpopKey(key); // a new key of the same algorithm
+      } else if (offered) nonce = offered;
+      else if (code != 'ERR_TOKENSEC_DPOP_INVALID_PROOF') throw error;
+    }
+  };
+
+  // Tabs choose and bind keys one at a time: a tab that finds the session unbound makes its new
+  // key only once any other tab's binding has finished, and a tab waiting here then finds the key
+  // that tab bound. Without Web Locks (older browsers) only the retries above bring tabs to one key.
+  const locks = globalThis.navigator?.locks;
+  return dpop && locks ? locks.request('tokensec-dpop-key', { signal: abort.signal }, exchange) : exchange();
 }
 
 /**
@@ -124,11 +176,15 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
  */
 function guarded(options: ClientHandshakeOptions): Promise<string> {
   // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
-  if (typeof options !== 'object' || options === null)
-    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Options must be an object'));
-  const { timeout = 10_000, signal } = options;
-  if (typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
-    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad timeout or signal'));
+  const { timeout = 10_000, signal } = options ?? {};
+  if (
+    typeof options !== 'object' ||
+    !options ||
+    typeof timeout !== 'number' ||
+    !(timeout > 0) ||
+    (signal && !(signal instanceof AbortSignal))
+  )
+    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad options, timeout or signal'));
   const abort = new AbortController();
   const stop = (error: TokenSecError) => abort.signal.aborted || abort.abort(error);
   const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));

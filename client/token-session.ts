@@ -5,7 +5,7 @@
  */
 import { TokenSecError } from '../src/protocol/errors.js';
 import { readCookie } from './cookie.js';
-import { createDpopProof } from './dpop.js';
+import { createDpopProof, syncClock } from './dpop.js';
 import { fail } from './fail.js';
 import { handshake, type ClientHandshakeOptions } from './index.js';
 
@@ -347,6 +347,7 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
       // Only an answer from the origin the proof was made for (not one a redirect led to) may
       // set that origin's nonce or ask for a retry.
       const own = response.url && new URL(response.url).origin == origin;
+      if (own) syncClock(response);
       const nonce = own && response.headers.get('dpop-nonce');
       if (nonce) nonces[origin] = nonce;
       const challenge = own && response.status == 401 && response.headers.get('www-authenticate');

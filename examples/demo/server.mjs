@@ -89,6 +89,11 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60), 
     req.session.regenerate(async (err) => {
       if (err) return next(err);
       req.session.user = DEMO_USER.username;
+      // Login-time binding: the thumbprint of the key the page made for this login. Every
+      // handshake of this session must prove that key (naming a key one does not hold only
+      // locks oneself out); without it, the first handshake binds a key made for it.
+      const { jkt } = req.body;
+      if (typeof jkt === 'string' && /^[\w-]{43}$/.test(jkt)) req.session.tokenSecJkt = jkt;
       try {
         if (dbsc) await dbsc.requestRegistration(req, res); // browsers with DBSC register a key next
         res.json({ user: req.session.user });

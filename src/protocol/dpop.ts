@@ -19,6 +19,12 @@ export const DPOP_NONCE_HEADER = 'dpop-nonce';
  * cannot swap that key without breaking the proof's signature. docs/PROTOCOL.md specifies it.
  */
 export const HANDSHAKE_CLAIM = 'tsh';
+/**
+ * TokenSec's bind claim (`tsb: true`) in a handshake's proof: the browser client made this key in
+ * the run that sends the proof, so a session with no key bound yet may bind it. A key read back
+ * from storage never carries it: any script of the origin could have written that storage.
+ */
+export const BIND_CLAIM = 'tsb';
 
 /**
  * Signature algorithms TokenSec makes and verifies: ES256 (P-256) by default, and Ed25519 where
@@ -66,6 +72,8 @@ export interface DpopClaims {
   nonce?: string;
   /** HANDSHAKE_CLAIM, on the handshake's proof. */
   tsh?: string;
+  /** BIND_CLAIM, on a handshake's proof made with a key the client made in this run. */
+  tsb?: boolean;
 }
 
 /**
@@ -94,9 +102,8 @@ export function publicJwk(alg: DpopAlgorithm, jwk: unknown, codec: Base64urlCode
 
 /** RFC 7638: the JSON whose SHA-256 is the thumbprint, required members in lexicographic order, no white space. */
 export function thumbprintInput(jwk: PublicJwk): string {
-  return jwk.kty === 'EC'
-    ? `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`
-    : `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}"}`;
+  // JSON.stringify keeps this member order and leaves out `y` where there is none (OKP).
+  return JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: (jwk as { y?: string }).y });
 }
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;

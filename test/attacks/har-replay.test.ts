@@ -52,7 +52,7 @@ describe('with sessions bound to their DPoP key (express-session, as in the demo
       csrfToken: defined(harHeader(har.request.headers, 'x-csrf-token'), 'CSRF token in the HAR'),
       headers: { cookie: defined(harHeader(har.request.headers, 'cookie'), 'cookie in the HAR') },
     }).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH', status: 403 });
   });
 
   it('replaying the recorded request itself: the proof was used once, 401 ERR_TOKENSEC_DPOP_REPLAYED_PROOF', async () => {

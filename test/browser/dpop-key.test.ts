@@ -262,7 +262,7 @@ describe('proofs made in Chromium', () => {
           (error: any) => ({ code: error.code, status: error.status }),
         ),
       );
-      expect(refused).toEqual({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 401 });
+      expect(refused).toEqual({ code: 'ERR_TOKENSEC_DPOP_INVALID_PROOF', status: 401 });
     } finally {
       await context.close();
     }

@@ -177,7 +177,7 @@ describe("large tokens against nginx's default buffers (proxy_buffer_size 4k, la
     page.on('response', onResponse);
     const result = await tokenAndApiCall('/api/token-next', 3000);
     page.off('response', onResponse);
-    expect(result).toEqual({ ok: false, code: 'ERR_TOKENSEC_HTTP_STATUS', status: 500 });
+    expect(result).toEqual({ ok: false, code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE', status: 500 });
     await expect.poll(() => bodies).toEqual([expect.objectContaining({ code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE' })]);
   });
 });

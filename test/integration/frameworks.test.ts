@@ -142,7 +142,7 @@ describe.each(frameworks)('%s', (_name, start) => {
       const token = await handshake({ uri: `${origin}/token`, secret: SECRET });
       expect(token).toMatch(/^token-for\.[\w-]{43}$/);
       const refused = await handshake({ uri: `${origin}/token`, secret: 'a-wrong-secret-0123456789' }).catch((e: unknown) => e);
-      expect(refused).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+      expect(refused).toMatchObject({ code: 'ERR_TOKENSEC_SECRET_MISMATCH', status: 403 });
 
       const url = `${origin}/api/me`;
       const ok = await fetch(url, {

@@ -181,6 +181,8 @@ export async function rewritingProxy(
           htu: `http://${req.headers.host}${path}`,
           iat: Math.floor(Date.now() / 1000),
           tsh,
+          // Its own key, so it claims it was made for binding: `tsb` stops a planted key, not this.
+          tsb: true,
         });
       }
     }

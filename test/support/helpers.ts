@@ -111,10 +111,10 @@ export function csrfApp(
 export async function signedHandshake(
   url: string,
   secret: string,
-  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean } = {},
+  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean; tsb?: boolean } = {},
 ) {
   const { createKeys, requestHeader } = await import('../../client/crypto.js');
-  const { createDpopProof, getDpopKey } = await import('../../client/dpop.js');
+  const { createDpopProof, getDpopKey, madeHere } = await import('../../client/dpop.js');
   const method = options.method ?? 'POST';
   const key = options.dpop === false ? undefined : await getDpopKey();
   const target = {
@@ -128,7 +128,9 @@ export async function signedHandshake(
   const headers: Record<string, string> = { 'x-tokensec-handshake': value };
   if (!key) return { keys, target, value, proof: undefined, jkt: undefined, headers };
   const tsh = createHash('sha256').update(value).digest('base64url');
-  const proof = await createDpopProof({ method, url, key, claims: { tsh } });
+  // `tsb` as the client sends it: for a key made in this run (in Node the client's key lives in memory).
+  const tsb = options.tsb ?? madeHere.has(key.thumbprint);
+  const proof = await createDpopProof({ method, url, key, claims: tsb ? { tsh, tsb } : { tsh } });
   headers.dpop = proof;
   return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }

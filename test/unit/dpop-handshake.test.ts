@@ -237,6 +237,45 @@ describe('a session is bound to the key of its first handshake', () => {
   });
 });
 
+describe('key integrity: an unbound session binds only a key made for it (claim tsb)', () => {
+  it('unbound + no tsb: 409 ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED and nothing bound; with tsb it binds; once bound, tsb is not needed', async () => {
+    const { url, seen } = await app();
+    const planted = await signedHandshake(url, SECRET, { tsb: false });
+    const refused = await post(url, planted.headers);
+    expect(await codeOf(refused)).toEqual({ status: 409, code: 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED' });
+    expect(refused.headers.getSetCookie()).toEqual([]); // no session saved, nothing bound
+    expect(seen).toEqual([]);
+
+    const first = await post(url, (await signedHandshake(url, SECRET, { tsb: true })).headers);
+    expect(first.status).toBe(200);
+    const cookie = defined(first.headers.getSetCookie()[0], 'session cookie').split(';', 1)[0] ?? '';
+    expect((await post(url, { ...(await signedHandshake(url, SECRET, { tsb: false })).headers, cookie })).status).toBe(200);
+    expect(seen).toEqual([{ jkt: (await getDpopKey()).thumbprint }, { jkt: (await getDpopKey()).thumbprint }]);
+  });
+
+  it('tsb must be the JSON true (not "true"); with sessionKey: false, or no express-session, nothing is bound and tsb is not needed', async () => {
+    const { url } = await app();
+    const { createDpopProof } = await import('../../client/dpop.js');
+    const { createHash } = await import('node:crypto');
+    const base = await signedHandshake(url, SECRET, { tsb: false });
+    const tsh = createHash('sha256').update(base.value).digest('base64url');
+    const stringTsb = await createDpopProof({ method: 'POST', url, claims: { tsh, tsb: 'true' } });
+    expect(await codeOf(await post(url, { ...base.headers, dpop: stringTsb }))).toEqual({
+      status: 409,
+      code: 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
+    });
+
+    const none = await app({ sessionKey: false });
+    expect((await post(none.url, (await signedHandshake(none.url, SECRET, { tsb: false })).headers)).status).toBe(200);
+    const plain = express();
+    plain.post('/token', tokenSec.handshake({ secret: SECRET, payload: TOKEN, terminate: true }));
+    const server = await listen(plain);
+    servers.push(server);
+    const plainUrl = `${server.origin}/token`;
+    expect((await post(plainUrl, (await signedHandshake(plainUrl, SECRET, { tsb: false })).headers)).status).toBe(200);
+  });
+});
+
 describe('options are checked at startup', () => {
   it.each([
     [{ requird: true }, /unknown option "dpop.requird". Did you mean "dpop.required"\?/],

@@ -49,7 +49,7 @@ describe('round trip: the client code against a listening app with csurf', () =>
     const error = await clientHandshake({ uri: `${server.origin}/token`, csrfToken, secret: 'something else', headers: { cookie } }).catch(
       (e) => e,
     );
-    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_SECRET_MISMATCH', status: 403 });
     expect(errors.at(-1)?.code).toBe('ERR_TOKENSEC_SECRET_MISMATCH');
   });
 

@@ -173,7 +173,10 @@
     busy(event.target.querySelector('button'), 'Logging in…', async () => {
       step('login', 'running');
       try {
-        await post('/login', { username: form.get('username'), password: form.get('password') });
+        // Bind the new session to a key made now, by this page: never to a stored one, which other
+        // script of this origin could have written.
+        const { thumbprint } = await TokenSec.rotateDpopKey();
+        await post('/login', { username: form.get('username'), password: form.get('password'), jkt: thumbprint });
         await loadSession(); // a new session has a new CSRF token
         await awaitDbsc();
         status('Logged in.');

@@ -5,9 +5,10 @@
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkBoolean, checkOptions, optionError } from '../options.js';
 import { requestUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
+import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
 import { checkDpopProof, readProofHeader, recordProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
-import type { DpopAlgorithm } from '../../protocol/dpop.js';
+import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -47,6 +48,8 @@ export interface HandshakeDpopOptions<Req = DpopRequestLike> {
   clockSkew?: number;
   /** Default: memoryReplayStore(); redisReplayStore() across processes. */
   replayStore?: ReplayStore;
+  /** Require server nonces (RFC 9449 §8), as `dpop()`'s `nonce`: `true` or nonce options. Default off. */
+  nonce?: boolean | NonceOptions;
   /**
    * Binds the session to the first key that completes a handshake in it; later handshakes with
    * another key get 403 ERR_TOKENSEC_DPOP_KEY_MISMATCH. Default: express-session's `req.session`
@@ -66,7 +69,7 @@ export interface ResolvedHandshakeDpop<Req> {
   url: (req: Req) => string;
 }
 
-const KNOWN = ['required', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'sessionKey', 'url', 'now'] as const;
+const KNOWN = ['required', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'nonce', 'sessionKey', 'url', 'now'] as const;
 
 interface SessionRequest {
   session?: { tokenSecJkt?: unknown };
@@ -138,14 +141,35 @@ export function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop
   });
 }
 
-/** Refuses a handshake whose key is not the one the session is bound to. Waits only for a store that does. */
+/**
+ * Key integrity: a session with no key bound yet binds only a key the browser client made in the
+ * run that sends the proof (claim `tsb: true`), never one read back from storage that other script
+ * could have written. 409 tells the client to make a new key and send it with `tsb`.
+ */
+function requireNewKey(proof: VerifiedProof | undefined): void {
+  if (proof && proof.claims[BIND_CLAIM] !== true) {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
+      `TokenSec handshake: this session has no DPoP key bound yet; it binds only a key the client made for it (claim "${BIND_CLAIM}").`,
+      409,
+    );
+  }
+}
+
+/**
+ * Refuses a handshake whose key is not the one the session is bound to, and one that would bind
+ * a key not made for binding (`requireNewKey`). Waits only for a store that does.
+ */
 export function checkSessionKey<Req>(
   req: Req,
   proof: VerifiedProof | undefined,
   dpop: ResolvedHandshakeDpop<Req>,
 ): Promise<void> | undefined {
   if (!dpop.sessionKey) return undefined;
+  // The default store binds nothing where there is no express-session.
+  const binds = dpop.sessionKey !== expressSessionKey || (req as SessionRequest).session !== undefined;
   const check = (bound: string | undefined): undefined => {
+    if (bound === undefined && binds) requireNewKey(proof);
     if (bound !== undefined && bound !== proof?.jkt) {
       throw new TokenSecError(
         'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
