@@ -21,9 +21,11 @@ export interface AtomicStore {
   /**
    * Sets `key` to `value` for `ttlSeconds` unless it already holds an unexpired value, atomically
    * across every process that shares the store. Resolves `undefined` when this call set it, or the
-   * value that was already there (which stays unchanged).
+   * value that was already there (which stays unchanged). `owner`, when given, names who the key
+   * is stored for (a DPoP key's thumbprint, for proof ids): a store with a size limit may use it
+   * to share its room fairly (`memoryStore()` does); others ignore it.
    */
-  addIfAbsent(key: string, value: string, ttlSeconds: number): MaybePromise<string | undefined>;
+  addIfAbsent(key: string, value: string, ttlSeconds: number, owner?: string): MaybePromise<string | undefined>;
   /** Removes `key` (a session unbound at logout). Resolves once it is gone. */
   delete(key: string): MaybePromise<void>;
 }

@@ -1,0 +1,148 @@
+/**
+ * `memoryStore()`: the AtomicStore of one process. Sized so that it cannot fill at any rate one
+ * process can verify DPoP proofs (ids held = accepted proofs/s × (maxAge + clockSkew)), small per
+ * id (a 16-byte fingerprint of the key), and fair: one owner (a DPoP key) cannot take more than its
+ * share, and new owners cannot take the part kept for owners already in use.
+ */
+import { createHash } from 'node:crypto';
+import { TokenSecError } from '../protocol/errors.js';
+import { checkInteger, checkOptions, optionError } from './options.js';
+import type { AtomicStore } from './store.js';
+
+/**
+ * Options of `memoryStore()`.
+ *
+ * @example
+ * ```ts
+ * import tokenSec from 'tokensec';
+ * const store = tokenSec.memoryStore({ max: 2_000_000, maxPerOwner: 20_000 });
+ * ```
+ */
+export interface MemoryStoreOptions {
+  /** Most unexpired keys held at once; a full store answers 503 ERR_TOKENSEC_STORE_FULL. Default 1,000,000 (about 80 MiB of heap). */
+  max?: number;
+  /** Most unexpired keys one owner (a DPoP key's thumbprint) may hold: 429 ERR_TOKENSEC_DPOP_RATE_LIMITED beyond. Default `max / 64`. */
+  maxPerOwner?: number;
+  /** For tests only: the clock, in milliseconds. */
+  now?: () => number;
+}
+
+/** New owners may fill the store up to this fraction of `max`; the rest is kept for owners that already hold keys. */
+export const NEW_OWNER_SHARE = 0.75;
+
+interface Owner {
+  name: string;
+  count: number;
+}
+
+/** The keys that expire together: dropped whole once their end has passed. */
+interface Bucket {
+  fingerprints: string[];
+  owners: (Owner | undefined)[];
+}
+
+/** 16 bytes of SHA-256 as a 16-character one-byte string: 32 bytes of heap whatever the key's length. */
+const fingerprint = (key: string): string => createHash('sha256').update(key, 'utf8').digest().toString('latin1', 0, 16);
+
+/**
+ * Bucket width for a TTL: 1 s up to 64 s, then the power of two that keeps about 64 buckets per TTL.
+ * A key is held until the end of its bucket: at most one width longer than asked, never shorter.
+ */
+const widthFor = (ttlSeconds: number): number => (ttlSeconds <= 64 ? 1 : 2 ** Math.ceil(Math.log2(ttlSeconds / 64)));
+
+const full = () =>
+  new TokenSecError('ERR_TOKENSEC_STORE_FULL', 'TokenSec memory store is full; try again later (see README: sizing a store).', 503);
+
+/**
+ * An AtomicStore in this process's memory: right for one server process (use `redisStore()` for
+ * several). It never forgets a key early, which would reopen replay: when it holds `max` unexpired
+ * keys it refuses new ones with 503 ERR_TOKENSEC_STORE_FULL (a replayed key is still answered as
+ * one). With an owner (DPoP proof ids pass the key's thumbprint), an owner holding `maxPerOwner`
+ * keys gets 429 ERR_TOKENSEC_DPOP_RATE_LIMITED, and an owner holding none may only take a new key
+ * while the store is less than three-quarters full, so a flood of fresh keys cannot refuse a
+ * client already in use. Keys expire in time buckets that are dropped whole.
+ *
+ * @example
+ * ```ts
+ * import express from 'express';
+ * import tokenSec from 'tokensec';
+ *
+ * const store = tokenSec.memoryStore(); // one per process, shared by the handshake and the API
+ * const verifyToken = async () => ({ cnf: { jkt: 'a thumbprint' } });
+ * const app = express();
+ * app.post('/token', tokenSec.handshake({ payload: 'token', dpop: { replayStore: store } }));
+ * app.use('/api', tokenSec.dpop({ verifyToken, replayStore: store }));
+ * ```
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
+  const given = checkOptions('memoryStore', options, ['max', 'maxPerOwner', 'now']);
+  const max = checkInteger('memoryStore', 'max', given.max, 1_000_000, 1, 100_000_000, 'keys');
+  const maxPerOwner = checkInteger('memoryStore', 'maxPerOwner', given.maxPerOwner, Math.max(1, Math.floor(max / 64)), 1, max, 'keys');
+  if (given.now !== undefined && typeof given.now !== 'function')
+    throw optionError('memoryStore', 'option "now" must be a function returning milliseconds.');
+  const now = (given.now as (() => number) | undefined) ?? Date.now;
+  const newOwnerLimit = Math.max(1, Math.floor(max * NEW_OWNER_SHARE));
+
+  const values = new Map<string, string>();
+  const buckets = new Map<number, Bucket>();
+  const owners = new Map<string, Owner>();
+  // Fingerprints deleted before their bucket ended, with how many bucket slots still name them:
+  // such a slot must not delete a value set again since.
+  const stale = new Map<string, number>();
+  let nextEnd = Infinity;
+
+  function dropExpired(second: number): void {
+    if (second < nextEnd) return;
+    nextEnd = Infinity;
+    for (const [end, bucket] of buckets) {
+      if (end > second) {
+        nextEnd = Math.min(nextEnd, end);
+        continue;
+      }
+      buckets.delete(end);
+      bucket.fingerprints.forEach((print, i) => {
+        const left = stale.get(print);
+        if (left === undefined) values.delete(print);
+        else if (left > 1) stale.set(print, left - 1);
+        else stale.delete(print);
+        const owner = bucket.owners[i];
+        if (owner && --owner.count === 0) owners.delete(owner.name);
+      });
+    }
+  }
+
+  return {
+    addIfAbsent(key, value, ttlSeconds, owner) {
+      if (typeof key !== 'string' || typeof value !== 'string' || !(ttlSeconds > 0) || !Number.isFinite(ttlSeconds)) {
+        throw new TypeError('memoryStore.addIfAbsent(key, value, ttlSeconds): strings and a positive number of seconds.');
+      }
+      const time = now() / 1000;
+      dropExpired(Math.floor(time));
+      const print = fingerprint(key);
+      const existing = values.get(print);
+      if (existing !== undefined) return existing;
+      if (values.size >= max) throw full();
+      const record = owner === undefined ? undefined : owners.get(owner);
+      if (record && record.count >= maxPerOwner) {
+        throw new TokenSecError('ERR_TOKENSEC_DPOP_RATE_LIMITED', 'Too many DPoP proofs from this key; slow down.', 429);
+      }
+      if (owner !== undefined && !record && values.size >= newOwnerLimit) throw full();
+      const width = widthFor(ttlSeconds);
+      const end = Math.ceil((time + ttlSeconds) / width) * width;
+      let bucket = buckets.get(end);
+      if (!bucket) buckets.set(end, (bucket = { fingerprints: [], owners: [] }));
+      let counted = record;
+      if (owner !== undefined && !counted) owners.set(owner, (counted = { name: owner, count: 0 }));
+      if (counted) counted.count++;
+      bucket.fingerprints.push(print);
+      bucket.owners.push(counted);
+      nextEnd = Math.min(nextEnd, end);
+      values.set(print, value);
+      return undefined;
+    },
+    delete(key) {
+      const print = fingerprint(key);
+      if (values.delete(print)) stale.set(print, (stale.get(print) ?? 0) + 1);
+    },
+  };
+}
