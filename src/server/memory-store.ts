@@ -1,10 +1,10 @@
 /**
  * `memoryStore()`: the AtomicStore of one process. Sized so that it cannot fill at any rate one
  * process can verify DPoP proofs (ids held = accepted proofs/s × (maxAge + clockSkew)), small per
- * id (a 16-byte fingerprint of the key), and fair: one owner (a DPoP key) cannot take more than its
+ * id (a 12-byte fingerprint of the key), and fair: one owner (a DPoP key) cannot take more than its
  * share, and new owners cannot take the part kept for owners already in use.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { TokenSecError } from '../protocol/errors.js';
 import { checkInteger, checkOptions, optionError } from './options.js';
 import type { AtomicStore } from './store.js';
@@ -41,8 +41,11 @@ interface Bucket {
   owners: (Owner | undefined)[];
 }
 
-/** 16 bytes of SHA-256 as a 16-character one-byte string: 32 bytes of heap whatever the key's length. */
-const fingerprint = (key: string): string => createHash('sha256').update(key, 'utf8').digest().toString('latin1', 0, 16);
+/**
+ * 12 bytes (96 bits) of SHA-256 as a 12-character one-byte string: 32 bytes of heap whatever the
+ * key's length (a slice this short is a copy, not a view of the whole digest).
+ */
+const fingerprint = (key: string): string => hash('sha256', key, 'latin1').slice(0, 12);
 
 /**
  * Bucket width for a TTL: 1 s up to 64 s, then the power of two that keeps about 64 buckets per TTL.
@@ -80,7 +83,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
   const maxPerOwner = checkInteger('memoryStore', 'maxPerOwner', given.maxPerOwner, Math.max(1, Math.floor(max / 64)), 1, max, 'keys');
   if (given.now !== undefined && typeof given.now !== 'function')
     throw optionError('memoryStore', 'option "now" must be a function returning milliseconds.');
-  const now = (given.now as (() => number) | undefined) ?? Date.now;
+  const now = (given.now as (() => number) | undefined) ?? (() => Date.now());
   const newOwnerLimit = Math.max(1, Math.floor(max * NEW_OWNER_SHARE));
 
   const values = new Map<string, string>();
