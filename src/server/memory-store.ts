@@ -42,10 +42,10 @@ interface Bucket {
 }
 
 /**
- * 12 bytes (96 bits) of SHA-256 as a 12-character one-byte string: 32 bytes of heap whatever the
+ * 12 bytes (96 bits) of SHA-256 as a 12-character one-byte ('binary', i.e. latin1) string: 32 bytes of heap whatever the
  * key's length (a slice this short is a copy, not a view of the whole digest).
  */
-const fingerprint = (key: string): string => hash('sha256', key, 'latin1').slice(0, 12);
+const fingerprint = (key: string): string => hash('sha256', key, 'binary').slice(0, 12);
 
 /**
  * Bucket width for a TTL: 1 s up to 64 s, then the power of two that keeps about 64 buckets per TTL.

@@ -38,16 +38,25 @@ export interface AtomicStore {
 export function callStore<T>(call: () => MaybePromise<T>, timeoutMs: number): Promise<T> {
   const unavailable = (cause?: unknown) =>
     new TokenSecError('ERR_TOKENSEC_STORE_UNAVAILABLE', 'TokenSec store did not answer; try again later.', 503, { cause });
+  const failed = (cause: unknown) => (cause instanceof TokenSecError ? cause : unavailable(cause));
+  let answer: MaybePromise<T>;
+  try {
+    answer = call();
+  } catch (cause) {
+    return Promise.reject(failed(cause));
+  }
+  // A store that answers at once (memoryStore()) needs no timer.
+  if (typeof (answer as { then?: unknown } | undefined)?.then !== 'function') return Promise.resolve(answer);
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(unavailable()), timeoutMs);
-    new Promise<T>((settle) => settle(call())).then(
+    Promise.resolve(answer).then(
       (value) => {
         clearTimeout(timer);
         resolve(value);
       },
       (cause: unknown) => {
         clearTimeout(timer);
-        reject(cause instanceof TokenSecError ? cause : unavailable(cause));
+        reject(failed(cause));
       },
     );
   });
