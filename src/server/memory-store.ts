@@ -4,7 +4,7 @@
  * id (a 12-byte fingerprint of the key), and fair: one owner (a DPoP key) cannot take more than its
  * share, and new owners cannot take the part kept for owners already in use.
  */
-import { hash } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { TokenSecError } from '../protocol/errors.js';
 import { checkInteger, checkOptions, optionError } from './options.js';
 import type { AtomicStore } from './store.js';
@@ -30,15 +30,22 @@ export interface MemoryStoreOptions {
 /** New owners may fill the store up to this fraction of `max`; the rest is kept for owners that already hold keys. */
 export const NEW_OWNER_SHARE = 0.75;
 
-interface Owner {
-  name: string;
-  count: number;
-}
-
 /** The keys that expire together: dropped whole once their end has passed. */
 interface Bucket {
   fingerprints: string[];
-  owners: (Owner | undefined)[];
+  /** Each key's owner number (ownerNumber), or -1. */
+  owners: number[];
+}
+
+/**
+ * An owner as a 31-bit number (a small integer to V8: no heap object per owner): FNV-1a under a
+ * per-store random seed. Two owners that share a number share a count, which only affects the
+ * share rule, never replay; the seed keeps anyone from choosing keys that collide.
+ */
+function ownerNumber(owner: string, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < owner.length; i++) h = Math.imul(h ^ owner.charCodeAt(i), 0x01000193);
+  return (h >>> 1) & 0x3fffffff;
 }
 
 /**
@@ -88,7 +95,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
 
   const values = new Map<string, string>();
   const buckets = new Map<number, Bucket>();
-  const owners = new Map<string, Owner>();
+  const owners = new Map<number, number>(); // owner number -> unexpired keys held
+  const seed = randomBytes(4).readUInt32LE(0) ^ 0x811c9dc5;
   // Fingerprints deleted before their bucket ended, with how many bucket slots still name them:
   // such a slot must not delete a value set again since.
   const stale = new Map<string, number>();
@@ -108,8 +116,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
         if (left === undefined) values.delete(print);
         else if (left > 1) stale.set(print, left - 1);
         else stale.delete(print);
-        const owner = bucket.owners[i];
-        if (owner && --owner.count === 0) owners.delete(owner.name);
+        const owner = bucket.owners[i]!;
+        if (owner < 0) return;
+        const count = owners.get(owner)! - 1;
+        if (count === 0) owners.delete(owner);
+        else owners.set(owner, count);
       });
     }
   }
@@ -125,20 +136,19 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
       const existing = values.get(print);
       if (existing !== undefined) return existing;
       if (values.size >= max) throw full();
-      const record = owner === undefined ? undefined : owners.get(owner);
-      if (record && record.count >= maxPerOwner) {
+      const number = owner === undefined ? -1 : ownerNumber(owner, seed);
+      const held = number < 0 ? 0 : (owners.get(number) ?? 0);
+      if (held >= maxPerOwner) {
         throw new TokenSecError('ERR_TOKENSEC_DPOP_RATE_LIMITED', 'Too many DPoP proofs from this key; slow down.', 429);
       }
-      if (owner !== undefined && !record && values.size >= newOwnerLimit) throw full();
+      if (number >= 0 && held === 0 && values.size >= newOwnerLimit) throw full();
       const width = widthFor(ttlSeconds);
       const end = Math.ceil((time + ttlSeconds) / width) * width;
       let bucket = buckets.get(end);
       if (!bucket) buckets.set(end, (bucket = { fingerprints: [], owners: [] }));
-      let counted = record;
-      if (owner !== undefined && !counted) owners.set(owner, (counted = { name: owner, count: 0 }));
-      if (counted) counted.count++;
+      if (number >= 0) owners.set(number, held + 1);
       bucket.fingerprints.push(print);
-      bucket.owners.push(counted);
+      bucket.owners.push(number);
       nextEnd = Math.min(nextEnd, end);
       values.set(print, value);
       return undefined;
