@@ -138,6 +138,37 @@ describe('dpop() events', () => {
     }
   });
 
+  it('a nonce handed out by one app is good at another app that has the same nonce key (two processes behind a load balancer)', async () => {
+    const first = await app({ nonce: { key: NONCE_KEY } });
+    const second = await app({ nonce: { key: NONCE_KEY } });
+    const stranger = await app({ nonce: { key: 'another nonce key, also 32 bytes or more' } });
+    const one = await caller(first.url);
+    const { nonce } = await one.send(await one.proof());
+    expect(nonce).toBeDefined();
+    for (const [target, status] of [
+      [second, 200],
+      [stranger, 401],
+    ] as const) {
+      const other = await caller(target.url);
+      expect((await other.send(await other.proof(nonce))).status).toBe(status);
+    }
+    expect(stranger.events.at(-1)?.code).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
+  });
+
+  it('dpop() mounted twice on one route (router and route) records the proof once and passes', async () => {
+    const a = express();
+    const options = { verifyToken: (token: string) => JSON.parse(Buffer.from(token, 'base64url').toString()) };
+    a.use('/api', tokenSec.dpop(options));
+    a.get('/api/me', tokenSec.dpop(options), (_req, res) => res.json({ ok: true }));
+    a.use(tokenSec.errorHandler());
+    const server = await listen(a);
+    servers.push(server);
+    const { proof, send } = await caller(`${server.origin}/api/me`);
+    const once = await proof();
+    expect((await send(once)).status).toBe(200);
+    expect((await send(once)).status).toBe(401); // a second request with it is still a replay
+  });
+
   it('a listener that throws does not break the request', async () => {
     const { url } = await app({
       onEvent: () => {

@@ -105,6 +105,9 @@ export interface DpopOptions<Req extends DpopRequestLike = DefaultDpopRequest> {
   now?: () => number;
 }
 
+/** The proof id each request had recorded, so that dpop() mounted twice on one route does not refuse its own request. */
+const recordedOn = new WeakMap<object, string>();
+
 const KNOWN = [
   'verifyToken',
   'algorithms',
@@ -237,8 +240,12 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     if (typeof claims !== 'object' || claims === null || claims.cnf?.jkt !== proof.jkt) {
       throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token is not bound to the DPoP proof key (cnf.jkt).', 'invalid_token');
     }
-    // Only now, with a valid token bound to this key, is the proof id worth remembering.
-    await recordProof(proof, verify);
+    // Only now, with a valid token bound to this key, is the proof id worth remembering. A second
+    // dpop() on the same request (a router's and a route's) sees the proof it recorded: no replay.
+    if (recordedOn.get(req) !== proof.claims.jti) {
+      await recordProof(proof, verify);
+      recordedOn.set(req, proof.claims.jti);
+    }
     req.tokenSec = { token, claims, jkt: proof.jkt };
     if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
   }
