@@ -223,3 +223,38 @@ describe('a 3.0 ReplayStore is wrapped', () => {
     expect(asAtomicStore(atomic)).toBe(atomic);
   });
 });
+
+describe('the handshake records its proof through the same store calls', () => {
+  it('a store that fails or never answers: 503 ERR_TOKENSEC_STORE_UNAVAILABLE (after storeTimeout), with its event; never "replayed"', async () => {
+    const express = (await import('express')).default;
+    const { listen, signedHandshake } = await import('../support/helpers.js');
+    const SECRET = 'store-handshake-secret-0123';
+    const silent: AtomicStore = { addIfAbsent: () => new Promise(() => undefined), delete: () => undefined };
+    const failing: AtomicStore = { addIfAbsent: () => Promise.reject(new Error('ECONNREFUSED')), delete: () => undefined };
+    for (const replayStore of [silent, failing]) {
+      const events: { code?: string | undefined; status: number }[] = [];
+      const app = express();
+      app.post(
+        '/token',
+        tokenSec.handshake({
+          secret: SECRET,
+          payload: 'token',
+          terminate: true,
+          dpop: { replayStore, storeTimeout: 200, sessionKey: false },
+          onEvent: (event) => events.push(event),
+        }),
+      );
+      app.use(tokenSec.errorHandler());
+      const server = await listen(app);
+      try {
+        const url = `${server.origin}/token`;
+        const response = await fetch(url, { method: 'POST', headers: (await signedHandshake(url, SECRET)).headers });
+        expect(response.status).toBe(503);
+        expect(((await response.json()) as { code: string }).code).toBe('ERR_TOKENSEC_STORE_UNAVAILABLE');
+        expect(events).toEqual([expect.objectContaining({ outcome: 'failed', status: 503, code: 'ERR_TOKENSEC_STORE_UNAVAILABLE' })]);
+      } finally {
+        await server.close();
+      }
+    }
+  });
+});
