@@ -19,7 +19,7 @@ import type { AtomicStore } from './store.js';
  * ```
  */
 export interface MemoryStoreOptions {
-  /** Most unexpired keys held at once; a full store answers 503 ERR_TOKENSEC_STORE_FULL. Default 1,000,000 (about 80 MiB of heap). */
+  /** Most unexpired keys held at once; a full store answers 503 ERR_TOKENSEC_STORE_FULL. Default 1,000,000 (at most about 106 MiB of heap when full). */
   max?: number;
   /** Most unexpired keys one owner (a DPoP key's thumbprint) may hold: 429 ERR_TOKENSEC_DPOP_RATE_LIMITED beyond. Default `max / 64`. */
   maxPerOwner?: number;
