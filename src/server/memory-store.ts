@@ -38,7 +38,7 @@ interface Bucket {
 }
 
 /**
- * An owner as a 31-bit number (a small integer to V8: no heap object per owner): FNV-1a under a
+ * An owner as a 30-bit number (a small integer to V8: no heap object per owner): FNV-1a under a
  * per-store random seed. Two owners that share a number share a count, which only affects the
  * share rule, never replay; the seed keeps anyone from choosing keys that collide.
  */
@@ -61,7 +61,11 @@ const fingerprint = (key: string): string => hash('sha256', key, 'binary').slice
 const widthFor = (ttlSeconds: number): number => (ttlSeconds <= 64 ? 1 : 2 ** Math.ceil(Math.log2(ttlSeconds / 64)));
 
 const full = () =>
-  new TokenSecError('ERR_TOKENSEC_STORE_FULL', 'TokenSec memory store is full; try again later (see README: sizing a store).', 503);
+  new TokenSecError(
+    'ERR_TOKENSEC_STORE_FULL',
+    'TokenSec memory store is full; try again later (README, "Stores", says how to size it).',
+    503,
+  );
 
 /**
  * An AtomicStore in this process's memory: right for one server process (use `redisStore()` for
