@@ -7,15 +7,20 @@
  */
 import { dpop } from './server/dpop/middleware.js';
 import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
+import { memoryStore } from './server/memory-store.js';
+import { redisStore } from './server/redis-store.js';
 import { handshake } from './server/handshake.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
 import { dbsc } from './server/dbsc/index.js';
 
-export { client, dbsc, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, redisReplayStore };
-export { handshakeChannel } from './server/events.js';
-export type { HandshakeEvent } from './server/events.js';
+export { client, dbsc, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, memoryStore, redisReplayStore, redisStore };
+export { dpopChannel, handshakeChannel } from './server/events.js';
+export type { DpopEvent, HandshakeEvent } from './server/events.js';
+export type { AtomicStore } from './server/store.js';
+export type { MemoryStoreOptions } from './server/memory-store.js';
+export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
@@ -41,8 +46,19 @@ export type {
   DbscSessionStore,
   RegistrationRequestOptions,
 } from './server/dbsc/index.js';
-export type { AtomicStore } from './server/store.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
-const tokenSec = { initialize, handshake, client, dpop, dbsc, errorHandler, integrity, memoryReplayStore, redisReplayStore };
+const tokenSec = {
+  initialize,
+  handshake,
+  client,
+  dpop,
+  dbsc,
+  errorHandler,
+  integrity,
+  memoryStore,
+  redisStore,
+  memoryReplayStore,
+  redisReplayStore,
+};
 export default tokenSec;

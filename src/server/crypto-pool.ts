@@ -85,7 +85,10 @@ export function createCryptoPool(size: number): CryptoPool {
       if (answers === 'ready') return void (entry.ready = true);
       for (const [id, result, error] of answers) {
         const pending = entry.inFlight.get(id);
-        if (!pending) continue;
+        if (!pending) {
+          if (result instanceof Uint8Array) result.fill(0); // a response key nobody waits for any more
+          continue;
+        }
         entry.inFlight.delete(id);
         if (typeof result === 'string') pending.resolve(result);
         else if (result) pending.resolve(unpackResponseKey(result, pending.job.input.algorithm));

@@ -69,17 +69,28 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer {
 
 /**
  * HKDF-SHA256 (RFC 5869) from two HMACs for a 32-byte key: cheaper than hkdfSync, and without
- * its 1024-byte limit on `info` (our info holds the request path).
+ * its 1024-byte limit on `info` (our info holds the request path). Every intermediate buffer (the
+ * PRK, each T(i) block) is wiped before it returns; only the output stays, in a buffer of its own.
+ * `trace`: for the test that checks the wiping, receives each intermediate buffer.
  */
-export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Buffer {
+export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number, trace?: Uint8Array[]): Buffer {
   const prk = hmacSha256(salt, ikm);
-  const blocks: Buffer[] = [];
+  trace?.push(prk);
+  const okm = Buffer.alloc(length);
   let previous = Buffer.alloc(0);
-  for (let counter = 1; counter * 32 - 32 < length; counter++) {
-    previous = createHmac('sha256', prk).update(previous).update(info).update(Uint8Array.of(counter)).digest();
-    blocks.push(previous);
+  try {
+    for (let counter = 1, offset = 0; offset < length; counter++) {
+      const block = createHmac('sha256', prk).update(previous).update(info).update(Uint8Array.of(counter)).digest();
+      trace?.push(block);
+      previous.fill(0);
+      offset += block.copy(okm, offset);
+      previous = block;
+    }
+  } finally {
+    prk.fill(0);
+    previous.fill(0);
   }
-  return Buffer.concat(blocks).subarray(0, length);
+  return okm;
 }
 
 /** An ephemeral server key pair: its raw public key, and ECDH with a client's raw public key. */
@@ -145,8 +156,16 @@ export function importServerKeyPair(algorithm: Algorithm, rawPrivateKey: Uint8Ar
 
 /** Checks the request's binding: proof that the client holds the same secret. Throws 403. */
 export function verifyBinding(request: HandshakeRequest, secret: string, target: RequestTarget): void {
-  const expected = hmacSha256(utf8(secret), bindingInput(request.algorithm, request.publicKey, target));
-  if (!timingSafeEqual(expected, request.binding)) {
+  const key = utf8(secret);
+  const expected = hmacSha256(key, bindingInput(request.algorithm, request.publicKey, target));
+  key.fill(0);
+  let equal: boolean;
+  try {
+    equal = timingSafeEqual(expected, request.binding);
+  } finally {
+    expected.fill(0);
+  }
+  if (!equal) {
     throw new TokenSecError(
       'ERR_TOKENSEC_SECRET_MISMATCH',
       'TokenSec handshake was not made with the secret this server expects (or was sent to another method or path).',
@@ -166,6 +185,8 @@ export interface KeyInput {
   /** The secret the binding was checked with; it salts HKDF. */
   secret: string;
   target: RequestTarget;
+  /** For the test that checks the wiping: receives each intermediate buffer of the derivation. */
+  trace?: Uint8Array[] | undefined;
 }
 
 /** The AES-256-GCM key of one response, and what it is bound to. Single use. */
@@ -179,14 +200,18 @@ export interface ResponseKey {
 
 /**
  * HKDF-SHA256 salted with the secret, over the key context. Needs no payload, so it can run before
- * one exists. Wipes `sharedSecret`: it has no other use.
+ * one exists. Wipes `sharedSecret` (it has no other use), the secret's bytes and every
+ * intermediate buffer of HKDF: only the response key is left.
  */
-export function deriveResponseKey({ request, serverPublicKey, sharedSecret, secret, target }: KeyInput): ResponseKey {
+export function deriveResponseKey({ request, serverPublicKey, sharedSecret, secret, target, trace }: KeyInput): ResponseKey {
   const context = keyContext(request.algorithm, request.publicKey, serverPublicKey, target);
+  const salt = utf8(secret);
+  trace?.push(salt);
   try {
-    return { serverPublicKey, key: hkdfSha256(sharedSecret, utf8(secret), context, 32), context };
+    return { serverPublicKey, key: hkdfSha256(sharedSecret, salt, context, 32, trace), context };
   } finally {
     sharedSecret.fill(0);
+    salt.fill(0);
   }
 }
 

@@ -63,3 +63,44 @@ export function emitHandshakeEvent(listener: ((event: HandshakeEvent) => void) |
     // An observer's bug is not the request's failure.
   }
 }
+
+/**
+ * What one request through `tokenSec.dpop()` came to.
+ *
+ * @example
+ * ```ts
+ * import tokenSec from 'tokensec';
+ * const verifyToken = async () => ({ cnf: { jkt: 'a thumbprint' } });
+ * tokenSec.dpop({ verifyToken, onEvent: (e) => console.log(`tokensec dpop ${e.outcome} ${e.status} ${e.code ?? ''}`) });
+ * ```
+ */
+export interface DpopEvent {
+  /** `accepted`: the route was called; `refused`: a 4xx (bad proof, token, replay, nonce, rate limit); `failed`: a 5xx (a store down or full). */
+  outcome: 'accepted' | 'refused' | 'failed';
+  /** The HTTP status the request ends in at TokenSec (200 when accepted: the route answers). */
+  status: number;
+  /** The TokenSecError code, when refused or failed. */
+  code?: TokenSecErrorCode;
+  /** The proof's algorithm (`ES256`, `EdDSA`), once its header was read. */
+  algorithm?: string;
+  /** The verified proof key's thumbprint (a hash of a public key), once its signature was checked. */
+  jkt?: string;
+  /** Milliseconds from the request's arrival at `dpop()` to the outcome. */
+  durationMs: number;
+  /** `req.id` or the `x-request-id` header, as for handshake events. */
+  requestId?: string;
+}
+
+/** The diagnostics channel every `dpop()` event is published on, whether or not `onEvent` is set. */
+export const dpopChannel = channel('tokensec:dpop');
+
+/** Sends a `dpop()` event to the listener and the channel. A listener that throws cannot break the request. */
+export function emitDpopEvent(listener: ((event: DpopEvent) => void) | undefined, event: DpopEvent): void {
+  if (dpopChannel.hasSubscribers) dpopChannel.publish(event);
+  if (!listener) return;
+  try {
+    listener(event);
+  } catch {
+    // An observer's bug is not the request's failure.
+  }
+}

@@ -21,9 +21,11 @@ export interface AtomicStore {
   /**
    * Sets `key` to `value` for `ttlSeconds` unless it already holds an unexpired value, atomically
    * across every process that shares the store. Resolves `undefined` when this call set it, or the
-   * value that was already there (which stays unchanged).
+   * value that was already there (which stays unchanged). `owner`, when given, names who the key
+   * is stored for (a DPoP key's thumbprint, for proof ids): a store with a size limit may use it
+   * to share its room fairly (`memoryStore()` does); others ignore it.
    */
-  addIfAbsent(key: string, value: string, ttlSeconds: number): MaybePromise<string | undefined>;
+  addIfAbsent(key: string, value: string, ttlSeconds: number, owner?: string): MaybePromise<string | undefined>;
   /** Removes `key` (a session unbound at logout). Resolves once it is gone. */
   delete(key: string): MaybePromise<void>;
 }
@@ -36,16 +38,25 @@ export interface AtomicStore {
 export function callStore<T>(call: () => MaybePromise<T>, timeoutMs: number): Promise<T> {
   const unavailable = (cause?: unknown) =>
     new TokenSecError('ERR_TOKENSEC_STORE_UNAVAILABLE', 'TokenSec store did not answer; try again later.', 503, { cause });
+  const failed = (cause: unknown) => (cause instanceof TokenSecError ? cause : unavailable(cause));
+  let answer: MaybePromise<T>;
+  try {
+    answer = call();
+  } catch (cause) {
+    return Promise.reject(failed(cause));
+  }
+  // A store that answers at once (memoryStore()) needs no timer.
+  if (typeof (answer as { then?: unknown } | undefined)?.then !== 'function') return Promise.resolve(answer);
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(unavailable()), timeoutMs);
-    new Promise<T>((settle) => settle(call())).then(
+    Promise.resolve(answer).then(
       (value) => {
         clearTimeout(timer);
         resolve(value);
       },
       (cause: unknown) => {
         clearTimeout(timer);
-        reject(cause instanceof TokenSecError ? cause : unavailable(cause));
+        reject(failed(cause));
       },
     );
   });

@@ -196,7 +196,7 @@ describe('options are checked at startup', () => {
     [{}, /"verifyToken" is required/],
     [{ verifyToken, algorithms: ['RS256'] }, /"algorithms" must be a non-empty array/],
     [{ verifyToken, maxAge: 0 }, /"maxAge" must be a whole number of seconds/],
-    [{ verifyToken, replayStore: {} }, /"replayStore" must have an add/],
+    [{ verifyToken, replayStore: {} }, /"replayStore" must be a store with addIfAbsent/],
     [{ verifyToken, verifytoken: 1 }, /unknown option "verifytoken"\. Did you mean "verifyToken"\?/],
   ])('%o', (options, message) => {
     expect(() => tokenSec.dpop(options as never)).toThrow(message);
@@ -229,7 +229,11 @@ describe('a Redis replay store shared by two server processes', () => {
     const client = await createClient({ url: redis.url }).connect();
     try {
       const store = tokenSec.redisReplayStore({ client });
-      expect([await store.add('k', 60), await store.add('k', 60), await store.add('other', 60)]).toEqual([true, false, true]);
+      expect([
+        await store.addIfAbsent('k', '1', 60),
+        await store.addIfAbsent('k', '2', 60),
+        await store.addIfAbsent('other', '3', 60),
+      ]).toEqual([undefined, '1', undefined]);
     } finally {
       await client.quit();
     }

@@ -23,13 +23,14 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/** Starts redis-server on `port` (a free one by default: give a stopped server's port to restart it there). */
+export async function startRedis(requestedPort?: number): Promise<RedisServer> {
   if (!existsSync(REDIS_SERVER)) {
     throw new Error(
       `redis-server not found at ${REDIS_SERVER}. Install it (Debian/Ubuntu: apt-get install -y redis-server) or set REDIS_SERVER_PATH.`,
     );
   }
-  const port = await freePort();
+  const port = requestedPort ?? (await freePort());
   const child: ChildProcess = spawn(
     REDIS_SERVER,
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'],

@@ -8,7 +8,9 @@ import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { handshake } from '../../src/index.js';
-import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair } from '../../src/server/crypto.js';
+import { hkdfSync } from 'node:crypto';
+import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair, hkdfSha256 } from '../../src/server/crypto.js';
+import { utf8 } from '../../src/protocol/context.js';
 import { defined } from '../support/helpers.js';
 
 const SECRET = 'S3CRET-value-that-must-not-leak';
@@ -119,6 +121,43 @@ describe('key material does not outlive its use on the server', () => {
     expect(key.key.some((byte) => byte !== 0)).toBe(true);
     expect(encryptPayload(key, PAYLOAD)).toMatch(/^v3\./);
     expect(key.key.every((byte) => byte === 0)).toBe(true);
+  });
+
+  it('HKDF wipes its PRK and every T(i) block; the output, in a buffer of its own, is RFC 5869 HKDF', () => {
+    const ikm = Buffer.alloc(32, 7);
+    const salt = Buffer.from('salt');
+    const info = Buffer.from('info');
+    for (const length of [32, 42, 82]) {
+      const trace: Uint8Array[] = [];
+      const okm = hkdfSha256(ikm, salt, info, length, trace);
+      expect(okm).toEqual(Buffer.from(hkdfSync('sha256', ikm, salt, info, length)));
+      expect(okm.buffer.byteLength).toBe(length); // its own buffer, not a view of the blocks
+      expect(trace).toHaveLength(1 + Math.ceil(length / 32)); // the PRK and each block
+      for (const buffer of trace) expect(buffer.every((byte) => byte === 0)).toBe(true);
+    }
+  });
+
+  it('deriving the response key wipes the secret bytes, the PRK and the HKDF block: only the key is left', () => {
+    const server = generateServerKeyPair('x25519');
+    const client = generateServerKeyPair('x25519');
+    const sharedSecret = server.deriveSharedSecret(client.publicKey);
+    const trace: Uint8Array[] = [];
+    const key = deriveResponseKey({
+      request: { algorithm: 'x25519', publicKey: client.publicKey },
+      serverPublicKey: server.publicKey,
+      sharedSecret,
+      secret: SECRET,
+      target: TARGET,
+      trace,
+    });
+    expect(trace).toHaveLength(3); // the secret's bytes (HKDF salt), the PRK, T(1)
+    for (const buffer of [sharedSecret, ...trace]) expect(buffer.every((byte) => byte === 0)).toBe(true);
+    expect(key.key.some((byte) => byte !== 0)).toBe(true);
+    expect(
+      Buffer.from(key.key).equals(
+        Buffer.from(hkdfSync('sha256', server.deriveSharedSecret(client.publicKey), utf8(SECRET), key.context, 32)),
+      ),
+    ).toBe(true);
   });
 
   it('a payload refused at encryption still wipes the key', () => {

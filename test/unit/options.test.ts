@@ -9,7 +9,9 @@ import tokenSec, {
   initialize,
   integrity,
   memoryReplayStore,
+  memoryStore,
   redisReplayStore,
+  redisStore,
 } from '../../src/index.js';
 
 describe('options are checked when the middleware is created', () => {
@@ -90,6 +92,17 @@ describe('options are checked when the middleware is created', () => {
   });
 
   it('exports the same functions by name and on the default object', () => {
-    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore });
+    expect(tokenSec).toEqual({
+      initialize,
+      handshake,
+      client,
+      dpop,
+      errorHandler,
+      integrity,
+      memoryStore,
+      redisStore,
+      memoryReplayStore,
+      redisReplayStore,
+    });
   });
 });

@@ -7,6 +7,7 @@ import { checkBoolean, checkOptions, optionError } from '../options.js';
 import { requestUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
+import type { AtomicStore } from '../store.js';
 import { checkDpopProof, readProofHeader, recordProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
 import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 
@@ -42,13 +43,15 @@ export interface HandshakeDpopOptions<Req = DpopRequestLike> {
   required?: boolean;
   /** Default `['ES256']`. */
   algorithms?: DpopAlgorithm[];
-  /** Seconds a proof stays acceptable. Default 300. */
+  /** Seconds a proof stays acceptable. Default 60. */
   maxAge?: number;
   /** Seconds of clock skew allowed. Default 5. */
   clockSkew?: number;
-  /** Default: memoryReplayStore(); redisReplayStore() across processes. */
-  replayStore?: ReplayStore;
-  /** Require server nonces (RFC 9449 §8), as `dpop()`'s `nonce`: `true` or nonce options. Default off. */
+  /** Where proof ids are remembered. Default: the process's one memoryStore(); redisStore() across processes. */
+  replayStore?: AtomicStore | ReplayStore;
+  /** Milliseconds a store call may take before the handshake gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
+  storeTimeout?: number;
+  /** Require server nonces (RFC 9449 §8): `true`, or nonce options. Default off. */
   nonce?: boolean | NonceOptions;
   /**
    * Binds the session to the first key that completes a handshake in it; later handshakes with
@@ -69,7 +72,18 @@ export interface ResolvedHandshakeDpop<Req> {
   url: (req: Req) => string;
 }
 
-const KNOWN = ['required', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'nonce', 'sessionKey', 'url', 'now'] as const;
+const KNOWN = [
+  'required',
+  'algorithms',
+  'maxAge',
+  'clockSkew',
+  'replayStore',
+  'storeTimeout',
+  'nonce',
+  'sessionKey',
+  'url',
+  'now',
+] as const;
 
 interface SessionRequest {
   session?: { tokenSecJkt?: unknown };

@@ -11,9 +11,11 @@ import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, acceptedAlgorithms, type DpopAlgori
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
 import { absoluteFormOrigin, requestPath } from '../request-path.js';
-import { nonceSource, type NonceOptions, type NonceSource } from './nonce.js';
-import { memoryReplayStore, type ReplayStore } from './replay-store.js';
+import { nonceSource, type NonceOptions } from './nonce.js';
+import { asAtomicStore, defaultStore, type ReplayStore } from './replay-store.js';
 import { checkDpopProof, dpopError, readProofHeader, recordProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
+import type { AtomicStore } from '../store.js';
+import { dpopChannel, emitDpopEvent, outcomeOf, requestIdOf, type DpopEvent } from '../events.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -82,21 +84,43 @@ export interface DpopOptions<Req extends DpopRequestLike = DefaultDpopRequest> {
   verifyToken: (token: string, req: Req) => MaybePromise<TokenClaims>;
   /** Proof algorithms accepted. Default `['ES256']`; `'EdDSA'` may be added. */
   algorithms?: DpopAlgorithm[];
-  /** Seconds a proof stays acceptable after its `iat`. Default 300. */
+  /** Seconds a proof stays acceptable after its `iat`. Default 60 (pre-signed proofs are good for at most maxAge + clockSkew). */
   maxAge?: number;
   /** Seconds a proof's `iat` may lie in the future. Default 5. */
   clockSkew?: number;
-  /** Where proof ids are remembered. Default: `memoryReplayStore()` (one process); use `redisReplayStore()` for several. */
-  replayStore?: ReplayStore;
+  /**
+   * Where proof ids are remembered: an AtomicStore (`memoryStore()`, `redisStore()`) or a 3.0
+   * `{ add(key, ttl) }` store. Default: one `memoryStore()` per process, shared by every middleware
+   * given none; use `redisStore()` with several processes.
+   */
+  replayStore?: AtomicStore | ReplayStore;
+  /** Milliseconds a store call may take before the request gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
+  storeTimeout?: number;
   /** Require server nonces (RFC 9449 §8): `true`, or nonce options. Default off. */
   nonce?: boolean | NonceOptions;
+  /** `(event) => void`, called once per request with its outcome; never a token, proof or key. */
+  onEvent?: (event: DpopEvent) => void;
   /** The request's absolute URL as the client addressed it, when the default (protocol, Host, path) is wrong behind your proxy. */
   url?: (req: Req) => string;
   /** For tests only: the clock, in milliseconds. */
   now?: () => number;
 }
 
-const KNOWN = ['verifyToken', 'algorithms', 'maxAge', 'clockSkew', 'replayStore', 'nonce', 'url', 'now'] as const;
+/** The proof id each request had recorded, so that dpop() mounted twice on one route does not refuse its own request. */
+const recordedOn = new WeakMap<object, string>();
+
+const KNOWN = [
+  'verifyToken',
+  'algorithms',
+  'maxAge',
+  'clockSkew',
+  'replayStore',
+  'storeTimeout',
+  'nonce',
+  'url',
+  'onEvent',
+  'now',
+] as const;
 
 /** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
 export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
@@ -107,11 +131,11 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
       `option "${prefix}algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`,
     );
   }
-  const replayStore = given.replayStore ?? memoryReplayStore();
-  if (typeof replayStore !== 'object' || replayStore === null || typeof (replayStore as ReplayStore).add !== 'function') {
+  const replayStore = given.replayStore === undefined ? defaultStore() : asAtomicStore(given.replayStore);
+  if (!replayStore) {
     throw optionError(
       fn,
-      `option "${prefix}replayStore" must have an add(key, ttlSeconds) method, e.g. memoryReplayStore() or redisReplayStore({ client }).`,
+      `option "${prefix}replayStore" must be a store with addIfAbsent(key, value, ttlSeconds) and delete(key), e.g. memoryStore() or redisStore({ client }) (a 3.0 store with an add method is accepted too), got ${describe(given.replayStore)}.`,
     );
   }
   const nonce = given.nonce;
@@ -122,10 +146,11 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
     throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
   return {
     algorithms: acceptedAlgorithms(algorithms as DpopAlgorithm[]),
-    maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 300, 1, 86_400, 'seconds'),
+    maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 60, 1, 86_400, 'seconds'),
     clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
-    replayStore: replayStore as ReplayStore,
-    nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions)) : undefined,
+    replayStore,
+    storeTimeout: checkInteger(fn, `${prefix}storeTimeout`, given.storeTimeout, 1000, 1, 60_000, 'milliseconds'),
+    nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions), fn, `${prefix}nonce.`) : undefined,
     now: given.now as (() => number) | undefined,
   };
 }
@@ -151,13 +176,13 @@ export function wwwAuthenticate(algorithms: readonly string[], error?: DpopError
   return `DPoP ${parts.join(', ')}`;
 }
 
-/** Puts RFC 9449's challenge (and a fresh nonce when one is asked for) on a refusal, in `err.headers`. */
+/** Puts RFC 9449's challenge (and a fresh nonce when one is asked for) on a 401, in `err.headers`. */
 export function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
-  if (!(error instanceof TokenSecError)) return error;
+  if (!(error instanceof TokenSecError) || error.status !== 401) return error;
   const name = (error as { dpopError?: DpopErrorName }).dpopError;
   const headers: Record<string, string> = { 'WWW-Authenticate': wwwAuthenticate(verify.algorithms, name, error.message) };
   if (name === 'use_dpop_nonce' && verify.nonce) headers['DPoP-Nonce'] = verify.nonce.current();
-  return Object.assign(error, { headers });
+  return Object.assign(error, { headers: { ...error.headers, ...headers } });
 }
 
 /**
@@ -186,8 +211,12 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
   const verifyToken = given.verifyToken as DpopOptions<Req>['verifyToken'];
   const urlOf = (given.url as ((req: Req) => string) | undefined) ?? requestUrl;
   const verify = resolveVerifyOptions('dpop', given);
+  if (given.onEvent !== undefined && typeof given.onEvent !== 'function') {
+    throw optionError('dpop', `option "onEvent" must be a function (event) => void, got ${describe(given.onEvent)}.`);
+  }
+  const onEvent = given.onEvent as ((event: DpopEvent) => void) | undefined;
 
-  async function check(req: Req, res: Res): Promise<void> {
+  async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
     const authorization = req.headers.authorization ?? '';
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is token68 (RFC 9449 §7.1).
     const match = /^DPoP +([\w\-.~+/]+=*)$/i.exec(authorization);
@@ -207,6 +236,8 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       { method: (req.method ?? 'GET').toUpperCase(), url: urlOf(req), accessToken: token },
       verify,
     );
+    seen.algorithm = proof.alg;
+    seen.jkt = proof.jkt;
     let claims: TokenClaims;
     try {
       claims = await verifyToken(token, req);
@@ -216,17 +247,35 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     if (typeof claims !== 'object' || claims === null || claims.cnf?.jkt !== proof.jkt) {
       throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token is not bound to the DPoP proof key (cnf.jkt).', 'invalid_token');
     }
-    // Only now, with a valid token bound to this key, is the proof id worth remembering.
-    await recordProof(proof, verify);
+    // Only now, with a valid token bound to this key, is the proof id worth remembering. A second
+    // dpop() on the same request (a router's and a route's) sees the proof it recorded: no replay.
+    if (recordedOn.get(req) !== proof.claims.jti) {
+      await recordProof(proof, verify);
+      recordedOn.set(req, proof.claims.jti);
+    }
     req.tokenSec = { token, claims, jkt: proof.jkt };
     if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
   }
 
   // Any framework's request and response will do; verifyToken sees them as the app's types.
   return function tokenSecDpop(req, res, next) {
-    check(req as Req, res as Res).then(
-      () => next(),
-      (error: unknown) => next(withChallenge(error, verify)),
+    const started = performance.now();
+    const seen: Pick<DpopEvent, 'algorithm' | 'jkt'> = {};
+    const report = (outcome: Pick<DpopEvent, 'outcome' | 'status' | 'code'>) => {
+      // Built only when someone listens: most apps do not, and it is per request.
+      if (!onEvent && !dpopChannel.hasSubscribers) return;
+      emitDpopEvent(onEvent, { ...outcome, ...seen, durationMs: performance.now() - started, requestId: requestIdOf(req) });
+    };
+    check(req as Req, res as Res, seen).then(
+      () => {
+        report({ outcome: 'accepted', status: 200 });
+        next();
+      },
+      (error: unknown) => {
+        const { outcome, status, code } = outcomeOf(error);
+        report({ outcome: outcome === 'answered' ? 'failed' : outcome, status, code });
+        next(withChallenge(error, verify));
+      },
     );
   };
 }

@@ -1,9 +1,10 @@
 /**
  * Server-provided DPoP nonces (RFC 9449 §8), stateless: a nonce is an HMAC of the current time
- * window under a key made at startup, so every process with the same key agrees without storage.
- * The current and the previous window's nonces are accepted.
+ * window under a key, so every process with the same key agrees without storage. The current and
+ * the previous window's nonces are accepted.
  */
 import { createHmac, randomBytes } from 'node:crypto';
+import { checkInteger, checkOptions, describe, optionError } from '../options.js';
 
 export interface NonceSource {
   /** The nonce to hand out now (the `DPoP-Nonce` response header). */
@@ -16,22 +17,51 @@ export interface NonceSource {
  *
  * @example
  * ```ts
- * tokenSec.dpop({ verifyToken, nonce: { window: 60, key: process.env.DPOP_NONCE_KEY } });
+ * import tokenSec from 'tokensec';
+ * const verifyToken = async () => ({ cnf: { jkt: 'a thumbprint' } });
+ * tokenSec.dpop({ verifyToken, nonce: { window: 60, key: 'a secret of at least 32 bytes, shared by every process' } });
  * ```
  */
 export interface NonceOptions {
-  /** Seconds a nonce stays current. Default 300. */
+  /** Seconds a nonce stays current (a whole number, at least 1). Default 300. */
   window?: number;
-  /** HMAC key shared by the processes of one app (at least 32 bytes). Default: random per process. */
+  /**
+   * HMAC key, a string or bytes of at least 32 bytes. Give every process of an app the same key,
+   * or a nonce one process handed out is refused by another. Default: random per process.
+   */
   key?: string | Uint8Array;
   /** For tests only: the clock, in milliseconds. */
   now?: () => number;
 }
 
-export function nonceSource(options: NonceOptions = {}): NonceSource {
-  const window = options.window ?? 300;
-  const key = options.key === undefined ? randomBytes(32) : typeof options.key === 'string' ? Buffer.from(options.key) : options.key;
-  const now = options.now ?? Date.now;
+const MIN_KEY_BYTES = 32;
+
+/**
+ * A nonce source from checked options: `fn` and `prefix` name the option in messages
+ * (`tokenSec.dpop(): option "nonce.window" …`).
+ */
+export function nonceSource(options: NonceOptions = {}, fn = 'dpop', prefix = 'nonce.'): NonceSource {
+  const given = checkOptions(fn, options, ['window', 'key', 'now'], prefix);
+  const window = checkInteger(fn, `${prefix}window`, given.window, 300, 1, 86_400, 'seconds');
+  const keyOption = given.key;
+  let key: Buffer;
+  if (keyOption === undefined) key = randomBytes(MIN_KEY_BYTES);
+  else if (typeof keyOption === 'string') key = Buffer.from(keyOption, 'utf8');
+  else if (keyOption instanceof Uint8Array) key = Buffer.from(keyOption);
+  else
+    throw optionError(
+      fn,
+      `option "${prefix}key" must be a string or a Uint8Array of at least ${MIN_KEY_BYTES} bytes, got ${describe(keyOption)}.`,
+    );
+  if (key.length < MIN_KEY_BYTES) {
+    throw optionError(
+      fn,
+      `option "${prefix}key" must be at least ${MIN_KEY_BYTES} bytes, got ${key.length}. Make one with: node -e "console.log(crypto.randomBytes(32).toString('base64url'))", and give every process the same one.`,
+    );
+  }
+  if (given.now !== undefined && typeof given.now !== 'function')
+    throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
+  const now = (given.now as (() => number) | undefined) ?? Date.now;
   const nonceFor = (slot: number) => createHmac('sha256', key).update(`tokensec dpop nonce ${slot}`).digest('base64url');
   const slot = () => Math.floor(now() / 1000 / window);
   return {

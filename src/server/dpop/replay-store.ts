@@ -1,124 +1,97 @@
 /**
  * Where DPoP proof ids (`jti`) are remembered for as long as a proof could be accepted, so that a
- * proof is accepted once (RFC 9449 §11.1). A small interface, a bounded in-memory store for one
- * process, and a Redis store for several processes.
+ * proof is accepted once (RFC 9449 §11.1). Proof ids go into an AtomicStore (`memoryStore()`,
+ * `redisStore()`, or the app's own) under `jti:<jkt>:<jti>`, owned by the key's thumbprint. The
+ * 3.0 names and the 3.0 `ReplayStore` contract stay accepted.
  */
+import { memoryStore, type MemoryStoreOptions } from '../memory-store.js';
+import { redisStore, type RedisStoreOptions } from '../redis-store.js';
+import type { AtomicStore } from '../store.js';
 
 /**
- * Remembers keys for a while.
+ * The 3.0 replay store contract, still accepted for `replayStore`: any AtomicStore will do too.
  *
  * @example
  * ```ts
- * const store: ReplayStore = { add: async (key, ttl) => (await myCache.setIfAbsent(key, ttl)) };
+ * const seen = new Set<string>();
+ * const store: ReplayStore = { add: (key) => !seen.has(key) && Boolean(seen.add(key)) };
  * ```
  */
 export interface ReplayStore {
   /**
-   * Records `key` for `ttlSeconds`. Resolves true if the key was new, false if it was already
-   * there (a replay). Must be atomic across every process that shares the store.
+   * Records `key` (`<jkt>:<jti>`) for `ttlSeconds`. Resolves true if the key was new, false if it
+   * was already there (a replay). Must be atomic across every process that shares the store.
    */
   add(key: string, ttlSeconds: number): boolean | Promise<boolean>;
 }
 
+/** The 3.0 name of `memoryStore()`'s options. */
+export type MemoryReplayStoreOptions = MemoryStoreOptions;
+
+/** The 3.0 name of the clients `redisStore()` takes (now node-redis or ioredis). */
+export type RedisLikeClient = RedisStoreOptions['client'];
+
+/** The 3.0 name of `redisStore()`'s options. */
+export type RedisReplayStoreOptions = RedisStoreOptions;
+
 /**
- * Options of `memoryReplayStore()`.
+ * The 3.0 name of `memoryStore()`, which it now returns.
  *
+ * @deprecated Use `memoryStore()`.
  * @example
  * ```ts
- * memoryReplayStore({ max: 200_000 });
+ * import tokenSec from 'tokensec';
+ * const store = tokenSec.memoryReplayStore({ max: 50_000 });
  * ```
  */
-export interface MemoryReplayStoreOptions {
-  /** Most keys held at once. Default 100,000. */
-  max?: number;
-  /** For tests only: the clock, in milliseconds. */
-  now?: () => number;
+export function memoryReplayStore(options: MemoryReplayStoreOptions = {}): AtomicStore {
+  return memoryStore(options);
 }
 
 /**
- * A replay store in this process's memory: right for one server process. When it holds `max`
- * unexpired keys it refuses new ones (add resolves false, so proofs are refused) rather than
- * forget a key early, which would reopen replay; expired keys are dropped first.
+ * The 3.0 name of `redisStore()`, which it now returns (it also takes an ioredis client now).
  *
+ * @deprecated Use `redisStore()`.
  * @example
  * ```ts
- * app.use('/api', tokenSec.dpop({ verifyToken, replayStore: memoryReplayStore({ max: 50_000 }) }));
+ * import { createClient } from 'redis';
+ * import tokenSec from 'tokensec';
+ * const client = createClient();
+ * client.on('error', () => {});
+ * const store = tokenSec.redisReplayStore({ client });
  * ```
  */
-export function memoryReplayStore(options: MemoryReplayStoreOptions = {}): ReplayStore {
-  const max = options.max ?? 100_000;
-  const now = options.now ?? Date.now;
-  // Insertion order is expiry order only for equal TTLs; sweeps therefore scan from the oldest
-  // and stop at the first unexpired key, and `has` checks expiry itself.
-  const expiries = new Map<string, number>();
-  const sweep = (time: number) => {
-    for (const [key, expiry] of expiries) {
-      if (expiry > time) break;
-      expiries.delete(key);
-    }
-  };
+export function redisReplayStore(options: RedisReplayStoreOptions): AtomicStore {
+  return redisStore(options);
+}
+
+const REPLAY_PREFIX = 'jti:';
+
+/** The store key of a proof id. */
+export const replayKey = (jkt: string, jti: string): string => `${REPLAY_PREFIX}${jkt}:${jti}`;
+
+/** A 3.0 ReplayStore as an AtomicStore, for proof ids only: it sees `<jkt>:<jti>` as before. */
+export function fromReplayStore(store: ReplayStore): AtomicStore {
   return {
-    add(key, ttlSeconds) {
-      const time = now();
-      const known = expiries.get(key);
-      if (known !== undefined && known > time) return false;
-      if (expiries.size >= max) sweep(time);
-      if (expiries.size >= max) return false;
-      expiries.delete(key);
-      expiries.set(key, time + ttlSeconds * 1000);
-      return true;
+    async addIfAbsent(key, _value, ttlSeconds) {
+      const added = await store.add(key.startsWith(REPLAY_PREFIX) ? key.slice(REPLAY_PREFIX.length) : key, ttlSeconds);
+      return added ? undefined : '1';
+    },
+    delete() {
+      throw new TypeError('A 3.0 ReplayStore ({ add }) cannot delete keys: pass an AtomicStore (memoryStore(), redisStore()).');
     },
   };
 }
 
-/**
- * The part of a node-redis (v4 and later) client the Redis store uses.
- *
- * @example
- * ```ts
- * import { createClient } from 'redis';
- * const client: RedisLikeClient = await createClient({ url: 'redis://127.0.0.1:6379' }).connect();
- * ```
- */
-export interface RedisLikeClient {
-  set(key: string, value: string, options: { NX: true; EX: number }): Promise<string | null | unknown>;
-}
+/** One default store per process, shared by every middleware that was given none. */
+let processStore: AtomicStore | undefined;
+export const defaultStore = (): AtomicStore => (processStore ??= memoryStore());
 
-/**
- * Options of `redisReplayStore()`.
- *
- * @example
- * ```ts
- * redisReplayStore({ client: createClient({ url: process.env.REDIS_URL }), prefix: 'myapp:dpop:' });
- * ```
- */
-export interface RedisReplayStoreOptions {
-  /** A connected node-redis client (the `redis` package, an optional peer dependency). */
-  client: RedisLikeClient;
-  /** Key prefix. Default `tokensec:jti:`. */
-  prefix?: string;
-}
-
-/**
- * A replay store in Redis, shared by every process that uses the same server: `SET key 1 NX EX
- * ttl`, atomic on the Redis side.
- *
- * @example
- * ```ts
- * import { createClient } from 'redis';
- * const client = await createClient({ url: process.env.REDIS_URL }).connect();
- * app.use('/api', tokenSec.dpop({ verifyToken, replayStore: redisReplayStore({ client }) }));
- * ```
- */
-export function redisReplayStore(options: RedisReplayStoreOptions): ReplayStore {
-  const { client, prefix = 'tokensec:jti:' } = options ?? {};
-  if (!client || typeof client.set !== 'function') {
-    throw new TypeError('tokenSec.redisReplayStore(): option "client" must be a connected node-redis client (createClient().connect()).');
-  }
-  if (typeof prefix !== 'string') throw new TypeError('tokenSec.redisReplayStore(): option "prefix" must be a string.');
-  return {
-    async add(key, ttlSeconds) {
-      return (await client.set(prefix + key, '1', { NX: true, EX: Math.max(1, Math.ceil(ttlSeconds)) })) === 'OK';
-    },
-  };
+/** `replayStore` as given: an AtomicStore, a 3.0 ReplayStore (wrapped), or undefined. */
+export function asAtomicStore(given: unknown): AtomicStore | undefined {
+  if (typeof given !== 'object' || given === null) return undefined;
+  const store = given as Partial<AtomicStore & ReplayStore>;
+  if (typeof store.addIfAbsent === 'function') return store as AtomicStore;
+  if (typeof store.add === 'function') return fromReplayStore(store as ReplayStore);
+  return undefined;
 }

@@ -22,7 +22,8 @@ import {
 import { TokenSecError } from '../../protocol/errors.js';
 import { nodeBase64url } from '../base64url.js';
 import type { NonceSource } from './nonce.js';
-import type { ReplayStore } from './replay-store.js';
+import { callStore, type AtomicStore } from '../store.js';
+import { replayKey } from './replay-store.js';
 
 /** How proofs are checked, resolved from a middleware's options. */
 export interface DpopVerifyOptions {
@@ -31,7 +32,10 @@ export interface DpopVerifyOptions {
   maxAge: number;
   /** Seconds a proof's `iat` may lie in the future (clock skew). */
   clockSkew: number;
-  replayStore: ReplayStore;
+  /** Where proof ids are remembered (a 3.0 ReplayStore is wrapped into one when options are resolved). */
+  replayStore: AtomicStore;
+  /** Milliseconds a store call may take before the request gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
+  storeTimeout?: number | undefined;
   nonce?: NonceSource | undefined;
   /** For tests only: the clock, in milliseconds. */
   now?: (() => number) | undefined;
@@ -208,9 +212,16 @@ export function checkDpopProof(proof: string | undefined, expected: DpopExpectat
   return { jkt, jwk, alg: alg as DpopAlgorithm, claims: claims as unknown as DpopClaims };
 }
 
-/** The last check: the proof's `jti` is recorded for as long as the proof could be accepted, and a second use is refused. */
+/**
+ * The last check: the proof's `jti` is recorded for as long as the proof could be accepted
+ * (`maxAge + clockSkew`), owned by its key, and a second use is refused. A store that fails,
+ * times out or is full gives its own 503 (a 429 for a key over its share), never "replayed".
+ */
 export async function recordProof(proof: VerifiedProof, options: DpopVerifyOptions): Promise<void> {
-  if (!(await options.replayStore.add(`${proof.jkt}:${proof.claims.jti}`, options.maxAge + options.clockSkew))) {
+  const { replayStore: store, maxAge, clockSkew, storeTimeout = 1000 } = options;
+  const key = replayKey(proof.jkt, proof.claims.jti);
+  const earlier = await callStore(() => store.addIfAbsent(key, '1', maxAge + clockSkew, proof.jkt), storeTimeout);
+  if (earlier !== undefined) {
     throw dpopError('ERR_TOKENSEC_DPOP_REPLAYED_PROOF', 'DPoP proof already used (same jti).', 'invalid_dpop_proof');
   }
 }

@@ -1,0 +1,165 @@
+/**
+ * `memoryStore()`: the AtomicStore of one process. Sized so that it cannot fill at any rate one
+ * process can verify DPoP proofs (ids held = accepted proofs/s × (maxAge + clockSkew)), small per
+ * id (a 12-byte fingerprint of the key), and fair: one owner (a DPoP key) cannot take more than its
+ * share, and new owners cannot take the part kept for owners already in use.
+ */
+import { hash, randomBytes } from 'node:crypto';
+import { TokenSecError } from '../protocol/errors.js';
+import { checkInteger, checkOptions, optionError } from './options.js';
+import type { AtomicStore } from './store.js';
+
+/**
+ * Options of `memoryStore()`.
+ *
+ * @example
+ * ```ts
+ * import tokenSec from 'tokensec';
+ * const store = tokenSec.memoryStore({ max: 2_000_000, maxPerOwner: 20_000 });
+ * ```
+ */
+export interface MemoryStoreOptions {
+  /** Most unexpired keys held at once; a full store answers 503 ERR_TOKENSEC_STORE_FULL. Default 1,000,000 (at most about 106 MiB of heap when full). */
+  max?: number;
+  /** Most unexpired keys one owner (a DPoP key's thumbprint) may hold: 429 ERR_TOKENSEC_DPOP_RATE_LIMITED beyond. Default `max / 64`. */
+  maxPerOwner?: number;
+  /** For tests only: the clock, in milliseconds. */
+  now?: () => number;
+}
+
+/** New owners may fill the store up to this fraction of `max`; the rest is kept for owners that already hold keys. */
+export const NEW_OWNER_SHARE = 0.75;
+
+/** The keys that expire together: dropped whole once their end has passed. */
+interface Bucket {
+  fingerprints: string[];
+  /** Each key's owner number (ownerNumber), or -1. */
+  owners: number[];
+}
+
+/**
+ * An owner as a 30-bit number (a small integer to V8: no heap object per owner): FNV-1a under a
+ * per-store random seed. Two owners that share a number share a count, which only affects the
+ * share rule, never replay; the seed keeps anyone from choosing keys that collide.
+ */
+function ownerNumber(owner: string, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < owner.length; i++) h = Math.imul(h ^ owner.charCodeAt(i), 0x01000193);
+  return (h >>> 1) & 0x3fffffff;
+}
+
+/**
+ * 12 bytes (96 bits) of SHA-256 as a 12-character one-byte ('binary', i.e. latin1) string: 32 bytes of heap whatever the
+ * key's length (a slice this short is a copy, not a view of the whole digest).
+ */
+const fingerprint = (key: string): string => hash('sha256', key, 'binary').slice(0, 12);
+
+/**
+ * Bucket width for a TTL: 1 s up to 64 s, then the power of two that keeps about 64 buckets per TTL.
+ * A key is held until the end of its bucket: at most one width longer than asked, never shorter.
+ */
+const widthFor = (ttlSeconds: number): number => (ttlSeconds <= 64 ? 1 : 2 ** Math.ceil(Math.log2(ttlSeconds / 64)));
+
+const full = () =>
+  new TokenSecError(
+    'ERR_TOKENSEC_STORE_FULL',
+    'TokenSec memory store is full; try again later (README, "Stores", says how to size it).',
+    503,
+  );
+
+/**
+ * An AtomicStore in this process's memory: right for one server process (use `redisStore()` for
+ * several). It never forgets a key early, which would reopen replay: when it holds `max` unexpired
+ * keys it refuses new ones with 503 ERR_TOKENSEC_STORE_FULL (a replayed key is still answered as
+ * one). With an owner (DPoP proof ids pass the key's thumbprint), an owner holding `maxPerOwner`
+ * keys gets 429 ERR_TOKENSEC_DPOP_RATE_LIMITED, and an owner holding none may only take a new key
+ * while the store is less than three-quarters full, so a flood of fresh keys cannot refuse a
+ * client already in use. Keys expire in time buckets that are dropped whole.
+ *
+ * @example
+ * ```ts
+ * import express from 'express';
+ * import tokenSec from 'tokensec';
+ *
+ * const store = tokenSec.memoryStore(); // one per process, shared by the handshake and the API
+ * const verifyToken = async () => ({ cnf: { jkt: 'a thumbprint' } });
+ * const app = express();
+ * app.post('/token', tokenSec.handshake({ payload: 'token', dpop: { replayStore: store } }));
+ * app.use('/api', tokenSec.dpop({ verifyToken, replayStore: store }));
+ * ```
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
+  const given = checkOptions('memoryStore', options, ['max', 'maxPerOwner', 'now']);
+  const max = checkInteger('memoryStore', 'max', given.max, 1_000_000, 1, 100_000_000, 'keys');
+  const maxPerOwner = checkInteger('memoryStore', 'maxPerOwner', given.maxPerOwner, Math.max(1, Math.floor(max / 64)), 1, max, 'keys');
+  if (given.now !== undefined && typeof given.now !== 'function')
+    throw optionError('memoryStore', 'option "now" must be a function returning milliseconds.');
+  const now = (given.now as (() => number) | undefined) ?? (() => Date.now());
+  const newOwnerLimit = Math.max(1, Math.floor(max * NEW_OWNER_SHARE));
+
+  const values = new Map<string, string>();
+  const buckets = new Map<number, Bucket>();
+  const owners = new Map<number, number>(); // owner number -> unexpired keys held
+  const seed = randomBytes(4).readUInt32LE(0) ^ 0x811c9dc5;
+  // Fingerprints deleted before their bucket ended, with how many bucket slots still name them:
+  // such a slot must not delete a value set again since.
+  const stale = new Map<string, number>();
+  let nextEnd = Infinity;
+
+  function dropExpired(second: number): void {
+    if (second < nextEnd) return;
+    nextEnd = Infinity;
+    for (const [end, bucket] of buckets) {
+      if (end > second) {
+        nextEnd = Math.min(nextEnd, end);
+        continue;
+      }
+      buckets.delete(end);
+      bucket.fingerprints.forEach((print, i) => {
+        const left = stale.get(print);
+        if (left === undefined) values.delete(print);
+        else if (left > 1) stale.set(print, left - 1);
+        else stale.delete(print);
+        const owner = bucket.owners[i]!;
+        if (owner < 0) return;
+        const count = owners.get(owner)! - 1;
+        if (count === 0) owners.delete(owner);
+        else owners.set(owner, count);
+      });
+    }
+  }
+
+  return {
+    addIfAbsent(key, value, ttlSeconds, owner) {
+      if (typeof key !== 'string' || typeof value !== 'string' || !(ttlSeconds > 0) || !Number.isFinite(ttlSeconds)) {
+        throw new TypeError('memoryStore.addIfAbsent(key, value, ttlSeconds): strings and a positive number of seconds.');
+      }
+      const time = now() / 1000;
+      dropExpired(Math.floor(time));
+      const print = fingerprint(key);
+      const existing = values.get(print);
+      if (existing !== undefined) return existing;
+      if (values.size >= max) throw full();
+      const number = owner === undefined ? -1 : ownerNumber(owner, seed);
+      const held = number < 0 ? 0 : (owners.get(number) ?? 0);
+      if (held >= maxPerOwner) {
+        throw new TokenSecError('ERR_TOKENSEC_DPOP_RATE_LIMITED', 'Too many DPoP proofs from this key; slow down.', 429);
+      }
+      if (number >= 0 && held === 0 && values.size >= newOwnerLimit) throw full();
+      const width = widthFor(ttlSeconds);
+      const end = Math.ceil((time + ttlSeconds) / width) * width;
+      let bucket = buckets.get(end);
+      if (!bucket) buckets.set(end, (bucket = { fingerprints: [], owners: [] }));
+      if (number >= 0) owners.set(number, held + 1);
+      bucket.fingerprints.push(print);
+      bucket.owners.push(number);
+      nextEnd = Math.min(nextEnd, end);
+      values.set(print, value);
+      return undefined;
+    },
+    delete(key) {
+      const print = fingerprint(key);
+      if (values.delete(print)) stale.set(print, (stale.get(print) ?? 0) + 1);
+    },
+  };
+}
