@@ -49,7 +49,7 @@ async function hmac(subtle: SubtleCrypto, key: BufferSource, data: BufferSource)
 /** The request header value: version, algorithm, public key and HMAC(secret, binding input). */
 export async function requestHeader(subtle: SubtleCrypto, keys: ClientKeys, secret: string, target: RequestTarget): Promise<string> {
   // An unpaired surrogate has no UTF-8: refused here, before TextEncoder would make it U+FFFD.
-  if (/\p{Cs}/u.test(secret)) throw new TokenSecError('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad secret');
+  if (/\p{Cs}/u.test(secret)) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad secret');
   return formatRequest(
     keys.algorithm,
     keys.publicKey,
