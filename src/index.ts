@@ -8,11 +8,12 @@
 import { dpop } from './server/dpop/middleware.js';
 import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
 import { handshake } from './server/handshake.js';
+import { unbind } from './server/dpop/handshake-proof.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
 
-export { client, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, redisReplayStore };
+export { client, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, redisReplayStore, unbind };
 export { handshakeChannel } from './server/events.js';
 export type { HandshakeEvent } from './server/events.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';
@@ -29,9 +30,20 @@ export type {
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';
-export type { HandshakeDpopOptions, SessionKeyStore } from './server/dpop/handshake-proof.js';
+export type { HandshakeDpopOptions, SessionKeyStore, UnbindOptions } from './server/dpop/handshake-proof.js';
+export type { AtomicStore } from './server/store.js';
 export type { DpopAlgorithm } from './protocol/dpop.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
-const tokenSec = { initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore };
+const tokenSec = {
+  initialize,
+  handshake,
+  client,
+  dpop,
+  errorHandler,
+  integrity,
+  memoryReplayStore,
+  redisReplayStore,
+  unbind,
+};
 export default tokenSec;

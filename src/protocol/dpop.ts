@@ -19,6 +19,11 @@ export const DPOP_NONCE_HEADER = 'dpop-nonce';
  * cannot swap that key without breaking the proof's signature. docs/PROTOCOL.md specifies it.
  */
 export const HANDSHAKE_CLAIM = 'tsh';
+/**
+ * TokenSec's claim `tsb: true` ("TokenSec bind") in a handshake's proof: the key was made fresh by
+ * this run of the client, so the server may bind a session that has no key yet to it.
+ */
+export const BIND_CLAIM = 'tsb';
 
 /**
  * Signature algorithms TokenSec makes and verifies: ES256 (P-256) by default, and Ed25519 where
@@ -50,6 +55,8 @@ export interface DpopClaims {
   nonce?: string;
   /** HANDSHAKE_CLAIM, on the handshake's proof. */
   tsh?: string;
+  /** BIND_CLAIM, on a handshake's proof whose key the client made fresh for binding. */
+  tsb?: boolean;
 }
 
 /**

@@ -110,7 +110,7 @@ export function csrfApp(
 export async function signedHandshake(
   url: string,
   secret: string,
-  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean } = {},
+  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean; tsb?: boolean; nonce?: string } = {},
 ) {
   const { createKeys, requestHeader } = await import('../../client/crypto.js');
   const { createDpopProof, getDpopKey } = await import('../../client/dpop.js');
@@ -127,7 +127,8 @@ export async function signedHandshake(
   const headers: Record<string, string> = { 'x-tokensec-handshake': value };
   if (!key) return { keys, target, value, proof: undefined, jkt: undefined, headers };
   const tsh = createHash('sha256').update(value).digest('base64url');
-  const proof = await createDpopProof({ method, url, key, claims: { tsh } });
+  // tsb: true (default here) says the key was made fresh for binding, as the client says of a key it made in this run.
+  const proof = await createDpopProof({ method, url, key, claims: options.tsb === false ? { tsh } : { tsh, tsb: true }, nonce: options.nonce });
   headers.dpop = proof;
   return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }

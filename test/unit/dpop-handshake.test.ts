@@ -240,7 +240,7 @@ describe('a session is bound to the key of its first handshake', () => {
 describe('options are checked at startup', () => {
   it.each([
     [{ requird: true }, /unknown option "dpop.requird". Did you mean "dpop.required"\?/],
-    [{ sessionKey: {} }, /"dpop.sessionKey" must be false or an object with get\(req\) and set\(req, jkt\)/],
+    [{ sessionKey: {} }, /"dpop.sessionKey" must be false or an object with get\(req\), set\(req, jkt\) and optionally bind\(req, jkt\)/],
     [{ url: 'https://app.example/token' }, /"dpop.url" must be a function/],
     [{ algorithms: ['RS256'] }, /"dpop.algorithms" must be a non-empty array/],
     [{ required: 'yes' }, /dpop.required/],
