@@ -128,7 +128,13 @@ export async function signedHandshake(
   if (!key) return { keys, target, value, proof: undefined, jkt: undefined, headers };
   const tsh = createHash('sha256').update(value).digest('base64url');
   // tsb: true (default here) says the key was made fresh for binding, as the client says of a key it made in this run.
-  const proof = await createDpopProof({ method, url, key, claims: options.tsb === false ? { tsh } : { tsh, tsb: true }, nonce: options.nonce });
+  const proof = await createDpopProof({
+    method,
+    url,
+    key,
+    claims: (options.tsb === false ? { tsh } : { tsh, tsb: true }) as Record<string, string>, // the client types extra claims as strings
+    nonce: options.nonce,
+  });
   headers.dpop = proof;
   return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }
