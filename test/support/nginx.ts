@@ -34,13 +34,15 @@ export interface NginxOptions {
   upstreamPort: number;
   /** Extra directives for the server block, e.g. `proxy_buffer_size 16k;`. */
   extra?: string;
+  /** What nginx sends upstream as Host. Default `$http_host` (as the browser sent it); `$host` drops the port. */
+  hostHeader?: string;
 }
 
 function need(path: string, what: string): void {
   if (!existsSync(path)) throw new Error(`${what} not found at ${path}. Install it (Debian/Ubuntu: apt-get install -y ${what}).`);
 }
 
-export async function startNginx({ serverName, upstreamPort, extra = '' }: NginxOptions): Promise<NginxProxy> {
+export async function startNginx({ serverName, upstreamPort, extra = '', hostHeader = '$http_host' }: NginxOptions): Promise<NginxProxy> {
   need(NGINX, 'nginx');
   const dir = mkdtempSync(join(tmpdir(), 'tokensec-nginx-'));
   const cert = join(dir, 'cert.pem');
@@ -81,7 +83,7 @@ http {
     location / {
       proxy_pass http://127.0.0.1:${upstreamPort};
       proxy_http_version 1.1;
-      proxy_set_header Host $http_host;
+      proxy_set_header Host ${hostHeader};
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;
     }
