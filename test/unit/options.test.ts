@@ -10,6 +10,7 @@ import tokenSec, {
   integrity,
   memoryReplayStore,
   redisReplayStore,
+  unbind,
 } from '../../src/index.js';
 
 describe('options are checked when the middleware is created', () => {
@@ -90,6 +91,6 @@ describe('options are checked when the middleware is created', () => {
   });
 
   it('exports the same functions by name and on the default object', () => {
-    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore });
+    expect(tokenSec).toEqual({ initialize, handshake, client, dpop, errorHandler, integrity, memoryReplayStore, redisReplayStore, unbind });
   });
 });
