@@ -78,6 +78,8 @@ describe('origin', () => {
     ['https://app.example/api', /option "origin" must be an origin such as "https:\/\/app.example"/],
     ['ftp://app.example', /option "origin" must be an origin/],
     ['app.example', /option "origin" must be an origin/],
+    ['https://app.example?', /option "origin" must be an origin/],
+    ['https://user@app.example', /option "origin" must be an origin/],
     [[], /option "origin" must be an origin such as "https:\/\/app.example", or a non-empty array of them/],
     [['https://app.example', 42], /option "origin" must be an origin/],
   ])('origin %j is refused at startup', (origin, message) => {
@@ -87,8 +89,11 @@ describe('origin', () => {
     );
   });
 
-  it('a trailing slash on an origin is accepted', () => {
-    expect(() => tokenSec.dpop({ verifyToken, origin: 'https://App.example/' })).not.toThrow();
+  it('an origin is taken as the URL standard writes it: case, trailing slash, default port', async () => {
+    for (const given of ['https://App.example/', 'https://app.example:443']) {
+      const origin = await api({ origin: given });
+      expect(await call(origin, 'https://app.example/api/me')).toMatchObject({ status: 200 });
+    }
   });
 });
 

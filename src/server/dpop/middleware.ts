@@ -11,6 +11,8 @@ import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, type DpopAlgorithm } from '../../pr
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
 import { withErrorHeader } from '../error-handler.js';
+import type { HandshakeRequestLike } from '../handshake-options.js';
+import { requestPath } from '../request-path.js';
 import { nonceSource, type NonceOptions } from './nonce.js';
 import { memoryReplayStore, type ReplayStore } from './replay-store.js';
 import { checkDpopProof, dpopError, readProofHeader, recordProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
@@ -110,7 +112,7 @@ const KNOWN = ['verifyToken', 'algorithms', 'maxAge', 'clockSkew', 'replayStore'
 export const HOST_FALLBACK_WARNING = 'TOKENSEC_HTU_FROM_HOST';
 let hostFallbackWarned = false;
 
-/** An origin as the option may give it: http(s), no path, query, fragment or credentials. */
+/** An origin as the option may give it: http(s), no path (a trailing slash is fine), query, fragment or credentials. */
 function checkOrigin(fn: string, name: string, value: unknown): string {
   let url: URL | undefined;
   try {
@@ -121,7 +123,12 @@ function checkOrigin(fn: string, name: string, value: unknown): string {
   if (
     !url ||
     (url.protocol !== 'https:' && url.protocol !== 'http:') ||
-    url.origin !== (value as string).replace(/\/$/, '').toLowerCase()
+    url.pathname !== '/' ||
+    url.search ||
+    url.hash ||
+    url.username ||
+    url.password ||
+    /[?#]/.test(String(value))
   ) {
     throw optionError(
       fn,
@@ -172,7 +179,8 @@ export function resolveUrl<Req extends DpopRequestLike>(
   };
 }
 
-const pathOf = (req: DpopRequestLike): string => (req.originalUrl ?? req.url ?? '/').split(/[?#]/, 1)[0] || '/';
+/** The request's path as sent (Express's originalUrl survives mounting), without query; an absolute-form target's path. */
+const pathOf = (req: DpopRequestLike): string => requestPath(req as HandshakeRequestLike);
 
 /** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
 export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
