@@ -10,12 +10,13 @@ import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.
 import { memoryStore } from './server/memory-store.js';
 import { redisStore } from './server/redis-store.js';
 import { handshake } from './server/handshake.js';
+import { unbind } from './server/dpop/handshake-proof.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
 import { dbsc } from './server/dbsc/index.js';
 
-export { client, dbsc, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, memoryStore, redisReplayStore, redisStore };
+export { client, dbsc, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, memoryStore, redisReplayStore, redisStore, unbind };
 export { dpopChannel, handshakeChannel } from './server/events.js';
 export type { DpopEvent, HandshakeEvent } from './server/events.js';
 export type { AtomicStore } from './server/store.js';
@@ -35,7 +36,7 @@ export type {
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';
-export type { HandshakeDpopOptions, SessionKeyStore } from './server/dpop/handshake-proof.js';
+export type { HandshakeDpopOptions, SessionKeyStore, UnbindOptions } from './server/dpop/handshake-proof.js';
 export type { DpopAlgorithm } from './protocol/dpop.js';
 export type {
   Dbsc,
@@ -60,5 +61,6 @@ const tokenSec = {
   redisStore,
   memoryReplayStore,
   redisReplayStore,
+  unbind,
 };
 export default tokenSec;

@@ -103,7 +103,14 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60), 
     });
   });
 
-  app.post('/logout', (req, res, next) => {
+  // Logout unbinds the session from the page's DPoP key on the server (tokenSec.unbind), so the
+  // next login's handshake binds a fresh key; destroying the session would unbind it too.
+  app.post('/logout', async (req, res, next) => {
+    try {
+      await tokenSec.unbind(req);
+    } catch (err) {
+      return next(err);
+    }
     req.session.destroy((err) => {
       if (err) return next(err);
       res.clearCookie('demo.sid', { path: '/' }).clearCookie('tokensec', { path: '/' }).json({ user: null });

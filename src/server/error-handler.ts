@@ -17,6 +17,19 @@ import { checkOptions } from './options.js';
  */
 export type ErrorHandlerOptions = Record<string, never>;
 
+/** The response header that carries a TokenSecError's code to the browser client. */
+export const ERROR_HEADER = 'TokenSec-Error';
+
+/**
+ * Puts `TokenSec-Error: <code>` into a TokenSecError's `err.headers` (kept with the headers it
+ * has), so whichever handler answers it, Express's default one too, tells the client the code.
+ * Anything else comes back unchanged.
+ */
+export function withErrorHeader(error: unknown): unknown {
+  if (!(error instanceof TokenSecError)) return error;
+  return Object.assign(error, { headers: { ...error.headers, [ERROR_HEADER]: error.code } });
+}
+
 type ErrorMiddleware = (err: unknown, req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
 const isCsrfError = (err: unknown): err is Error & { code: string; status?: number } =>
@@ -24,8 +37,8 @@ const isCsrfError = (err: unknown): err is Error & { code: string; status?: numb
 
 /**
  * Answers TokenSec errors with their status and `{ "code": …, "message": … }` (the message only
- * for 4xx; a 5xx says "Internal error"), with the headers the error carries (`WWW-Authenticate`,
- * `DPoP-Nonce`, `Allow`) and `Cache-Control: no-store`. A CSRF middleware's `EBADCSRFTOKEN` gets
+ * for 4xx; a 5xx says "Internal error"), `TokenSec-Error: <code>` (for TokenSecErrors), the headers
+ * the error carries (`WWW-Authenticate`, `DPoP-Nonce`, `Allow`) and `Cache-Control: no-store`. A CSRF middleware's `EBADCSRFTOKEN` gets
  * 403 the same way. Any other error, or a response already started, goes on to `next(err)`.
  *
  * @example
@@ -43,7 +56,7 @@ export function errorHandler(options: ErrorHandlerOptions = {}): ErrorMiddleware
       return;
     }
     const status = err instanceof TokenSecError ? (err.status ?? 500) : (err.status ?? 403);
-    const headers = err instanceof TokenSecError ? err.headers : undefined;
+    const headers = err instanceof TokenSecError ? { ...err.headers, [ERROR_HEADER]: err.code } : undefined;
     for (const [name, value] of Object.entries(headers ?? {})) res.setHeader(name, value);
     const body = JSON.stringify({ code: err.code, message: status < 500 ? err.message : 'Internal error' });
     res.statusCode = status;

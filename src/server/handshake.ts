@@ -3,8 +3,8 @@
  * browser sent. Each request runs one straight pipeline of named steps:
  *
  *   checkMethod → parseHeader → requestTarget → handshakeProof → resolveSecret → verifyBinding
- *     → recordHandshakeProof → checkSessionKey → keyAgreement → resolvePayload → encryptPayload
- *     → respond → recordSessionKey
+ *     → recordHandshakeProof → checkSessionKey (check, or bind atomically) → keyAgreement
+ *     → resolvePayload → encryptPayload → respond
  *
  * verifyBinding, keyAgreement (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
  * of crypto.ts. With `workers`, keyAgreement runs on a worker thread, and so does encryptPayload
@@ -22,8 +22,9 @@ import { agreeAndDerive, agreeAndSeal, type DeriveInput } from './crypto-jobs.js
 import type { CryptoPool } from './crypto-pool.js';
 import { encryptPayload, verifyBinding, type ResponseKey } from './crypto.js';
 import { HandshakeDeadline } from './deadline.js';
-import { checkSessionKey, handshakeProof, recordHandshakeProof, recordSessionKey } from './dpop/handshake-proof.js';
+import { checkSessionKey, handshakeProof, recordHandshakeProof } from './dpop/handshake-proof.js';
 import { dbscHandshakeCheck } from './dbsc/handshake-hook.js';
+import { withErrorHeader } from './error-handler.js';
 import {
   type HandshakeContext,
   resolveHandshakeOptions,
@@ -328,7 +329,7 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
       else sealed = encryptPayload(key, payload);
     }
     const body = respond(res, sealed, method, options);
-    yield recordSessionKey(req, proof, options.dpop);
+    if (proof && options.dpop.verify.nonce) res.setHeader('DPoP-Nonce', options.dpop.verify.nonce.current());
     return body;
   } finally {
     deadline?.dispose();
@@ -390,7 +391,7 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
       },
       (error: unknown) => {
         report(outcomeOf(error));
-        next(error);
+        next(withErrorHeader(error));
       },
     );
   }

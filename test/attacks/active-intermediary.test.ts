@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { createDemoApp } from '../../examples/demo/server.mjs';
-import { TokenSecError, handshake } from '../../client/index.js';
+import { TokenSecError, createDpopProof, getDpopKey, handshake } from '../../client/index.js';
 import { rewritingProxy, type RewritingProxy } from '../support/attackers.js';
 import { demoAgent } from '../support/demo-session.js';
 import { listen } from '../support/helpers.js';
@@ -23,7 +23,7 @@ afterAll(async () => {
   await app.close();
 });
 
-async function victimThrough(mode: 'swap-key' | 'own-proof', firstDirect: boolean) {
+async function victimThrough(mode: 'swap-key' | 'own-proof' | 'forge-answer', firstDirect: boolean) {
   const proxy = await rewritingProxy(app.origin, INJECTED, mode);
   proxies.push(proxy);
   const agent = demoAgent(app.origin);
@@ -60,5 +60,19 @@ describe('an active intermediary where TLS ends', () => {
     const claims = JSON.parse(Buffer.from((stolen ?? '').split('.')[1] ?? '', 'base64url').toString());
     expect(claims.cnf.jkt).toBe(proxy.jkt); // bound to the intermediary's key, not the browser's
     expect(result).toBe(INJECTED); // and the page accepts what it injects
+  });
+
+  it('remaining risk, a forged answer: the page accepts a token of its choice (bound session or not), which the DPoP-protected API refuses', async () => {
+    const { proxy, result } = await victimThrough('forge-answer', false);
+    expect(proxy.stolen).toEqual([]);
+    expect(result).toBe(INJECTED); // sealed to the browser's key with what the request carried
+    const agent = demoAgent(app.origin);
+    await agent.login();
+    const key = await getDpopKey();
+    const proof = await createDpopProof({ method: 'GET', url: `${app.origin}/api/me`, key, accessToken: INJECTED });
+    const api = await fetch(`${app.origin}/api/me`, {
+      headers: { authorization: `DPoP ${INJECTED}`, dpop: proof, cookie: agent.cookie() },
+    });
+    expect(api.status).toBe(401);
   });
 });

@@ -142,12 +142,15 @@ function signProof(key: ReturnType<typeof es256Key>, claims: Record<string, unkn
  * passes through unchanged.
  *
  * Mode 'swap-key' forwards the browser's DPoP proof as it is; mode 'own-proof' replaces it with a
- * proof of the intermediary's own key, committing to the swapped handshake header.
+ * proof of the intermediary's own key, committing to the swapped handshake header (and claiming it
+ * fresh, `tsb: true`, as anyone can). Mode 'forge-answer' changes nothing in the request and seals
+ * `inject` to the browser's key in place of the server's answer: everything it needs (the browser's
+ * ephemeral key, the CSRF token, the proof's key) is in the request.
  */
 export async function rewritingProxy(
   upstream: string,
   inject: string,
-  mode: 'swap-key' | 'own-proof' = 'swap-key',
+  mode: 'swap-key' | 'own-proof' | 'forge-answer' = 'swap-key',
 ): Promise<RewritingProxy> {
   const stolen: string[] = [];
   const statuses: number[] = [];
@@ -170,6 +173,20 @@ export async function rewritingProxy(
       const browserJwk = typeof browserProof === 'string' ? JSON.parse(unb64u(browserProof.split('.')[0] ?? '').toString()).jwk : undefined;
       browserTarget = { header, method, path, jkt: browserJwk ? unb64u(thumbprint(browserJwk)) : undefined };
       ownTarget = mode === 'own-proof' ? { ...browserTarget, jkt: unb64u(attackerKey.jkt) } : browserTarget;
+    }
+    if (mode === 'forge-answer' && browserKey && browserTarget && typeof secret === 'string') {
+      const forged = sealHandshake(inject, browserKey, secret, browserTarget);
+      const forward = http.request(`${upstream}${req.url}`, { method, headers }, (answer) => {
+        statuses.push(answer.statusCode ?? 0);
+        answer.resume();
+        const { 'transfer-encoding': _chunked, ...kept } = answer.headers;
+        res.writeHead(200, { ...kept, [header]: forged, 'content-length': '0' }).end();
+      });
+      forward.on('error', () => res.writeHead(502).end());
+      req.pipe(forward);
+      return;
+    }
+    if (mode !== 'forge-answer' && ownTarget && typeof secret === 'string') {
       own = x25519KeyPair();
       const swapped = ['v3', 'x25519', b64u(own.publicKey), b64u(bindingMac(secret, own.publicKey, ownTarget))].join('.');
       headers[header] = swapped;

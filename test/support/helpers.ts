@@ -111,7 +111,7 @@ export function csrfApp(
 export async function signedHandshake(
   url: string,
   secret: string,
-  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean; tsb?: boolean } = {},
+  options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean; tsb?: boolean; nonce?: string } = {},
 ) {
   const { createKeys, requestHeader } = await import('../../client/crypto.js');
   const { createDpopProof, getDpopKey, madeHere } = await import('../../client/dpop.js');
@@ -130,7 +130,8 @@ export async function signedHandshake(
   const tsh = createHash('sha256').update(value).digest('base64url');
   // `tsb` as the client sends it: for a key made in this run (in Node the client's key lives in memory).
   const tsb = options.tsb ?? madeHere.has(key.thumbprint);
-  const proof = await createDpopProof({ method, url, key, claims: tsb ? { tsh, tsb } : { tsh } });
+  const claims = (tsb ? { tsh, tsb } : { tsh }) as Record<string, string>; // the client types extra claims as strings
+  const proof = await createDpopProof({ method, url, key, claims, nonce: options.nonce });
   headers.dpop = proof;
   return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }

@@ -36,13 +36,15 @@ export interface NginxOptions {
   extra?: string;
   /** Extra directives for the http block, e.g. `proxy_cache_path …;` (`$dir` is nginx's own temporary directory). */
   http?: string;
+  /** What nginx sends upstream as Host. Default `$http_host` (as the browser sent it); `$host` drops the port. */
+  hostHeader?: string;
 }
 
 function need(path: string, what: string): void {
   if (!existsSync(path)) throw new Error(`${what} not found at ${path}. Install it (Debian/Ubuntu: apt-get install -y ${what}).`);
 }
 
-export async function startNginx({ serverName, upstreamPort, extra = '', http = '' }: NginxOptions): Promise<NginxProxy> {
+export async function startNginx({ serverName, upstreamPort, extra = '', http = '', hostHeader = '$http_host' }: NginxOptions): Promise<NginxProxy> {
   need(NGINX, 'nginx');
   const dir = mkdtempSync(join(tmpdir(), 'tokensec-nginx-'));
   const cert = join(dir, 'cert.pem');
@@ -84,7 +86,7 @@ http {
     location / {
       proxy_pass http://127.0.0.1:${upstreamPort};
       proxy_http_version 1.1;
-      proxy_set_header Host $http_host;
+      proxy_set_header Host ${hostHeader};
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;
     }

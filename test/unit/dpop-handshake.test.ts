@@ -273,13 +273,53 @@ describe('key integrity: an unbound session binds only a key made for it (claim 
     servers.push(server);
     const plainUrl = `${server.origin}/token`;
     expect((await post(plainUrl, (await signedHandshake(plainUrl, SECRET, { tsb: false })).headers)).status).toBe(200);
+
+describe('server nonces on the handshake (dpop.nonce)', () => {
+  const key = 'a nonce key shared by every process, 32+ bytes long';
+
+  it('no nonce: 401 use_dpop_nonce with DPoP-Nonce, WWW-Authenticate and TokenSec-Error; the retry with it gets the token', async () => {
+    const { url, seen } = await app({ nonce: { key } });
+    const first = await post(url, (await signedHandshake(url, SECRET)).headers);
+    const nonce = defined(first.headers.get('dpop-nonce'), 'DPoP-Nonce');
+    expect(first.headers.get('www-authenticate')).toMatch(/^DPoP error="use_dpop_nonce", /);
+    expect(first.headers.get('tokensec-error')).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
+    expect(await codeOf(first)).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_NONCE_REQUIRED' });
+    expect(seen).toEqual([]);
+    const retry = await post(url, (await signedHandshake(url, SECRET, { nonce })).headers);
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('dpop-nonce')).toBe(nonce);
+    expect(await post(url, (await signedHandshake(url, SECRET, { nonce: 'not-a-nonce' })).headers).then(codeOf)).toEqual({
+      status: 401,
+      code: 'ERR_TOKENSEC_DPOP_NONCE_REQUIRED',
+    });
+  });
+
+  it("a nonce from another process with the same key (here: another app's handshake) is accepted", async () => {
+    const one = await app({ nonce: { key } });
+    const two = await app({ nonce: { key } });
+    const nonce = defined((await post(one.url, (await signedHandshake(one.url, SECRET)).headers)).headers.get('dpop-nonce'), 'nonce');
+    expect((await post(two.url, (await signedHandshake(two.url, SECRET, { nonce })).headers)).status).toBe(200);
+  });
+});
+
+describe("TokenSec-Error on handshake refusals, through Express's default handler", () => {
+  it('a 401 and a 403 carry their code in the header', async () => {
+    const a = express();
+    a.post('/token', tokenSec.handshake({ secret: SECRET, terminate: true, payload: TOKEN }));
+    const server = await listen(a);
+    servers.push(server);
+    const url = `${server.origin}/token`;
+    const noProof = await post(url, { 'x-tokensec-handshake': (await signedHandshake(url, SECRET)).value });
+    expect([noProof.status, noProof.headers.get('tokensec-error')]).toEqual([401, 'ERR_TOKENSEC_DPOP_MISSING_PROOF']);
+    const wrongSecret = await post(url, (await signedHandshake(url, 'not-the-secret-0123456789')).headers);
+    expect([wrongSecret.status, wrongSecret.headers.get('tokensec-error')]).toEqual([403, 'ERR_TOKENSEC_SECRET_MISMATCH']);
   });
 });
 
 describe('options are checked at startup', () => {
   it.each([
     [{ requird: true }, /unknown option "dpop.requird". Did you mean "dpop.required"\?/],
-    [{ sessionKey: {} }, /"dpop.sessionKey" must be false or an object with get\(req\) and set\(req, jkt\)/],
+    [{ sessionKey: {} }, /"dpop.sessionKey" must be false or an object with get\(req\), set\(req, jkt\) and optionally bind\(req, jkt\)/],
     [{ url: 'https://app.example/token' }, /"dpop.url" must be a function/],
     [{ algorithms: ['RS256'] }, /"dpop.algorithms" must be a non-empty array/],
     [{ required: 'yes' }, /dpop.required/],

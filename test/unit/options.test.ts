@@ -3,6 +3,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import tokenSec, {
   client,
+  dbsc,
   dpop,
   errorHandler,
   handshake,
@@ -12,6 +13,7 @@ import tokenSec, {
   memoryStore,
   redisReplayStore,
   redisStore,
+  unbind,
 } from '../../src/index.js';
 
 describe('options are checked when the middleware is created', () => {
@@ -97,12 +99,14 @@ describe('options are checked when the middleware is created', () => {
       handshake,
       client,
       dpop,
+      dbsc,
       errorHandler,
       integrity,
       memoryStore,
       redisStore,
       memoryReplayStore,
       redisReplayStore,
+      unbind,
     });
   });
 });

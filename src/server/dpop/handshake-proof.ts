@@ -1,33 +1,46 @@
 /**
  * DPoP on the handshake: the proof that commits to the handshake's ephemeral key (claim `tsh`),
- * and the binding of a session to the first key that completes a handshake in it.
+ * and the binding of a session to one key, made fresh by the client for it (claim `tsb`).
  */
+import { createHash } from 'node:crypto';
 import { TokenSecError } from '../../protocol/errors.js';
-import { checkBoolean, checkOptions, optionError } from '../options.js';
-import { requestUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
+import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
+import { defaultBindingStore } from '../memory-atomic-store.js';
+import { checkBoolean, checkInteger, checkOptions, optionError } from '../options.js';
+import { callStore, type AtomicStore } from '../store.js';
+import { resolveUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
-import type { AtomicStore } from '../store.js';
 import { checkDpopProof, readProofHeader, recordProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
-import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
 /**
- * Where a session's DPoP key thumbprint is kept. The default uses express-session:
- * `req.session.tokenSecJkt`.
+ * Where a session's DPoP key thumbprint is kept, when the app keeps it itself (say, by user id).
+ * The default binds through an AtomicStore keyed by express-session's session id
+ * (`dpop.bindingStore`) and mirrors the bound key into `req.session.tokenSecJkt`.
  *
  * @example
  * ```ts
  * const sessionKey = {
  *   get: (req) => sessions.get(req.sessionId)?.jkt,
  *   set: (req, jkt) => sessions.update(req.sessionId, { jkt }),
+ *   // atomic across processes: resolves undefined when this call bound jkt, else the key bound before
+ *   bind: (req, jkt) => bindings.addIfAbsent(`bind:${req.sessionId}`, jkt, 86_400),
  * };
  * ```
  */
 export interface SessionKeyStore<Req> {
+  /** The key the session is bound to, or undefined. */
   get(req: Req): MaybePromise<string | undefined>;
+  /** Records the binding; used only when `bind` is missing. */
   set(req: Req, jkt: string): MaybePromise<void>;
+  /**
+   * Binds the session to `jkt` unless it is bound, atomically across every process: resolves
+   * undefined when this call bound it, else the key bound before (unchanged). Without it, TokenSec
+   * calls get() then set(), which two concurrent first handshakes of one session can both pass.
+   */
+  bind?(req: Req, jkt: string): MaybePromise<string | undefined>;
 }
 
 /**
@@ -35,7 +48,7 @@ export interface SessionKeyStore<Req> {
  *
  * @example
  * ```ts
- * tokenSec.handshake({ payload, dpop: { required: true, algorithms: ['ES256', 'EdDSA'] } });
+ * tokenSec.handshake({ payload, dpop: { required: true, algorithms: ['ES256', 'EdDSA'], origin: 'https://app.example' } });
  * ```
  */
 export interface HandshakeDpopOptions<Req = DpopRequestLike> {
@@ -49,27 +62,53 @@ export interface HandshakeDpopOptions<Req = DpopRequestLike> {
   clockSkew?: number;
   /** Where proof ids are remembered. Default: the process's one memoryStore(); redisStore() across processes. */
   replayStore?: AtomicStore | ReplayStore;
-  /** Milliseconds a store call may take before the handshake gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
-  storeTimeout?: number;
-  /** Require server nonces (RFC 9449 §8): `true`, or nonce options. Default off. */
+  /**
+   * Require server nonces (RFC 9449 §8) on the handshake's proof: `true`, or the nonce options of
+   * `dpop()`. A proof without the current nonce gets 401 `use_dpop_nonce` with a `DPoP-Nonce`
+   * header (the client retries once with it). Default off.
+   */
   nonce?: boolean | NonceOptions;
   /**
-   * Binds the session to the first key that completes a handshake in it; later handshakes with
-   * another key get 403 ERR_TOKENSEC_DPOP_KEY_MISMATCH. Default: express-session's `req.session`
-   * (no binding where there is no session); `false` turns it off.
+   * Binds the session to one key: its first handshake binds the key the client made fresh for it
+   * (proof claim `tsb: true`); a handshake of an unbound session with another key gets 409
+   * ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED, one with a key other than the bound one 403
+   * ERR_TOKENSEC_DPOP_KEY_MISMATCH. Default: express-session's session, bound atomically through
+   * `bindingStore` (no binding where there is no session; 500 ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE
+   * for a session without an id, such as cookie-session's). Your own hooks, or `false` for none.
    */
   sessionKey?: false | SessionKeyStore<Req>;
-  /** The request's absolute URL as the browser addressed it, when the default is wrong behind your proxy. */
+  /**
+   * Where the default `sessionKey` binds, atomically across the processes that share it. Default:
+   * one process's memory. Several processes: a Redis AtomicStore (`SET key value NX EX ttl GET`).
+   * Pass the same store to `tokenSec.unbind()`.
+   */
+  bindingStore?: AtomicStore;
+  /** Milliseconds a store (binding, hooks) may take before the handshake fails with 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
+  storeTimeout?: number;
+  /**
+   * The origin(s) this app is served at, e.g. `'https://app.example'`: the proof's `htu` must be
+   * the origin + this request's path. With several, the one the proof names must be in the list.
+   * Default: built from the request (protocol and Host, honouring Express's `trust proxy`), which
+   * lets a proof made for another service that shares the token issuer pass here when sent with its Host.
+   */
+  origin?: string | string[];
+  /** The request's absolute URL as the browser addressed it. Wins over `origin` when both are given. */
   url?: (req: Req) => string;
   /** For tests only: the clock, in milliseconds. */
   now?: () => number;
 }
 
+/** A session binding as the pipeline uses it: NO_SESSION when there is nothing to bind to. */
+interface Binding<Req> {
+  get(req: Req): MaybePromise<string | undefined | typeof NO_SESSION>;
+  bind(req: Req, jkt: string): MaybePromise<string | undefined>;
+}
+
 export interface ResolvedHandshakeDpop<Req> {
   required: boolean;
   verify: DpopVerifyOptions;
-  sessionKey: SessionKeyStore<Req> | undefined;
-  url: (req: Req) => string;
+  binding: Binding<Req> | undefined;
+  url: (req: Req, htu: unknown) => string;
 }
 
 const KNOWN = [
@@ -78,50 +117,131 @@ const KNOWN = [
   'maxAge',
   'clockSkew',
   'replayStore',
-  'storeTimeout',
   'nonce',
   'sessionKey',
+  'bindingStore',
+  'storeTimeout',
+  'origin',
   'url',
   'now',
 ] as const;
 
+const NO_SESSION = Symbol('no session');
+/** A session without a fixed end lives as long as express-session's stores keep it by default: one day. */
+const DEFAULT_BINDING_TTL = 86_400;
+
 interface SessionRequest {
-  session?: { tokenSecJkt?: unknown };
+  session?: { tokenSecJkt?: unknown; cookie?: { maxAge?: number | null } };
+  sessionID?: unknown;
 }
 
-/** express-session: the thumbprint on `req.session`; no binding without a session. */
-const expressSessionKey: SessionKeyStore<unknown> = {
-  get: (req) => {
-    const value = (req as SessionRequest).session?.tokenSecJkt;
-    return typeof value === 'string' ? value : undefined;
-  },
-  set: (req, jkt) => {
-    const { session } = req as SessionRequest;
-    if (session) session.tokenSecJkt = jkt;
-  },
-};
+/** The store key of a session's binding: a hash, so the store never holds a session id. */
+const bindingKey = (sessionId: string) => `tokensec:bind:${createHash('sha256').update(sessionId).digest('base64url')}`;
+
+/**
+ * The session a binding belongs to, or undefined when there is none. A session without an id
+ * lives in its cookie (cookie-session): a recorded cookie from before the first handshake would
+ * bring back an unbound session, so binding refuses it.
+ */
+function serverSession(req: unknown): { id: string; session: NonNullable<SessionRequest['session']> } | undefined {
+  const { session, sessionID } = req as SessionRequest;
+  if (typeof session !== 'object' || session === null) return undefined;
+  if (typeof sessionID !== 'string' || sessionID === '') {
+    throw new TokenSecError(
+      'ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE',
+      'TokenSec binds the DPoP key to a server-side session, but req.session has no session id: it lives in a cookie ' +
+        '(cookie-session), where a recorded cookie brings back an unbound session. Use express-session with a server-side store, ' +
+        'or pass dpop.sessionKey hooks that keep the binding on the server (e.g. by user id).',
+      500,
+    );
+  }
+  return { id: sessionID, session };
+}
+
+/** express-session: bound through `store` by session id, mirrored into `req.session.tokenSecJkt` (read first). */
+function sessionBinding<Req>(store: AtomicStore, timeout: number): Binding<Req> {
+  return {
+    get: (req) => {
+      const found = serverSession(req);
+      if (!found) return NO_SESSION;
+      const value = found.session.tokenSecJkt;
+      return typeof value === 'string' ? value : undefined;
+    },
+    bind: (req, jkt) => {
+      const { id, session } = serverSession(req) ?? {};
+      if (!session || id === undefined) return undefined;
+      const maxAge = session.cookie?.maxAge;
+      const ttl = typeof maxAge === 'number' && maxAge > 0 ? Math.ceil(maxAge / 1000) : DEFAULT_BINDING_TTL;
+      return callStore(() => store.addIfAbsent(bindingKey(id), jkt, ttl), timeout).then((earlier) => {
+        session.tokenSecJkt = earlier ?? jkt;
+        return earlier;
+      });
+    },
+  };
+}
+
+/** The app's hooks; without `bind`, get() then set() (not atomic). Each call has the store time limit. */
+function hookBinding<Req>(hooks: SessionKeyStore<Req>, timeout: number): Binding<Req> {
+  const bind =
+    hooks.bind?.bind(hooks) ??
+    (async (req: Req, jkt: string) => {
+      const bound = await hooks.get(req);
+      if (bound !== undefined) return bound;
+      await hooks.set(req, jkt);
+      return undefined;
+    });
+  return {
+    get: (req) => callStore(() => hooks.get(req), timeout),
+    bind: (req, jkt) => callStore(() => bind(req, jkt), timeout),
+  };
+}
 
 export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
   const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
-  const { sessionKey, url } = given;
+  const { sessionKey, bindingStore } = given;
   if (
     sessionKey !== undefined &&
     sessionKey !== false &&
     (typeof sessionKey !== 'object' ||
       sessionKey === null ||
       typeof (sessionKey as SessionKeyStore<Req>).get !== 'function' ||
-      typeof (sessionKey as SessionKeyStore<Req>).set !== 'function')
+      typeof (sessionKey as SessionKeyStore<Req>).set !== 'function' ||
+      !['undefined', 'function'].includes(typeof (sessionKey as SessionKeyStore<Req>).bind))
   ) {
-    throw optionError('handshake', 'option "dpop.sessionKey" must be false or an object with get(req) and set(req, jkt).');
+    throw optionError(
+      'handshake',
+      'option "dpop.sessionKey" must be false or an object with get(req), set(req, jkt) and optionally bind(req, jkt).',
+    );
   }
-  if (url !== undefined && typeof url !== 'function')
-    throw optionError('handshake', 'option "dpop.url" must be a function (req) returning the absolute request URL.');
+  if (
+    bindingStore !== undefined &&
+    (typeof bindingStore !== 'object' ||
+      bindingStore === null ||
+      typeof (bindingStore as AtomicStore).addIfAbsent !== 'function' ||
+      typeof (bindingStore as AtomicStore).delete !== 'function')
+  ) {
+    throw optionError(
+      'handshake',
+      'option "dpop.bindingStore" must be an AtomicStore: an object with addIfAbsent(key, value, ttlSeconds) and delete(key).',
+    );
+  }
+  if (bindingStore !== undefined && sessionKey !== undefined) {
+    throw optionError(
+      'handshake',
+      'options "dpop.bindingStore" and "dpop.sessionKey" do not go together: bindingStore is where the default sessionKey binds.',
+    );
+  }
+  const timeout = checkInteger('handshake', 'dpop.storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds');
   return {
     required: checkBoolean('handshake', 'dpop.required', given.required, true),
     verify: resolveVerifyOptions('handshake', given, 'dpop.'),
-    sessionKey:
-      sessionKey === false ? undefined : ((sessionKey as SessionKeyStore<Req> | undefined) ?? (expressSessionKey as SessionKeyStore<Req>)),
-    url: (url as ((req: Req) => string) | undefined) ?? (requestUrl as (req: Req) => string),
+    binding:
+      sessionKey === false
+        ? undefined
+        : sessionKey === undefined
+          ? sessionBinding<Req>((bindingStore as AtomicStore | undefined) ?? defaultBindingStore, timeout)
+          : hookBinding(sessionKey as SessionKeyStore<Req>, timeout),
+    url: resolveUrl('handshake', given, 'dpop.') as (req: Req, htu: unknown) => string,
   };
 }
 
@@ -140,7 +260,7 @@ export function handshakeProof<Req extends DpopRequestLike>(
     // Inside the try: two DPoP header lines are a refusal that carries the challenge too.
     const proof = readProofHeader(req);
     if (proof === undefined && !dpop.required) return undefined;
-    return checkDpopProof(proof, { method, url: dpop.url(req), handshake: header }, dpop.verify);
+    return checkDpopProof(proof, { method, url: (htu) => dpop.url(req, htu), handshake: header }, dpop.verify);
   } catch (error) {
     // A 401 carries its challenge (RFC 9110 §15.5.2), here as on API routes.
     throw withChallenge(error, dpop.verify);
@@ -155,57 +275,86 @@ export function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop
   });
 }
 
-/**
- * Key integrity: a session with no key bound yet binds only a key the browser client made in the
- * run that sends the proof (claim `tsb: true`), never one read back from storage that other script
- * could have written. 409 tells the client to make a new key and send it with `tsb`.
- */
-function requireNewKey(proof: VerifiedProof | undefined): void {
-  if (proof && proof.claims[BIND_CLAIM] !== true) {
-    throw new TokenSecError(
-      'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
-      `TokenSec handshake: this session has no DPoP key bound yet; it binds only a key the client made for it (claim "${BIND_CLAIM}").`,
-      409,
-    );
-  }
-}
+const keyMismatch = () =>
+  new TokenSecError(
+    'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
+    'TokenSec handshake made with another DPoP key than the one this session is bound to. Log in again (the server unbinds the session at logout and login).',
+    403,
+  );
 
 /**
- * Refuses a handshake whose key is not the one the session is bound to, and one that would bind
- * a key not made for binding (`requireNewKey`). Waits only for a store that does.
+ * The session's binding, checked and made before anything is answered: bound to this key, on;
+ * bound to another, 403; unbound, bound now, atomically, to a key the client made fresh for it
+ * (claim `tsb: true`), else 409 so the client makes one. Waits only for a store that does.
  */
 export function checkSessionKey<Req>(
   req: Req,
   proof: VerifiedProof | undefined,
   dpop: ResolvedHandshakeDpop<Req>,
 ): Promise<void> | undefined {
-  if (!dpop.sessionKey) return undefined;
-  // The default store binds nothing where there is no express-session.
-  const binds = dpop.sessionKey !== expressSessionKey || (req as SessionRequest).session !== undefined;
-  const check = (bound: string | undefined): undefined => {
-    if (bound === undefined && binds) requireNewKey(proof);
-    if (bound !== undefined && bound !== proof?.jkt) {
+  const binding = dpop.binding;
+  if (!binding) return undefined;
+  const check = (bound: string | undefined | typeof NO_SESSION): Promise<void> | undefined => {
+    if (bound === NO_SESSION) return undefined;
+    if (bound !== undefined) {
+      if (bound !== proof?.jkt) throw keyMismatch();
+      return undefined;
+    }
+    // Unbound, and no proof (dpop.required: false): nothing to bind.
+    if (!proof) return undefined;
+    if (proof.claims[BIND_CLAIM] !== true) {
       throw new TokenSecError(
-        'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
-        'TokenSec handshake made with another DPoP key than the one this session is bound to.',
-        403,
+        'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
+        `TokenSec binds a session only to a DPoP key the client made for it (proof claim "${BIND_CLAIM}": true); this session has no key yet.`,
+        409,
       );
     }
-    return undefined;
+    return Promise.resolve(binding.bind(req, proof.jkt)).then((earlier) => {
+      if (earlier !== undefined && earlier !== proof.jkt) throw keyMismatch();
+    });
   };
-  const bound = dpop.sessionKey.get(req);
+  const bound = binding.get(req);
   return bound instanceof Promise ? bound.then(check) : check(bound);
 }
 
-/** Binds the session to the key of its first successful handshake. */
-export function recordSessionKey<Req>(
-  req: Req,
-  proof: VerifiedProof | undefined,
-  dpop: ResolvedHandshakeDpop<Req>,
-): Promise<void> | undefined {
-  const store = dpop.sessionKey;
-  if (!proof || !store) return undefined;
-  return (async () => {
-    if ((await store.get(req)) === undefined) await store.set(req, proof.jkt);
-  })();
+/**
+ * Unbinds the session of this request from its DPoP key: at logout (and login), so that the next
+ * handshake binds a fresh key. Deletes the binding from `store` (the handshake's
+ * `dpop.bindingStore`; default the in-memory one) and from `req.session`. Regenerating or
+ * destroying the session (express-session) unbinds it too: the binding belongs to the session id.
+ *
+ * @example
+ * ```ts
+ * app.post('/logout', csrfSynchronisedProtection, async (req, res) => {
+ *   await tokenSec.unbind(req, { store: bindings });
+ *   req.session.destroy(() => res.json({ ok: true }));
+ * });
+ * ```
+ */
+export async function unbind(req: unknown, options: UnbindOptions = {}): Promise<void> {
+  const given = checkOptions('unbind', options, ['store', 'storeTimeout']);
+  const store = (given.store as AtomicStore | undefined) ?? defaultBindingStore;
+  if (typeof store !== 'object' || store === null || typeof store.delete !== 'function') {
+    throw optionError('unbind', 'option "store" must be the AtomicStore the handshake binds in (its dpop.bindingStore).');
+  }
+  const timeout = checkInteger('unbind', 'storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds');
+  const { session, sessionID } = req as SessionRequest;
+  if (typeof session !== 'object' || session === null) return;
+  delete session.tokenSecJkt;
+  if (typeof sessionID === 'string' && sessionID !== '') await callStore(() => store.delete(bindingKey(sessionID)), timeout);
+}
+
+/**
+ * Options of `tokenSec.unbind()`.
+ *
+ * @example
+ * ```ts
+ * await tokenSec.unbind(req, { store: bindings, storeTimeout: 500 });
+ * ```
+ */
+export interface UnbindOptions {
+  /** The handshake's `dpop.bindingStore`. Default: the in-memory one the handshake uses by default. */
+  store?: AtomicStore;
+  /** Milliseconds the store may take before 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
+  storeTimeout?: number;
 }

@@ -10,6 +10,8 @@ import type { WithExpressRequest } from '../express-request.js';
 import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, acceptedAlgorithms, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
+import { withErrorHeader } from '../error-handler.js';
+import type { HandshakeRequestLike } from '../handshake-options.js';
 import { absoluteFormOrigin, requestPath } from '../request-path.js';
 import { nonceSource, type NonceOptions } from './nonce.js';
 import { asAtomicStore, defaultStore, type ReplayStore } from './replay-store.js';
@@ -100,7 +102,15 @@ export interface DpopOptions<Req extends DpopRequestLike = DefaultDpopRequest> {
   nonce?: boolean | NonceOptions;
   /** `(event) => void`, called once per request with its outcome; never a token, proof or key. */
   onEvent?: (event: DpopEvent) => void;
-  /** The request's absolute URL as the client addressed it, when the default (protocol, Host, path) is wrong behind your proxy. */
+  /**
+   * The origin(s) clients address this API at, e.g. `'https://api.example'`: the proof's `htu` must
+   * be this origin + the request's path (with several, the one the proof names, if listed). Set it
+   * in production: the default builds the URL from the request's protocol and Host (honouring
+   * Express's `trust proxy`), so behind a proxy that rewrites Host it is wrong, and a proof made for
+   * another service that accepts the same tokens passes here when sent with that service's Host.
+   */
+  origin?: string | string[];
+  /** The request's absolute URL as the client addressed it, for what `origin` cannot say (a proxy that strips a path prefix). Wins over `origin`. */
   url?: (req: Req) => string;
   /** For tests only: the clock, in milliseconds. */
   now?: () => number;
@@ -117,10 +127,85 @@ const KNOWN = [
   'replayStore',
   'storeTimeout',
   'nonce',
+  'origin',
   'url',
   'onEvent',
   'now',
 ] as const;
+
+/** process.emitWarning's code when a production start builds htu from the Host header. */
+export const HOST_FALLBACK_WARNING = 'TOKENSEC_HTU_FROM_HOST';
+let hostFallbackWarned = false;
+
+/** An origin as the option may give it: http(s), no path (a trailing slash is fine), query, fragment or credentials. */
+function checkOrigin(fn: string, name: string, value: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (
+    !url ||
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.pathname !== '/' ||
+    url.search ||
+    url.hash ||
+    url.username ||
+    url.password ||
+    /[?#]/.test(String(value))
+  ) {
+    throw optionError(
+      fn,
+      `option "${name}" must be an origin such as "https://app.example" (scheme, host and port if not the default; no path), got ${typeof value === 'string' ? JSON.stringify(value) : describe(value)}.`,
+    );
+  }
+  return url.origin;
+}
+
+/**
+ * How the URL the proof's `htu` must name is found, from the `url` and `origin` options: `url` (a
+ * function of the request) wins; `origin` + the request path; else the request's own protocol and
+ * Host, with one warning per process when NODE_ENV is production.
+ */
+export function resolveUrl<Req extends DpopRequestLike>(
+  fn: string,
+  given: Partial<Record<string, unknown>>,
+  prefix = '',
+): (req: Req, htu: unknown) => string {
+  const { url, origin } = given;
+  if (url !== undefined && typeof url !== 'function')
+    throw optionError(fn, `option "${prefix}url" must be a function (req) returning the absolute request URL.`);
+  if (origin !== undefined && (Array.isArray(origin) ? origin.length === 0 : typeof origin !== 'string')) {
+    throw optionError(fn, `option "${prefix}origin" must be an origin such as "https://app.example", or a non-empty array of them.`);
+  }
+  const origins =
+    origin === undefined ? [] : (Array.isArray(origin) ? origin : [origin]).map((o: unknown) => checkOrigin(fn, `${prefix}origin`, o));
+  if (url) return url as (req: Req) => string;
+  if (origins.length === 0) {
+    if (process.env.NODE_ENV === 'production' && !hostFallbackWarned) {
+      hostFallbackWarned = true;
+      process.emitWarning(
+        `tokenSec.${fn}(): no "${prefix}origin" option, so a DPoP proof's htu is checked against the request's Host header: behind a proxy that rewrites Host, proofs are refused, and a proof used at another service that accepts the same tokens passes here when sent with its Host. Set "${prefix}origin" to the origin(s) clients address this app at.`,
+        { code: HOST_FALLBACK_WARNING },
+      );
+    }
+    return requestUrl;
+  }
+  const [first = ''] = origins;
+  return (req, htu) => {
+    let named: string | undefined;
+    try {
+      named = typeof htu === 'string' ? new URL(htu).origin : undefined;
+    } catch {
+      named = undefined;
+    }
+    return `${named !== undefined && origins.includes(named) ? named : first}${pathOf(req)}`;
+  };
+}
+
+/** The request's path as sent (Express's originalUrl survives mounting), without query; an absolute-form target's path. */
+const pathOf = (req: DpopRequestLike): string => requestPath(req as HandshakeRequestLike);
 
 /** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
 export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
@@ -206,15 +291,13 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       'option "verifyToken" is required: a function (token, req) that verifies the access token (e.g. with jose) and returns its claims.',
     );
   }
-  if (given.url !== undefined && typeof given.url !== 'function')
-    throw optionError('dpop', 'option "url" must be a function (req) returning the absolute request URL.');
   const verifyToken = given.verifyToken as DpopOptions<Req>['verifyToken'];
-  const urlOf = (given.url as ((req: Req) => string) | undefined) ?? requestUrl;
   const verify = resolveVerifyOptions('dpop', given);
   if (given.onEvent !== undefined && typeof given.onEvent !== 'function') {
     throw optionError('dpop', `option "onEvent" must be a function (event) => void, got ${describe(given.onEvent)}.`);
   }
   const onEvent = given.onEvent as ((event: DpopEvent) => void) | undefined;
+  const urlOf = resolveUrl<Req>('dpop', given);
 
   async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
     const authorization = req.headers.authorization ?? '';
@@ -233,7 +316,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     const token = match[1] ?? '';
     const proof = checkDpopProof(
       readProofHeader(req),
-      { method: (req.method ?? 'GET').toUpperCase(), url: urlOf(req), accessToken: token },
+      { method: (req.method ?? 'GET').toUpperCase(), url: (htu) => urlOf(req, htu), accessToken: token },
       verify,
     );
     seen.algorithm = proof.alg;
@@ -274,7 +357,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       (error: unknown) => {
         const { outcome, status, code } = outcomeOf(error);
         report({ outcome: outcome === 'answered' ? 'failed' : outcome, status, code });
-        next(withChallenge(error, verify));
+        next(withErrorHeader(withChallenge(error, verify)));
       },
     );
   };

@@ -45,8 +45,8 @@ export interface DpopVerifyOptions {
 export interface DpopExpectation {
   /** The request method. */
   method: string;
-  /** The request URL, absolute, as the app sees it. */
-  url: string;
+  /** The request URL, absolute, as the app sees it; a function of the proof's `htu` when the app serves several origins. */
+  url: string | ((htu: unknown) => string);
   /** On an API call: the access token the proof must hash into `ath`. */
   accessToken?: string | undefined;
   /** On a handshake: the handshake header value the proof must hash into `tsh`. */
@@ -191,8 +191,13 @@ export function checkDpopProof(proof: string | undefined, expected: DpopExpectat
   if (typeof jti !== 'string' || jti === '' || Buffer.byteLength(jti) > MAX_JTI_BYTES)
     throw invalid(`jti must be a string of 1 to ${MAX_JTI_BYTES} bytes`);
   if (htm !== expected.method) throw invalid('htm is not this request method');
-  const target = normalizeHtu(expected.url);
-  if (typeof htu !== 'string' || target === undefined || normalizeHtu(htu) !== target) throw invalid('htu is not this request URL');
+  const url = typeof expected.url === 'function' ? expected.url(htu) : expected.url;
+  const target = normalizeHtu(url);
+  // The message names what this server expected (never the proof's value): behind a proxy, the fix is the "origin" option.
+  if (target === undefined) throw invalid('this server has no absolute http(s) URL for this request; set the "origin" or "url" option');
+  if (typeof htu !== 'string' || normalizeHtu(htu) !== target) {
+    throw invalid(`htu must be ${target}, the URL this server expects for this request (behind a proxy, set the "origin" option)`);
+  }
   const now = Math.floor((options.now ?? Date.now)() / 1000);
   if (typeof iat !== 'number' || !Number.isInteger(iat)) throw invalid('iat must be a whole number of seconds');
   if (iat > now + options.clockSkew) throw invalid('iat is in the future');
