@@ -163,3 +163,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
     },
   };
 }
+
+/**
+ * The binding store every handshake and `tokenSec.unbind()` share when the app names none: a
+ * store of its own, so that a flood of proof ids can never fill the room session bindings need.
+ */
+export const defaultBindingStore: AtomicStore = memoryStore();

@@ -12,9 +12,9 @@ import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { createDpopProof, getDpopKey, rotateDpopKey } from '../../client/dpop.js';
-import { testRedisStore } from '../support/atomic-stores.js';
 import { defined, signedHandshake } from '../support/helpers.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
+import { redisStore } from '../../src/server/redis-store.js';
 
 const ORIGIN = 'https://app.example'; // what the browser addresses; the load balancer's two upstreams both say so
 const env = { NONCE_KEY: randomBytes(32).toString('base64url'), ORIGIN, TOKEN_KEY: randomBytes(32).toString('base64url') };
@@ -158,11 +158,11 @@ describe('two processes sharing Redis run the whole flow', () => {
   });
 });
 
-describe('the Redis AtomicStore (SET key value NX EX ttl GET) against a real redis-server', () => {
+describe('redisStore() (SET key value NX EX ttl GET) against a real redis-server', () => {
   it('sets once, reads the value back after, expires with its TTL, deletes', async () => {
     const client = await createClient({ url: redis.url }).connect();
     try {
-      const store = testRedisStore(client);
+      const store = redisStore({ client, prefix: '' });
       expect(await store.addIfAbsent('k', 'first', 60)).toBeUndefined();
       expect(await store.addIfAbsent('k', 'second', 60)).toBe('first');
       expect(await client.ttl('k')).toBeGreaterThan(50);

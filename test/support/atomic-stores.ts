@@ -1,10 +1,8 @@
 /**
- * Minimal real AtomicStores for tests (the production ones live in src/server): one in memory, one
- * over node-redis against a real redis-server (test/support/redis.ts). Neither is a mock: each does
- * the atomic add-if-absent the contract asks for, the Redis one with `SET key value NX EX ttl GET`
- * (Redis >= 7), which sets and reads back in one atomic command.
+ * AtomicStore helpers for tests: a plain in-memory store whose size a test can read, and a barrier
+ * that makes concurrent callers really overlap. The production stores are memoryStore() and
+ * redisStore() (src/server).
  */
-import type { RedisClientType } from 'redis';
 import type { AtomicStore } from '../../src/server/store.js';
 
 /** A Map of key -> value with an expiry, checked on read. */
@@ -21,19 +19,6 @@ export function testMemoryStore(now: () => number = Date.now): AtomicStore & { s
       entries.delete(key);
     },
     size: () => entries.size,
-  };
-}
-
-/** `SET key value NX EX ttl GET`: nil when this call set it, else the value that was there (unchanged). */
-export function testRedisStore(client: Pick<RedisClientType, 'set' | 'del'>): AtomicStore {
-  return {
-    async addIfAbsent(key, value, ttlSeconds) {
-      const earlier = await client.set(key, value, { condition: 'NX', expiration: { type: 'EX', value: ttlSeconds }, GET: true });
-      return earlier === null ? undefined : String(earlier);
-    },
-    async delete(key) {
-      await client.del(key);
-    },
   };
 }
 

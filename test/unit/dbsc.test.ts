@@ -12,7 +12,7 @@ import session from 'express-session';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createDpopProof, handshake } from '../../client/index.js';
 import tokenSec, { type DbscBinding, type DbscOptions, type TokenSecError } from '../../src/index.js';
-import { memoryDbscChallengeStore } from '../../src/server/dbsc/memory-challenge-store.js';
+import { memoryStore } from '../../src/server/memory-store.js';
 import { verifyDbscProof } from '../../src/server/dbsc/verify.js';
 import {
   challengeOf,
@@ -489,7 +489,7 @@ describe('where DBSC does not reach, and without Express', () => {
 describe('stores', () => {
   it('the default memory challenge store: add once, expire, and 503 ERR_TOKENSEC_STORE_FULL rather than forget', () => {
     let now = 0;
-    const store = memoryDbscChallengeStore({ max: 2, now: () => now });
+    const store = memoryStore({ max: 2, now: () => now });
     expect([store.addIfAbsent('a', '1', 10), store.addIfAbsent('a', '2', 10), store.addIfAbsent('b', '1', 20)]).toEqual([
       undefined,
       '1',

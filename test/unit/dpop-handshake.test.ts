@@ -273,6 +273,8 @@ describe('key integrity: an unbound session binds only a key made for it (claim 
     servers.push(server);
     const plainUrl = `${server.origin}/token`;
     expect((await post(plainUrl, (await signedHandshake(plainUrl, SECRET, { tsb: false })).headers)).status).toBe(200);
+  });
+});
 
 describe('server nonces on the handshake (dpop.nonce)', () => {
   const key = 'a nonce key shared by every process, 32+ bytes long';

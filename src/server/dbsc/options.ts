@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError } from '../options.js';
 import type { AtomicStore } from '../store.js';
-import { memoryDbscChallengeStore } from './memory-challenge-store.js';
+import { memoryStore } from '../memory-store.js';
 import { DBSC_ALGORITHMS, type DbscAlgorithm, type DbscJwk } from './verify.js';
 
 type MaybePromise<T> = T | Promise<T>;
@@ -222,7 +222,7 @@ export function resolveDbscOptions<Req>(options: unknown): ResolvedDbsc<Req> {
     challengeTtl: checkInteger('dbsc', 'challengeTtl', given.challengeTtl, 300, 1, 86_400, 'seconds'),
     algorithms: algorithms as DbscAlgorithm[],
     store: (store as DbscSessionStore<Req> | undefined) ?? (expressSessionStore as DbscSessionStore<Req>),
-    challengeStore: (challengeStore as AtomicStore | undefined) ?? memoryDbscChallengeStore({ now: clock }),
+    challengeStore: (challengeStore as AtomicStore | undefined) ?? memoryStore({ now: clock }),
     storeTimeout: checkInteger('dbsc', 'storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds'),
     origins: origins(given.origin),
     handshake: checkBoolean('dbsc', 'handshake', given.handshake, true),

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { TokenSecError } from '../../protocol/errors.js';
 import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
-import { defaultBindingStore } from '../memory-atomic-store.js';
+import { defaultBindingStore } from '../memory-store.js';
 import { checkBoolean, checkInteger, checkOptions, optionError } from '../options.js';
 import { callStore, type AtomicStore } from '../store.js';
 import { resolveUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
