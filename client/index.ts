@@ -145,7 +145,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       const body = await response.text().catch(() => '');
       if (response.ok) {
         const sealed = response.headers.get(header);
-        if (sealed === null) throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (CORS: Access-Control-Expose-Headers)');
+        if (sealed === null) throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (Access-Control-Expose-Headers)');
         return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
       }
       const error = httpError(response, body);
@@ -178,8 +178,7 @@ function guarded(options: ClientHandshakeOptions): Promise<string> {
   // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
   const { timeout = 10_000, signal } = options ?? {};
   if (
-    typeof options !== 'object' ||
-    !options ||
+    !(options instanceof Object) ||
     typeof timeout !== 'number' ||
     !(timeout > 0) ||
     (signal && !(signal instanceof AbortSignal))

@@ -63,6 +63,11 @@ export interface SessionEventMap extends SealedSessionEventMap {
   token: CustomEvent<{ token: string; expiresAt: number }>;
 }
 
+// EventTarget's own parameter types: the DOM lib names them (AddEventListenerOptions …), Node's
+// types do not, and these declarations compile without the DOM lib.
+type AddListener = EventTarget['addEventListener'];
+type RemoveListener = EventTarget['removeEventListener'];
+
 /** What every token session has, with its events typed by `Events`. */
 export interface SessionBase<Events> extends EventTarget {
   /** fetch() with `Authorization: DPoP <token>` and a proof on allowed origins; after a 401 challenge from that origin, one retry. */
@@ -73,18 +78,10 @@ export interface SessionBase<Events> extends EventTarget {
   readonly state: SessionState;
   /** When the current token expires, in ms since the epoch; 0 without one. */
   readonly expiresAt: number;
-  addEventListener<K extends keyof Events>(
-    type: K,
-    listener: (event: Events[K]) => void,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
-  removeEventListener<K extends keyof Events>(
-    type: K,
-    listener: (event: Events[K]) => void,
-    options?: boolean | EventListenerOptions,
-  ): void;
-  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+  addEventListener<K extends keyof Events>(type: K, listener: (event: Events[K]) => void, options?: Parameters<AddListener>[2]): void;
+  addEventListener(type: string, listener: Parameters<AddListener>[1], options?: Parameters<AddListener>[2]): void;
+  removeEventListener<K extends keyof Events>(type: K, listener: (event: Events[K]) => void, options?: Parameters<RemoveListener>[2]): void;
+  removeEventListener(type: string, listener: Parameters<RemoveListener>[1], options?: Parameters<RemoveListener>[2]): void;
 }
 
 /** Options of `getToken()`. */

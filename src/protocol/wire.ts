@@ -28,9 +28,11 @@ export const MAX_REQUEST_HEADER_LENGTH = 256;
 export const MAX_PAYLOAD_BYTES = 6144;
 /**
  * The longest response value (header and body forms joined): P-256 key, IV, and the largest
- * payload with its tag. The client refuses longer values before decoding them.
+ * payload with its tag: `v3...` + 87 + 16 + ⌈(6144 + 16) × 4 / 3⌉. The client refuses longer values
+ * before decoding them. A literal, so the browser bundle does not compute it (test/unit/wire.test.ts
+ * checks it against that sum).
  */
-export const MAX_RESPONSE_LENGTH = `${VERSION}...`.length + 87 + 16 + Math.ceil(((MAX_PAYLOAD_BYTES + TAG_LENGTH) * 4) / 3);
+export const MAX_RESPONSE_LENGTH = 8322;
 /**
  * The reference server's default for the longest response header value; a longer answer moves its
  * ciphertext to the body. nginx's default proxy_buffer_size (4 KiB on x86-64) must hold the status

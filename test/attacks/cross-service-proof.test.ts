@@ -28,7 +28,12 @@ async function service(origin?: (self: string) => string) {
   a.use(tokenSec.errorHandler());
   const server = await listen(a);
   servers.push(server);
-  routes.me = tokenSec.dpop({ verifyToken, ...(origin ? { origin: origin(server.origin) } : {}) }) as express.RequestHandler;
+  // Another service, another process: a replay store of its own (the process-wide default would be shared here).
+  routes.me = tokenSec.dpop({
+    verifyToken,
+    replayStore: tokenSec.memoryStore(),
+    ...(origin ? { origin: origin(server.origin) } : {}),
+  }) as express.RequestHandler;
   return server.origin;
 }
 

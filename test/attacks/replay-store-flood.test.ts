@@ -95,7 +95,8 @@ class Client {
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token', jkt: new Uint8Array(Buffer.from(jkt, 'base64url')) };
     const keys = await createKeys(crypto.subtle);
     const value = await requestHeader(crypto.subtle, keys, this.secret, target);
-    const proof = await joseProof(this.key, { htm: 'POST', htu: url, tsh: await sha256(value) });
+    // Its key is its own, made for this session: it claims tsb, as the browser client does for a key it made.
+    const proof = await joseProof(this.key, { htm: 'POST', htu: url, tsh: await sha256(value), tsb: true });
     const response = await fetch(url, { method: 'POST', headers: { cookie: this.cookie, 'x-tokensec-handshake': value, dpop: proof } });
     const sealed = response.headers.get('x-tokensec-handshake');
     if (sealed) this.token = await openResponse(crypto.subtle, keys, this.secret, target, sealed);

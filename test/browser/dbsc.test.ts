@@ -1,7 +1,7 @@
 /**
  * Device Bound Session Credentials in Debian's Chromium (156 here), with the flags of
  * ../shared/dbsc.md (software keys, no refresh quota), over HTTPS with a pinned self-signed
- * certificate. The app is README's DBSC block (test/browser/fixtures/dbsc/app.mjs, compared with
+ * certificate. The app is README's DBSC block (test/browser/fixtures/dbsc/app.mts, compared with
  * README by test/unit/dbsc-docs.test.ts). Every request the server sees is logged with its status
  * and TokenSec-Error code, and the assertions read that log.
  */
@@ -61,7 +61,7 @@ beforeAll(async () => {
   process.env.SESSION_SECRET = 'dbsc test session secret';
   process.env.DBSC_COOKIE_MAX_AGE = String(COOKIE_MAX_AGE);
   // @ts-expect-error: plain JavaScript fixture, importing tokensec by package name
-  const { default: app } = await import('./fixtures/dbsc/app.mjs');
+  const { default: app } = await import('./fixtures/dbsc/app.mts');
   app.get('/', (_req: IncomingMessage, res: ServerResponse) => {
     res.setHeader('Content-Type', 'text/html; charset=utf-8');
     res.end('<!doctype html><title>dbsc</title><script src="/tokensec.js"></script>');

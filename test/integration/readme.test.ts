@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import express from 'express';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { CSP } from '../../examples/demo/server.mjs';
@@ -95,6 +95,17 @@ const RUN_FIRST: Record<string, { section: string; check: (page: Page) => Promis
   },
 };
 
+/**
+ * A reader's user who has logged in: the Server block's login (a POST with the CSRF token that
+ * `initialize` put in the `tokensec` cookie) gives the context a session with a user.
+ */
+async function logIn(context: BrowserContext, origin: string): Promise<void> {
+  await context.request.get(`${origin}/`);
+  const csrf = (await context.cookies(origin)).find((c) => c.name === 'tokensec')?.value ?? '';
+  const response = await context.request.post(`${origin}/login`, { headers: { 'x-csrf-token': decodeURIComponent(csrf) } });
+  if (!response.ok()) throw new Error(`POST ${origin}/login answered ${response.status()}: the Server block must keep its /login route.`);
+}
+
 describe('README pages, run against the Server block in Chromium', () => {
   let server: ReadmeServer;
   let browser: Browser;
@@ -126,6 +137,7 @@ describe('README pages, run against the Server block in Chromium', () => {
     if (!block) throw new Error('README\'s "API on another origin" section must show its page as ```html file=public/other-origin.html');
     const context = await browser.newContext();
     try {
+      await logIn(context, apiOrigin);
       const page = await context.newPage();
       const problems: string[] = [];
       page.on('console', (m) => {
@@ -166,6 +178,7 @@ describe('README pages, run against the Server block in Chromium', () => {
       if (!page$) throw new Error(`${where(block)} was not saved under public/`);
       const context = await browser.newContext();
       try {
+        await logIn(context, server.origin);
         const page = await context.newPage();
         // The reader's server sends no CSP of its own; the page gets the demo's, as README recommends.
         await page.route(`${server.origin}/**`, async (route) => {

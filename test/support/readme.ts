@@ -8,6 +8,7 @@
  *   ```html file=public/index.html       a page, loaded in Chromium under the demo's CSP
  *   ```sh exempt=shell                   not checked: a shell command
  *   ```text exempt=output                not checked: what a command or a listener prints
+ *   ```nginx exempt=config               not checked here: another program's configuration (say which test runs it)
  *
  * js and ts blocks are type-checked by the TypeScript compiler API, one program per block, against
  * the built package (`tokensec` resolves to dist/ through package.json `exports`, as in a consumer
@@ -41,7 +42,7 @@ export interface Block {
 
 const CODE_LANGS = new Set(['js', 'ts', 'javascript', 'typescript', 'mjs', 'mts']);
 const ATTRIBUTES = new Set(['name', 'prelude', 'browser', 'file', 'exempt']);
-const EXEMPTIONS = new Set(['shell', 'output']);
+const EXEMPTIONS = new Set(['shell', 'output', 'config']);
 
 /** Every fenced block of the markdown, with its info string parsed and the heading it is under. */
 export function readmeBlocks(markdown = readFileSync(`${ROOT}${README}`, 'utf8')): Block[] {
@@ -104,7 +105,10 @@ export function markingProblems(block: Block, all: Block[]): string[] {
   }
   const exempt = block.attrs.exempt;
   if (exempt !== undefined) {
-    if (!EXEMPTIONS.has(exempt)) problems.push(`exempt=${exempt}: say exempt=shell (a command) or exempt=output (printed text).`);
+    if (!EXEMPTIONS.has(exempt))
+      problems.push(
+        `exempt=${exempt}: say exempt=shell (a command), exempt=output (printed text) or exempt=config (another program's configuration).`,
+      );
   } else if (isCode(block)) {
     const prelude = block.attrs.prelude;
     if (prelude !== undefined) {
@@ -300,6 +304,7 @@ export async function startReadmeServer(all: Block[], port: number, { insert, re
     env: {
       PATH: process.env.PATH,
       PORT: String(port),
+      APP_ORIGIN: `http://127.0.0.1:${port}`,
       SESSION_SECRET: randomBytes(32).toString('hex'),
       TOKEN_PRIVATE_KEY: privateKey,
       TOKEN_PUBLIC_KEY: publicKey,

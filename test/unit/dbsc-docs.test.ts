@@ -1,5 +1,5 @@
 /**
- * README's DBSC block is the app the Chromium test runs (test/browser/fixtures/dbsc/app.mjs), byte
+ * README's DBSC block is the app the Chromium test runs (test/browser/fixtures/dbsc/app.mts), byte
  * for byte, and docs/DBSC.md names every DBSC error code TokenSec has.
  */
 import { readFileSync } from 'node:fs';
@@ -11,8 +11,8 @@ describe('DBSC docs', () => {
   it('README’s "Device-bound sessions" block is the Chromium test’s app', () => {
     const readme = read('README.md');
     const section = readme.slice(readme.indexOf('### Device-bound sessions (DBSC)'));
-    const block = /```js\n([\s\S]*?)```/.exec(section)?.[1];
-    expect(block).toBe(read('test/browser/fixtures/dbsc/app.mjs'));
+    const block = /```ts[^\n]*\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(block).toBe(read('test/browser/fixtures/dbsc/app.mts'));
   });
 
   it('docs/DBSC.md names every ERR_TOKENSEC_DBSC_ code', () => {

@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { bindingInput, keyContext } from '../../src/protocol/context.js';
 import { decodeBase64url, encodeBase64url, portableBase64url } from '../../src/protocol/base64url.js';
-import { formatRequest, formatResponse, parseRequest, parseResponse } from '../../src/protocol/wire.js';
+import {
+  MAX_PAYLOAD_BYTES,
+  MAX_RESPONSE_LENGTH,
+  VERSION,
+  formatRequest,
+  formatResponse,
+  parseRequest,
+  parseResponse,
+} from '../../src/protocol/wire.js';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -155,5 +163,17 @@ describe('bound bytes', () => {
       keyContext('x25519', Uint8Array.of(1, 2), new Uint8Array(0), target),
     ];
     for (const variant of variants) expect(Buffer.from(variant).equals(Buffer.from(base))).toBe(false);
+  });
+});
+
+describe('MAX_RESPONSE_LENGTH', () => {
+  it('is the longest response the grammar allows: version, three dots, a P-256 key (87), an IV (16), the largest payload and its 16-byte tag', () => {
+    expect(MAX_RESPONSE_LENGTH).toBe(`${VERSION}...`.length + 87 + 16 + Math.ceil(((MAX_PAYLOAD_BYTES + 16) * 4) / 3));
+    const longest = formatResponse({
+      publicKey: new Uint8Array(65).fill(4),
+      iv: new Uint8Array(12),
+      ciphertext: new Uint8Array(MAX_PAYLOAD_BYTES + 16),
+    });
+    expect(longest.length).toBe(MAX_RESPONSE_LENGTH);
   });
 });
