@@ -1,51 +1,55 @@
-/** The demo app (`npm start`), driven in Chromium as a user would, and its API from Node. */
+/** The demo app (`npm start`), driven in each engine (Chromium, Firefox, WebKit) as a user would, and its API from Node. */
 import { mkdirSync } from 'node:fs';
-import type { Browser, Page } from 'playwright-core';
+import express from 'express';
 import request from 'supertest';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { DEMO_USER, createDemoApp } from '../../examples/demo/server.mjs';
-import { launchChromium } from '../support/chromium.js';
 import { demoAgent } from '../support/demo-session.js';
 import { defined, listen } from '../support/helpers.js';
+import { engines, launch, type EngineBrowser, type EnginePage as Page } from '../support/engines.js';
 import { joseProof, proofKey, sha256 } from '../support/proofs.js';
 
 const state = (page: Page, step: string) => page.getAttribute(`#step-${step}`, 'data-state');
 const detail = (page: Page, step: string) => page.textContent(`#step-${step} .detail`);
 
-describe('demo in Chromium', () => {
-  let browser: Browser;
+describe.each(engines)('demo in %s', (engine) => {
+  let browser: EngineBrowser;
   beforeAll(async () => {
-    browser = await launchChromium();
+    browser = await launch(engine);
   });
   afterAll(() => browser?.close());
 
   async function open(tokenTtl: number, width = 1280) {
-    const server = await listen(createDemoApp({ tokenTtl }));
-    const context = await browser.newContext({ viewport: { width, height: 900 } });
-    const page = await context.newPage();
-    const violations: string[] = [];
-    const errors: string[] = [];
-    const failedRequests: string[] = [];
-    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-    page.on('pageerror', (e) => errors.push(String(e)));
-    page.on('requestfailed', (r) => failedRequests.push(`${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+    // What the page sent and which requests it dropped unanswered, seen on the server (WebDriver
+    // cannot observe requests): the DPoP tokens and proofs, and requests closed before their answer.
     const bearer: string[] = [];
     const proofs: string[] = [];
-    page.on('request', (r) => {
-      const auth = r.headers().authorization;
+    const failedRequests: string[] = [];
+    const app = express();
+    app.use((req, res, next) => {
+      const auth = req.headers.authorization;
       if (auth?.startsWith('DPoP ')) bearer.push(auth.slice(5));
-      const proof = r.headers().dpop;
-      if (proof && auth) proofs.push(proof);
+      const proof = req.headers.dpop;
+      if (typeof proof === 'string' && auth) proofs.push(proof);
+      res.once('close', () => res.writableFinished || failedRequests.push(`${req.method} ${req.url} aborted`));
+      next();
     });
-    await page.exposeFunction('reportViolation', (v: string) => violations.push(v));
+    app.use(createDemoApp({ tokenTtl }));
+    const server = await listen(app);
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(String(e)));
     await page.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) =>
-        (window as unknown as { reportViolation: (v: string) => void }).reportViolation(`${e.violatedDirective} ${e.blockedURI}`),
-      );
+      const w = window as unknown as { violations: string[] };
+      w.violations = [];
+      document.addEventListener('securitypolicyviolation', (e) => w.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
     });
     await page.goto(`${server.origin}/`);
+    const violations = () => page.evaluate(() => (window as unknown as { violations: string[] }).violations);
     const close = async () => {
       await context.close();
       await server.close();
@@ -142,7 +146,7 @@ describe('demo in Chromium', () => {
       expect((await page.context().cookies()).map((c) => c.value).join()).not.toContain(token);
 
       mkdirSync('test-results', { recursive: true });
-      await page.screenshot({ path: 'test-results/demo-1280.png', fullPage: true });
+      await page.screenshot({ path: `test-results/demo-1280-${engine.toLowerCase()}.png`, fullPage: true });
       expect(await layoutProblems(page)).toEqual({ broken: [], sideways: false });
 
       await page.click('#logout');
@@ -152,7 +156,7 @@ describe('demo in Chromium', () => {
       expect(await page.isVisible('#login')).toBe(true);
       expect(await page.isVisible('#controls')).toBe(false);
       expect(await page.isVisible('#token-panel')).toBe(false);
-      expect(violations).toEqual([]); // strict CSP, nothing blocked
+      expect(await violations()).toEqual([]); // strict CSP, nothing blocked
       expect(errors).toEqual([]);
       expect(failedRequests).toEqual([]);
     } finally {
@@ -181,7 +185,7 @@ describe('demo in Chromium', () => {
       await page.waitForFunction(() => /^\d+:\d{2}$/.test(document.getElementById('time-left')!.textContent!));
       expect(await layoutProblems(page)).toEqual({ broken: [], sideways: false });
       mkdirSync('test-results', { recursive: true });
-      await page.screenshot({ path: 'test-results/demo-390.png', fullPage: true });
+      await page.screenshot({ path: `test-results/demo-390-${engine.toLowerCase()}.png`, fullPage: true });
       expect(errors).toEqual([]);
     } finally {
       await close();

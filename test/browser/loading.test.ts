@@ -183,7 +183,9 @@ describe.each(engines)('loading the client in %s', (engine) => {
   it('control: the strict CSP is enforced and its violations are seen (an inline script is blocked)', async () => {
     const { result, problems } = await run('/inline-control');
     expect(result).toEqual({ payload: TOKEN });
-    expect(problems).toEqual([expect.stringMatching(/^CSP script-src/)]);
+    expect(problems).toContainEqual(expect.stringMatching(/^CSP script-src/));
+    // Firefox also reports the blocked inline script as a page error of its own; nothing else is reported.
+    expect(problems.filter((p) => !/^CSP script-src|^Content-Security-Policy: .*inline script/.test(p))).toEqual([]);
   });
 
   it('the default is X25519', async () => {
