@@ -178,6 +178,34 @@ describe.each(engines)('demo in %s', (engine) => {
     }
   });
 
+  it('a DPoP key gone from IndexedDB (as Safari’s eviction of script-written storage can do): the handshake is refused with ERR_TOKENSEC_DPOP_KEY_MISMATCH, and logging in again recovers', async () => {
+    const { page, close } = await open(60);
+    try {
+      await logIn(page);
+      // What eviction leaves behind: no tokensec database at all (its deletion completes once the page is gone).
+      await page.evaluate(
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const request = indexedDB.deleteDatabase('tokensec');
+            request.onsuccess = request.onblocked = () => resolve();
+            request.onerror = () => reject(request.error);
+          }),
+      );
+      await page.reload();
+      // The page resumes its session with a new key; the session is bound to the old one.
+      await page.waitForSelector('#step-handshake[data-state="failed"]');
+      // 403 ERR_TOKENSEC_DPOP_KEY_MISMATCH from the server; a client that does not read the server's code says ERR_TOKENSEC_HTTP_STATUS 403.
+      expect(await detail(page, 'handshake')).toMatch(/^ERR_TOKENSEC_(DPOP_KEY_MISMATCH|HTTP_STATUS) 403/);
+      // The documented recovery: log in again (a new server session, bound to the new key).
+      await page.click('#logout');
+      await page.waitForSelector('#step-logout[data-state="done"]');
+      await logIn(page);
+      expect(await state(page, 'handshake')).toBe('done');
+    } finally {
+      await close();
+    }
+  });
+
   it('at phone width (390 px): no sideways scrolling and no word broken mid-letter', async () => {
     const { page, errors, close } = await open(60, 390);
     try {
