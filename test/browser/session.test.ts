@@ -341,8 +341,10 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
   it('a handshake slower than `timeout` fails with ERR_TOKENSEC_TIMEOUT and is retried like a network error', async () => {
     const { context, page } = await open();
     try {
-      state.delay = 1000;
-      await start(page, { timeout: 200, retries: 1, retryDelay: 10 });
+      state.delay = 3000;
+      // The key first, so each try's time goes to the handshake itself, even on a slow machine.
+      await page.evaluate(() => (window as any).TokenSec.getDpopKey());
+      await start(page, { timeout: 1000, retries: 1, retryDelay: 10 });
       expect(await getToken(page)).toEqual({ code: 'ERR_TOKENSEC_TIMEOUT' });
       expect(state.handshakes).toBe(2);
     } finally {
@@ -368,15 +370,20 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
     try {
       state.delay = 1500;
       await start(page);
+      await page.evaluate(() => {
+        const w = window as any;
+        w.controller = new AbortController();
+        w.aborted = w.session.getToken({ signal: w.controller.signal }).catch((e: any) => e.code);
+        w.waiting = w.session.getToken().catch((e: any) => e.code);
+      });
+      // Abort once the handshake is at the server (not after a fixed time: key making may be slow).
+      for (let waited = 0; state.handshakes === 0 && waited < 10_000; waited += 20) await sleep(20);
       const result = await page.evaluate(async () => {
         const w = window as any;
-        const controller = new AbortController();
-        const aborted = w.session.getToken({ signal: controller.signal }).catch((e: any) => e.code);
-        const waiting = w.session.getToken().catch((e: any) => e.code);
-        setTimeout(() => controller.abort(), 100);
-        const first = await aborted;
+        w.controller.abort();
+        const first = await w.aborted;
         w.session.clear();
-        return { first, second: await waiting };
+        return { first, second: await w.waiting };
       });
       expect(result).toEqual({ first: 'ERR_TOKENSEC_ABORTED', second: 'ERR_TOKENSEC_ABORTED' });
       await sleep(1700);
