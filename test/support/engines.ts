@@ -305,7 +305,8 @@ class WebKitContext implements EngineContext {
   }
 
   async newPage(): Promise<EnginePage> {
-    const handle = (await (this.queue = this.queue.then(async () => {
+    const opening = this.queue.then(async () => {
+      if (this.closed) throw new Error('the WebKit context is closed');
       if (this.firstWindow) {
         const first = this.firstWindow;
         this.firstWindow = undefined;
@@ -314,10 +315,18 @@ class WebKitContext implements EngineContext {
       await this.driver.switchTo().newWindow('tab');
       this.current = await this.driver.getWindowHandle();
       return this.current;
-    }))) as string;
+    });
+    this.queue = opening.catch(() => undefined);
+    const handle = await opening;
     const page = new WebKitPage(this, handle);
     this.pages.push(page);
     return page;
+  }
+
+  /** A tab was closed: the session is no longer on it. */
+  forget(page: WebKitPage): void {
+    this.pages = this.pages.filter((p) => p !== page);
+    if (this.current === page.handle) this.current = undefined;
   }
 
   async cookies(): Promise<Cookie[]> {
@@ -466,5 +475,6 @@ class WebKitPage implements EnginePage {
   async close(): Promise<void> {
     if (this.ownsContext) return this.owner.close();
     await this.owner.run(this.handle, (d) => d.close());
+    this.owner.forget(this);
   }
 }
