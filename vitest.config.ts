@@ -16,7 +16,9 @@ export default defineConfig({
     projects: [
       project('unit', ['test/unit/**/*.test.ts']),
       project('integration', ['test/integration/**/*.test.ts', 'test/attacks/**/*.test.ts']),
-      project('browser', ['test/browser/**/*.test.ts']),
+      // Each browser test file runs its tests in Chromium, then Firefox, then WebKit (test/support/engines.ts);
+      // a WebKit context is a MiniBrowser of its own, which takes seconds to start on a busy machine.
+      project('browser', ['test/browser/**/*.test.ts'], { testTimeout: 60_000 }),
       project('stress', ['test/stress/**/*.test.ts']),
     ],
   },

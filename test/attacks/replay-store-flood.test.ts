@@ -22,7 +22,7 @@ import { joseProof, proofKey, sha256, type ProofKey } from '../support/proofs.js
 declare module 'express-session' {
   interface SessionData {
     secret?: string;
-    userId?: string;
+    userId: string;
   }
 }
 

@@ -1,7 +1,8 @@
-/** Real browser: Chromium loads the client by script tag from an app protected by csurf. */
+/** Real browsers (Chromium, Firefox, WebKit) load the client by script tag from an app protected by csurf. */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../support/chromium.js';
+import { engines, launch, type EngineBrowser } from '../support/engines.js';
 import { TOKEN, csrfApp, listen } from '../support/helpers.js';
 
 const page = (options: string) => `<!doctype html>
@@ -14,10 +15,10 @@ const page = (options: string) => `<!doctype html>
   );
 </script>`;
 
-describe('Chromium', () => {
-  let browser: Browser;
+describe.each(engines)('%s', (engine) => {
+  let browser: EngineBrowser;
   beforeAll(async () => {
-    browser = await launchChromium();
+    browser = await launch(engine);
   });
   afterAll(() => browser?.close());
 
@@ -54,9 +55,12 @@ describe('Chromium', () => {
     expect(result).toMatchObject({ name: 'TokenSecError', code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
     expect(errors.map((e) => e.code)).toEqual(['EBADCSRFTOKEN']);
   });
+});
 
+// Chromium-only: it maps a name to 127.0.0.1 with Chromium's --host-resolver-rules.
+describe('Chromium', () => {
   it('insecure context: a plain-http, non-loopback origin rejects with ERR_TOKENSEC_INSECURE_CONTEXT saying what to do', async () => {
-    const insecure = await launchChromium(['--host-resolver-rules=MAP tokensec.test 127.0.0.1']);
+    const insecure: Browser = await launchChromium(['--host-resolver-rules=MAP tokensec.test 127.0.0.1']);
     const { app } = csrfApp({}, page(`{ uri: '/token' }`));
     const server = await listen(app);
     try {

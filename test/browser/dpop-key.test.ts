@@ -1,25 +1,23 @@
 /**
- * The browser's DPoP key in Chromium: made once per origin and kept in IndexedDB, usable by the
+ * The browser's DPoP key in each engine (Chromium, Firefox, WebKit): made once per origin and kept in IndexedDB, usable by the
  * page's script but never exportable; rotated and deleted on demand; the handshake's proof and an
  * API call's proof verify with jose (code nobody here wrote), and the server hands the payload
  * function the same thumbprint the page computed.
  */
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium } from '../support/chromium.js';
+import { engines, launch, type EngineBrowser, type EngineContext, type EnginePage as Page } from '../support/engines.js';
 import tokenSec from '../../src/index.js';
 import { csrfApp, defined, listen } from '../support/helpers.js';
 
-let browser: Browser;
+let browser: EngineBrowser;
 let origin: string;
 let close: () => Promise<void>;
 /** The DPoP header of every handshake the server received, in order. */
 const proofs: string[] = [];
 
 beforeAll(async () => {
-  browser = await launchChromium();
   const { app } = csrfApp(
     {
       // The payload is the thumbprint the server verified, so the page can compare it with its own.
@@ -39,8 +37,15 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await close?.();
-  await browser?.close();
 });
+
+/** Each describe.each block starts its engine's browser for its tests. */
+function useEngine(engine: (typeof engines)[number]) {
+  beforeAll(async () => {
+    browser = await launch(engine);
+  });
+  afterAll(() => browser?.close());
+}
 
 interface KeyView {
   thumbprint: string;
@@ -60,14 +65,15 @@ const keyView = (page: Page, options = '{}') =>
     } as KeyView;
   }, options);
 
-async function freshPage(): Promise<{ context: BrowserContext; page: Page }> {
+async function freshPage(): Promise<{ context: EngineContext; page: Page }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${origin}/`);
   return { context, page };
 }
 
-describe('the DPoP key in Chromium', () => {
+describe.each(engines)('the DPoP key in %s', (engine) => {
+  useEngine(engine);
   it('is made once, survives a reload, and neither TokenSec nor IndexedDB gives out the private key', async () => {
     const { context, page } = await freshPage();
     try {
@@ -121,13 +127,14 @@ describe('the DPoP key in Chromium', () => {
     try {
       const tabs = await Promise.all([context.newPage(), context.newPage()]);
       await Promise.all(tabs.map((tab) => tab.goto(`${origin}/`)));
-      const thumbprints = await Promise.all(
-        tabs.map((tab) =>
-          tab.evaluate(() =>
-            Promise.all(Array.from({ length: 10 }, () => (window as any).TokenSec.getDpopKey().then((k: any) => k.thumbprint as string))),
-          ),
-        ),
-      );
+      // Started in both tabs before either is awaited (WebDriver runs one command at a time).
+      for (const tab of tabs)
+        await tab.evaluate(() => {
+          (window as any).pending = Promise.all(
+            Array.from({ length: 10 }, () => (window as any).TokenSec.getDpopKey().then((k: any) => k.thumbprint as string)),
+          );
+        });
+      const thumbprints = await Promise.all(tabs.map((tab) => tab.evaluate(() => (window as any).pending as Promise<string[]>)));
       expect(new Set(thumbprints.flat()).size).toBe(1);
     } finally {
       await context.close();
@@ -200,7 +207,8 @@ describe('the DPoP key in Chromium', () => {
   });
 });
 
-describe('proofs made in Chromium', () => {
+describe.each(engines)('proofs made in %s', (engine) => {
+  useEngine(engine);
   it('the handshake proof verifies with jose, commits to the handshake, and the server binds the same thumbprint', async () => {
     const { context, page } = await freshPage();
     try {

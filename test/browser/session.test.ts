@@ -1,5 +1,5 @@
 /**
- * TokenSec.session() in Chromium, against a real Express app: csurf, the handshake binding tokens
+ * TokenSec.session() in each engine (Chromium, Firefox, WebKit), against a real Express app: csurf, the handshake binding tokens
  * to the page's DPoP key, and API routes behind tokenSec.dpop(). The server counts handshakes and
  * can answer them with an error status or late, so each test sees exactly what the session did.
  * Times are real and short (tokens living 2 s), so the server and the browser agree on the clock
@@ -10,11 +10,11 @@ import cors from 'cors';
 import csurf from 'csurf';
 import express, { type ErrorRequestHandler } from 'express';
 import { SignJWT, jwtVerify } from 'jose';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Page as PlaywrightPage } from 'playwright-core';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import tokenSec from '../../src/index.js';
-import { launchChromium } from '../support/chromium.js';
+import { engines, launch, type Engine, type EngineBrowser, type EngineContext, type EnginePage as Page } from '../support/engines.js';
 import { listen } from '../support/helpers.js';
 
 const signingKey = randomBytes(32);
@@ -73,13 +73,12 @@ const verifyToken = async (token: string) => {
   return (await jwtVerify(token, signingKey)).payload as { cnf: { jkt: string } };
 };
 
-let browser: Browser;
+let browser: EngineBrowser;
 let origin: string;
 let otherOrigin: string;
 const closers: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  browser = await launchChromium();
   // Another origin (localhost, not 127.0.0.1) that records the Authorization header it receives.
   const other = express();
   const otherServer = await listen(other);
@@ -154,12 +153,19 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all(closers.map((close) => close()));
-  await browser?.close();
 });
 beforeEach(reset);
 
+/** Each describe.each block starts its engine's browser for its tests. */
+function useEngine(engine: Engine) {
+  beforeAll(async () => {
+    browser = await launch(engine);
+  });
+  afterAll(() => browser?.close());
+}
+
 /** A fresh browser context (its own IndexedDB and channels) with a page on `path` that records the session's events. */
-async function open(path = '/'): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+async function open(path = '/'): Promise<{ context: EngineContext; page: Page; problems: string[] }> {
   const context = await browser.newContext();
   const page = await context.newPage();
   const problems: string[] = [];
@@ -193,7 +199,8 @@ const getToken = (page: Page) =>
 const events = (page: Page) => page.evaluate(() => (window as any).events.map((e: { type: string }) => e.type) as string[]);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('TokenSec.session() in Chromium', () => {
+describe.each(engines)('TokenSec.session() in %s', (engine) => {
+  useEngine(engine);
   it('caches the token: ten concurrent callers and later calls cause one handshake', async () => {
     const { context, page, problems } = await open();
     try {
@@ -216,9 +223,12 @@ describe('TokenSec.session() in Chromium', () => {
       const tabs = await Promise.all([context.newPage(), context.newPage()]);
       await Promise.all(tabs.map((tab) => tab.goto(`${origin}/`)));
       await Promise.all(tabs.map((tab) => start(tab)));
-      const tokens = await Promise.all(
-        tabs.map((tab) => tab.evaluate(() => Promise.all(Array.from({ length: 5 }, () => (window as any).session.getToken())))),
-      );
+      // Started in both tabs before either is awaited (WebDriver runs one command at a time).
+      for (const tab of tabs)
+        await tab.evaluate(() => {
+          (window as any).pending = Promise.all(Array.from({ length: 5 }, () => (window as any).session.getToken()));
+        });
+      const tokens = await Promise.all(tabs.map((tab) => tab.evaluate(() => (window as any).pending as Promise<string[]>)));
       // Each tab has its own token (the tabs share none), got one after the other.
       expect(tokens.map((t) => new Set(t).size)).toEqual([1, 1]);
       expect(new Set(tokens.flat())).toEqual(new Set(state.tokens));
@@ -390,8 +400,10 @@ describe('TokenSec.session() in Chromium', () => {
   it('a handshake slower than `timeout` fails with ERR_TOKENSEC_TIMEOUT and is retried like a network error', async () => {
     const { context, page } = await open();
     try {
-      state.delay = 1000;
-      await start(page, { timeout: 200, retries: 1, retryDelay: 10 });
+      state.delay = 3000;
+      // The key first, so each try's time goes to the handshake itself, even on a slow machine.
+      await page.evaluate(() => (window as any).TokenSec.getDpopKey());
+      await start(page, { timeout: 1000, retries: 1, retryDelay: 10 });
       expect(await getToken(page)).toEqual({ code: 'ERR_TOKENSEC_TIMEOUT' });
       expect(state.handshakes).toBe(2);
     } finally {
@@ -417,16 +429,20 @@ describe('TokenSec.session() in Chromium', () => {
     try {
       state.delay = 1500;
       await start(page);
+      await page.evaluate(() => {
+        const w = window as any;
+        w.controller = new AbortController();
+        w.aborted = w.session.getToken({ signal: w.controller.signal }).catch((e: any) => e.code);
+        w.waiting = w.session.getToken().catch((e: any) => e.code);
+      });
+      // Abort once the handshake is at the server (not after a fixed time: key making may be slow).
+      for (let waited = 0; state.handshakes === 0 && waited < 10_000; waited += 20) await sleep(20);
       const result = await page.evaluate(async () => {
         const w = window as any;
-        const controller = new AbortController();
-        const aborted = w.session.getToken({ signal: controller.signal }).catch((e: any) => e.code);
-        const waiting = w.session.getToken().catch((e: any) => e.code);
-        // Late enough for the handshake to reach the server on a loaded machine.
-        setTimeout(() => controller.abort(), 500);
-        const first = await aborted;
+        w.controller.abort();
+        const first = await w.aborted;
         w.session.clear();
-        return { first, second: await waiting };
+        return { first, second: await w.waiting };
       });
       expect(result).toEqual({ first: 'ERR_TOKENSEC_ABORTED', second: 'ERR_TOKENSEC_ABORTED' });
       await sleep(1700);
@@ -544,9 +560,81 @@ describe('TokenSec.session() in Chromium', () => {
 
 const originOf = (url: string) => new URL(url).origin;
 
-describe('sealed mode in Chromium', () => {
+describe.each(engines)('sealed mode in %s', (engine) => {
+  useEngine(engine);
+
+  it('fetch works through the worker; the page gets no getToken, and no token in events or on the channel', async () => {
+    const { context, page, problems } = await open('/sealed');
+    try {
+      await start(page);
+      const result = await page.evaluate(async () => {
+        const w = window as any;
+        w.heard = [];
+        new BroadcastChannel(`tokensec:${location.origin}/token`).onmessage = (e) => w.heard.push(e.data);
+        const me = await (await w.session.fetch('/api/me')).json();
+        const echo = await (
+          await w.session.fetch('/api/echo', { method: 'POST', body: 'sealed', headers: { 'content-type': 'text/plain' } })
+        ).text();
+        return { me, echo, getToken: typeof w.session.getToken, events: w.events, heard: w.heard };
+      });
+      expect(result.me).toMatchObject({ ok: true, jkt: expect.stringMatching(/^[\w-]{43}$/) });
+      expect(result.echo).toBe('echo:sealed');
+      expect(result.getToken).toBe('undefined');
+      expect(result.events).toEqual([{ type: 'token', expiresAt: expect.any(Number) }]);
+      expect(result.heard).toEqual([]);
+      expect(problems).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('its limit: a script in a sealed page still uses the session, and can run a handshake of its own', async () => {
+    const { context, page } = await open('/sealed');
+    try {
+      await start(page);
+      const injected = await page.evaluate(async () => {
+        const w = window as any;
+        // What an injected script can do: call the session, and do what the session's worker does.
+        const viaSession = (await w.session.fetch('/api/me')).status;
+        const own = await w.TokenSec.handshake({ uri: '/token' });
+        return { viaSession, own };
+      });
+      expect(injected.viaSession).toBe(200);
+      // The token it got is bound to the page's key (it cannot export that key), like the session's.
+      const claims = JSON.parse(Buffer.from(injected.own.split('.')[1] ?? '', 'base64url').toString());
+      const jkt = await page.evaluate(async () => (await (window as any).TokenSec.getDpopKey()).thumbprint);
+      expect(claims.cnf.jkt).toBe(jkt);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a worker that cannot start fails every call with ERR_TOKENSEC_SESSION_WORKER', async () => {
+    const { context, page } = await open('/sealed');
+    try {
+      const codes = await page.evaluate(async () => {
+        const session = (window as any).TokenSec.session({ uri: '/token', sealed: '/no-such-worker.js' });
+        const code = () =>
+          session.fetch('/api/me').then(
+            () => 'ok',
+            (e: any) => e.code,
+          );
+        return [await code(), await code()];
+      });
+      expect(codes).toEqual(['ERR_TOKENSEC_SESSION_WORKER', 'ERR_TOKENSEC_SESSION_WORKER']);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+// Chromium-only: heap snapshots through the DevTools protocol (CDP).
+describe('sealed mode in Chromium: the page heap (CDP heap snapshots, Chromium-only)', () => {
+  useEngine('Chromium');
+
   /** The page's JavaScript heap, as a snapshot's text: every string the page can reach is in it. */
-  async function heapText(page: Page): Promise<string> {
+  async function heapText(enginePage: Page): Promise<string> {
+    const page = enginePage as unknown as PlaywrightPage;
     const cdp = await page.context().newCDPSession(page);
     const chunks: string[] = [];
     cdp.on('HeapProfiler.addHeapSnapshotChunk', ({ chunk }) => chunks.push(chunk));
@@ -586,27 +674,6 @@ describe('sealed mode in Chromium', () => {
     }
   });
 
-  it('its limit: a script in a sealed page still uses the session, and can run a handshake of its own', async () => {
-    const { context, page } = await open('/sealed');
-    try {
-      await start(page);
-      const injected = await page.evaluate(async () => {
-        const w = window as any;
-        // What an injected script can do: call the session, and do what the session's worker does.
-        const viaSession = (await w.session.fetch('/api/me')).status;
-        const own = await w.TokenSec.handshake({ uri: '/token' });
-        return { viaSession, own };
-      });
-      expect(injected.viaSession).toBe(200);
-      // The token it got is bound to the page's key (it cannot export that key), like the session's.
-      const claims = JSON.parse(Buffer.from(injected.own.split('.')[1] ?? '', 'base64url').toString());
-      const jkt = await page.evaluate(async () => (await (window as any).TokenSec.getDpopKey()).thumbprint);
-      expect(claims.cnf.jkt).toBe(jkt);
-    } finally {
-      await context.close();
-    }
-  });
-
   it('control: an unsealed session’s token is in the page heap, found by the same search', async () => {
     const { context, page } = await open('/');
     try {
@@ -614,24 +681,6 @@ describe('sealed mode in Chromium', () => {
       await page.evaluate(async () => (await (window as any).session.fetch('/api/me')).json());
       const payload = state.tokens[0]?.split('.')[1] ?? '';
       expect(await heapText(page)).toContain(payload);
-    } finally {
-      await context.close();
-    }
-  });
-
-  it('a worker that cannot start fails every call with ERR_TOKENSEC_SESSION_WORKER', async () => {
-    const { context, page } = await open('/sealed');
-    try {
-      const codes = await page.evaluate(async () => {
-        const session = (window as any).TokenSec.session({ uri: '/token', sealed: '/no-such-worker.js' });
-        const code = () =>
-          session.fetch('/api/me').then(
-            () => 'ok',
-            (e: any) => e.code,
-          );
-        return [await code(), await code()];
-      });
-      expect(codes).toEqual(['ERR_TOKENSEC_SESSION_WORKER', 'ERR_TOKENSEC_SESSION_WORKER']);
     } finally {
       await context.close();
     }

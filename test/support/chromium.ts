@@ -7,6 +7,7 @@ export async function launchChromium(extraArgs: string[] = []): Promise<Browser>
   try {
     return await chromium.launch({
       executablePath: CHROMIUM_PATH,
+      timeout: 60_000, // a start that hangs fails the test instead of waiting for Playwright's 3 minutes
       args: [
         '--headless',
         '--no-sandbox',
