@@ -177,12 +177,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
 function guarded(options: ClientHandshakeOptions): Promise<string> {
   // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
   const { timeout = 10_000, signal } = options ?? {};
-  if (
-    !(options instanceof Object) ||
-    typeof timeout !== 'number' ||
-    !(timeout > 0) ||
-    (signal && !(signal instanceof AbortSignal))
-  )
+  if (!(options instanceof Object) || typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
     return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad options, timeout or signal'));
   const abort = new AbortController();
   const stop = (error: TokenSecError) => abort.signal.aborted || abort.abort(error);

@@ -16,7 +16,20 @@ import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
 import { dbsc } from './server/dbsc/index.js';
 
-export { client, dbsc, dpop, errorHandler, handshake, initialize, integrity, memoryReplayStore, memoryStore, redisReplayStore, redisStore, unbind };
+export {
+  client,
+  dbsc,
+  dpop,
+  errorHandler,
+  handshake,
+  initialize,
+  integrity,
+  memoryReplayStore,
+  memoryStore,
+  redisReplayStore,
+  redisStore,
+  unbind,
+};
 export { dpopChannel, handshakeChannel } from './server/events.js';
 export type { DpopEvent, HandshakeEvent } from './server/events.js';
 export type { AtomicStore } from './server/store.js';

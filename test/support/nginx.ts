@@ -44,7 +44,13 @@ function need(path: string, what: string): void {
   if (!existsSync(path)) throw new Error(`${what} not found at ${path}. Install it (Debian/Ubuntu: apt-get install -y ${what}).`);
 }
 
-export async function startNginx({ serverName, upstreamPort, extra = '', http = '', hostHeader = '$http_host' }: NginxOptions): Promise<NginxProxy> {
+export async function startNginx({
+  serverName,
+  upstreamPort,
+  extra = '',
+  http = '',
+  hostHeader = '$http_host',
+}: NginxOptions): Promise<NginxProxy> {
   need(NGINX, 'nginx');
   const dir = mkdtempSync(join(tmpdir(), 'tokensec-nginx-'));
   const cert = join(dir, 'cert.pem');
