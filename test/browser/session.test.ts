@@ -710,182 +710,186 @@ const fetchResult = (page: Page, url: string, init: Record<string, unknown> = {}
     { url, init },
   );
 
-describe.each([
-  ['in-page', '/'],
-  ['sealed', '/sealed'],
-])('session.fetch honours fetch’s options (%s)', (_, path) => {
-  it('redirect: manual gives the opaque redirect; follow shows redirected and the final url; error rejects as fetch does', async () => {
-    const { context, page } = await openWith(path);
-    try {
-      const to = encodeURIComponent('/plain');
-      expect(await fetchResult(page, `/api/redirect?to=${to}`, { redirect: 'manual' })).toEqual({
-        url: `${origin}/api/redirect?to=${to}`,
-        redirected: false,
-        type: 'opaqueredirect',
-        status: 0,
-        ok: false,
-        body: '',
-      });
-      expect(await fetchResult(page, `/api/redirect?to=${to}`)).toEqual({
-        url: `${origin}/plain`,
-        redirected: true,
-        type: 'basic',
-        status: 200,
-        ok: true,
-        body: '{"plain":true}',
-      });
-      expect(await fetchResult(page, `/api/redirect?to=${to}`, { redirect: 'error' })).toEqual({ rejected: 'TypeError' });
-    } finally {
-      await context.close();
-    }
-  });
+describe.each(engines)('the session API in %s', (engine) => {
+  useEngine(engine);
 
-  it('mode: no-cors goes out untouched (no handshake, no token) and answers opaque', async () => {
-    const { context, page } = await openWith(path, { origins: [origin, otherOrigin] });
-    try {
-      expect(await fetchResult(page, `${otherOrigin}/echo`, { mode: 'no-cors' })).toEqual({
-        url: '',
-        redirected: false,
-        type: 'opaque',
-        status: 0,
-        ok: false,
-        body: '',
-      });
-      expect(state.crossOrigin).toEqual([undefined]);
-      expect(state.handshakes).toBe(0);
-    } finally {
-      await context.close();
-    }
-  });
+  describe.each([
+    ['in-page', '/'],
+    ['sealed', '/sealed'],
+  ])('session.fetch honours fetch’s options (%s)', (_, path) => {
+    it('redirect: manual gives the opaque redirect; follow shows redirected and the final url; error rejects as fetch does', async () => {
+      const { context, page } = await openWith(path);
+      try {
+        const to = encodeURIComponent('/plain');
+        expect(await fetchResult(page, `/api/redirect?to=${to}`, { redirect: 'manual' })).toEqual({
+          url: `${origin}/api/redirect?to=${to}`,
+          redirected: false,
+          type: 'opaqueredirect',
+          status: 0,
+          ok: false,
+          body: '',
+        });
+        expect(await fetchResult(page, `/api/redirect?to=${to}`)).toEqual({
+          url: `${origin}/plain`,
+          redirected: true,
+          type: 'basic',
+          status: 200,
+          ok: true,
+          body: '{"plain":true}',
+        });
+        expect(await fetchResult(page, `/api/redirect?to=${to}`, { redirect: 'error' })).toEqual({ rejected: 'TypeError' });
+      } finally {
+        await context.close();
+      }
+    });
 
-  it('an already aborted signal sends nothing and runs no handshake; an abort during the call rejects with AbortError', async () => {
-    const { context, page } = await openWith(path);
-    try {
-      expect(await fetchResult(page, '/api/seen', { signal: 'aborted' })).toEqual({ rejected: 'AbortError' });
-      await sleep(300);
-      expect(state.handshakes).toBe(0);
-      expect(state.seen).toEqual([]);
-      expect(await fetchResult(page, '/api/slow', { signal: 'later' })).toEqual({ rejected: 'TimeoutError' });
-    } finally {
-      await context.close();
-    }
-  });
+    it('mode: no-cors goes out untouched (no handshake, no token) and answers opaque', async () => {
+      const { context, page } = await openWith(path, { origins: [origin, otherOrigin] });
+      try {
+        expect(await fetchResult(page, `${otherOrigin}/echo`, { mode: 'no-cors' })).toEqual({
+          url: '',
+          redirected: false,
+          type: 'opaque',
+          status: 0,
+          ok: false,
+          body: '',
+        });
+        expect(state.crossOrigin).toEqual([undefined]);
+        expect(state.handshakes).toBe(0);
+      } finally {
+        await context.close();
+      }
+    });
 
-  it('cache and referrerPolicy reach the request as they would from the page', async () => {
-    const { context, page } = await openWith(path);
-    try {
-      await fetchResult(page, '/api/seen');
-      await fetchResult(page, '/api/seen', { cache: 'no-store', referrerPolicy: 'no-referrer' });
-      expect(state.seen.map(({ referer, pragma }) => ({ referer, pragma }))).toEqual([
-        { referer: `${origin}${path}`, pragma: undefined },
-        { referer: undefined, pragma: 'no-cache' },
-      ]);
-      expect(state.seen[0]?.authorization).toMatch(/^DPoP /);
-    } finally {
-      await context.close();
-    }
-  });
+    it('an already aborted signal sends nothing and runs no handshake; an abort during the call rejects with AbortError', async () => {
+      const { context, page } = await openWith(path);
+      try {
+        expect(await fetchResult(page, '/api/seen', { signal: 'aborted' })).toEqual({ rejected: 'AbortError' });
+        await sleep(300);
+        expect(state.handshakes).toBe(0);
+        expect(state.seen).toEqual([]);
+        expect(await fetchResult(page, '/api/slow', { signal: 'later' })).toEqual({ rejected: 'TimeoutError' });
+      } finally {
+        await context.close();
+      }
+    });
 
-  it('an open redirect to another origin cannot set the nonce or cause a retry', async () => {
-    const { context, page } = await openWith(path);
-    try {
-      const to = encodeURIComponent(`${otherOrigin}/nonce-401`);
-      expect(await fetchResult(page, `/api/redirect?to=${to}`)).toMatchObject({ status: 401, redirected: true });
-      // One request reached the other origin (no retry), without the token (browsers drop Authorization).
-      expect(state.crossOrigin).toEqual([undefined]);
-      expect(state.handshakes).toBe(1);
-      await fetchResult(page, '/api/seen');
-      const proof = state.seen[0]?.dpop ?? '';
-      const claims = JSON.parse(Buffer.from(proof.split('.')[1] ?? '', 'base64url').toString());
-      expect(claims.htu).toBe(`${origin}/api/seen`);
-      expect(claims.nonce).toBeUndefined();
-    } finally {
-      await context.close();
-    }
-  });
+    it('cache and referrerPolicy reach the request as they would from the page', async () => {
+      const { context, page } = await openWith(path);
+      try {
+        await fetchResult(page, '/api/seen');
+        await fetchResult(page, '/api/seen', { cache: 'no-store', referrerPolicy: 'no-referrer' });
+        expect(state.seen.map(({ referer, pragma }) => ({ referer, pragma }))).toEqual([
+          { referer: `${origin}${path}`, pragma: undefined },
+          { referer: undefined, pragma: 'no-cache' },
+        ]);
+        expect(state.seen[0]?.authorization).toMatch(/^DPoP /);
+      } finally {
+        await context.close();
+      }
+    });
 
-  it('another page holding the session’s Web Lock: fetch fails with ERR_TOKENSEC_TIMEOUT after `timeout`', async () => {
-    const { context, page } = await openWith(path, { timeout: 2000, retries: 0 });
-    try {
-      const squatter = await context.newPage();
-      await squatter.goto(`${origin}/plain`);
-      await squatter.evaluate((name) => {
-        void navigator.locks.request(name, () => new Promise(() => {}));
-      }, `tokensec:${origin}/token`);
-      expect(await fetchResult(page, '/api/seen')).toEqual({ rejected: 'TokenSecError', code: 'ERR_TOKENSEC_TIMEOUT' });
-      expect(state.handshakes).toBe(0);
-      expect(state.seen).toEqual([]);
-      expect(await page.evaluate(() => (window as any).events)).toEqual([{ type: 'error', code: 'ERR_TOKENSEC_TIMEOUT' }]);
-      // clear() ends the wait at once, for every caller.
-      const cleared = await page.evaluate(() => {
-        const w = window as any;
-        const waiting = w.session.fetch('/api/seen').catch((e: any) => e.code);
-        setTimeout(() => w.session.clear(), 200);
-        return waiting;
-      });
-      expect(cleared).toBe('ERR_TOKENSEC_ABORTED');
-      expect(state.handshakes).toBe(0);
-    } finally {
-      await context.close();
-    }
-  });
+    it('an open redirect to another origin cannot set the nonce or cause a retry', async () => {
+      const { context, page } = await openWith(path);
+      try {
+        const to = encodeURIComponent(`${otherOrigin}/nonce-401`);
+        expect(await fetchResult(page, `/api/redirect?to=${to}`)).toMatchObject({ status: 401, redirected: true });
+        // One request reached the other origin (no retry), without the token (browsers drop Authorization).
+        expect(state.crossOrigin).toEqual([undefined]);
+        expect(state.handshakes).toBe(1);
+        await fetchResult(page, '/api/seen');
+        const proof = state.seen[0]?.dpop ?? '';
+        const claims = JSON.parse(Buffer.from(proof.split('.')[1] ?? '', 'base64url').toString());
+        expect(claims.htu).toBe(`${origin}/api/seen`);
+        expect(claims.nonce).toBeUndefined();
+      } finally {
+        await context.close();
+      }
+    });
 
-  it('another page of the origin can neither inject a token through the channel nor read one off it', async () => {
-    const { context, page } = await openWith(path);
-    try {
-      const attacker = await context.newPage();
-      await attacker.goto(`${origin}/plain`);
-      const channel = `tokensec:${origin}/token`;
-      // A forged token, in the message shape TokenSec 3.0 used and in others.
-      await attacker.evaluate((name) => {
-        const w = window as any;
-        w.heard = [];
-        w.channel = new BroadcastChannel(name);
-        w.channel.onmessage = (e: MessageEvent) => w.heard.push(e.data);
-        for (const message of [['token', Date.now() + 1e9, 'forged.token.x'], ['token', 0, 'forged.token.x'], 'forged.token.x'])
-          w.channel.postMessage(message);
-      }, channel);
-      await sleep(100);
-      await fetchResult(page, '/api/seen');
-      expect(state.seen.map((s) => s.authorization)).toEqual([`DPoP ${state.tokens[0]}`]);
-      // A `clear` logs the tab out (as logout in another tab does); the next token is not posted.
-      await attacker.evaluate(() => (window as any).channel.postMessage(['clear']));
-      await page.waitForFunction(() => (window as any).session.state === 'none');
-      await fetchResult(page, '/api/seen');
-      expect(state.seen.map((s) => s.authorization)).toEqual([`DPoP ${state.tokens[0]}`, `DPoP ${state.tokens[1]}`]);
-      await sleep(100);
-      expect(await attacker.evaluate(() => (window as any).heard)).toEqual([]);
-    } finally {
-      await context.close();
-    }
-  });
+    it('another page holding the session’s Web Lock: fetch fails with ERR_TOKENSEC_TIMEOUT after `timeout`', async () => {
+      const { context, page } = await openWith(path, { timeout: 2000, retries: 0 });
+      try {
+        const squatter = await context.newPage();
+        await squatter.goto(`${origin}/plain`);
+        await squatter.evaluate((name) => {
+          void navigator.locks.request(name, () => new Promise(() => {}));
+        }, `tokensec:${origin}/token`);
+        expect(await fetchResult(page, '/api/seen')).toEqual({ rejected: 'TokenSecError', code: 'ERR_TOKENSEC_TIMEOUT' });
+        expect(state.handshakes).toBe(0);
+        expect(state.seen).toEqual([]);
+        expect(await page.evaluate(() => (window as any).events)).toEqual([{ type: 'error', code: 'ERR_TOKENSEC_TIMEOUT' }]);
+        // clear() ends the wait at once, for every caller.
+        const cleared = await page.evaluate(() => {
+          const w = window as any;
+          const waiting = w.session.fetch('/api/seen').catch((e: any) => e.code);
+          setTimeout(() => w.session.clear(), 200);
+          return waiting;
+        });
+        expect(cleared).toBe('ERR_TOKENSEC_ABORTED');
+        expect(state.handshakes).toBe(0);
+      } finally {
+        await context.close();
+      }
+    });
 
-  it('state: none → token → none (clear) → refused (403) → token, with a state event for each change, and expiresAt', async () => {
-    const { context, page } = await openWith(path);
-    try {
-      const read = () => page.evaluate(() => ({ state: (window as any).session.state, expiresAt: (window as any).session.expiresAt }));
-      expect(await read()).toEqual({ state: 'none', expiresAt: 0 });
-      await fetchResult(page, '/api/seen');
-      const first = await read();
-      const tokenEvent = await page.evaluate(() => (window as any).events[0]);
-      expect(first).toEqual({ state: 'token', expiresAt: tokenEvent.expiresAt });
-      await page.evaluate(() => (window as any).session.clear());
-      await page.waitForFunction(() => (window as any).session.state === 'none');
-      // A 503 (network trouble) says nothing about the user: no state change.
-      state.refuse = [503, 403];
-      await start(page, { retries: 0 });
-      expect(await fetchResult(page, '/api/seen')).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
-      expect(await read()).toEqual({ state: 'none', expiresAt: 0 });
-      expect(await fetchResult(page, '/api/seen')).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
-      await page.waitForFunction(() => (window as any).session.state === 'refused');
-      await fetchResult(page, '/api/seen');
-      await page.waitForFunction(() => (window as any).session.state === 'token');
-      expect(await page.evaluate(() => (window as any).states)).toEqual([
-        { state: 'refused', expiresAt: 0, code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 },
-        { state: 'token', expiresAt: (await read()).expiresAt },
-      ]);
-    } finally {
-      await context.close();
-    }
+    it('another page of the origin can neither inject a token through the channel nor read one off it', async () => {
+      const { context, page } = await openWith(path);
+      try {
+        const attacker = await context.newPage();
+        await attacker.goto(`${origin}/plain`);
+        const channel = `tokensec:${origin}/token`;
+        // A forged token, in the message shape TokenSec 3.0 used and in others.
+        await attacker.evaluate((name) => {
+          const w = window as any;
+          w.heard = [];
+          w.channel = new BroadcastChannel(name);
+          w.channel.onmessage = (e: MessageEvent) => w.heard.push(e.data);
+          for (const message of [['token', Date.now() + 1e9, 'forged.token.x'], ['token', 0, 'forged.token.x'], 'forged.token.x'])
+            w.channel.postMessage(message);
+        }, channel);
+        await sleep(100);
+        await fetchResult(page, '/api/seen');
+        expect(state.seen.map((s) => s.authorization)).toEqual([`DPoP ${state.tokens[0]}`]);
+        // A `clear` logs the tab out (as logout in another tab does); the next token is not posted.
+        await attacker.evaluate(() => (window as any).channel.postMessage(['clear']));
+        await page.waitForFunction(() => (window as any).session.state === 'none');
+        await fetchResult(page, '/api/seen');
+        expect(state.seen.map((s) => s.authorization)).toEqual([`DPoP ${state.tokens[0]}`, `DPoP ${state.tokens[1]}`]);
+        await sleep(100);
+        expect(await attacker.evaluate(() => (window as any).heard)).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
+
+    it('state: none → token → none (clear) → refused (403) → token, with a state event for each change, and expiresAt', async () => {
+      const { context, page } = await openWith(path);
+      try {
+        const read = () => page.evaluate(() => ({ state: (window as any).session.state, expiresAt: (window as any).session.expiresAt }));
+        expect(await read()).toEqual({ state: 'none', expiresAt: 0 });
+        await fetchResult(page, '/api/seen');
+        const first = await read();
+        const tokenEvent = await page.evaluate(() => (window as any).events[0]);
+        expect(first).toEqual({ state: 'token', expiresAt: tokenEvent.expiresAt });
+        await page.evaluate(() => (window as any).session.clear());
+        await page.waitForFunction(() => (window as any).session.state === 'none');
+        // A 503 (network trouble) says nothing about the user: no state change.
+        state.refuse = [503, 403];
+        await start(page, { retries: 0 });
+        expect(await fetchResult(page, '/api/seen')).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
+        expect(await read()).toEqual({ state: 'none', expiresAt: 0 });
+        expect(await fetchResult(page, '/api/seen')).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS' });
+        await page.waitForFunction(() => (window as any).session.state === 'refused');
+        await fetchResult(page, '/api/seen');
+        await page.waitForFunction(() => (window as any).session.state === 'token');
+        expect(await page.evaluate(() => (window as any).states)).toEqual([
+          { state: 'refused', expiresAt: 0, code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 },
+          { state: 'token', expiresAt: (await read()).expiresAt },
+        ]);
+      } finally {
+        await context.close();
+      }
+    });
   });
 });
