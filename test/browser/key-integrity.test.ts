@@ -1,5 +1,5 @@
 /**
- * Key integrity in Chromium (issue 20): any script of the origin can write the client's IndexedDB
+ * Key integrity in each engine (Chromium, Firefox, WebKit; issue 20): any script of the origin can write the client's IndexedDB
  * record, so a key pair planted there by a script that ran once (an XSS on the login page) must
  * never become bound to a session. The attacker here imports a private key it knows as
  * non-extractable and stores it where the client keeps its key. Also here: two tabs binding at
@@ -7,19 +7,18 @@
  * in the page, and stored records that are not usable key pairs.
  */
 import { SignJWT, calculateJwkThumbprint, exportJWK, jwtVerify } from 'jose';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
 import cookieParser from 'cookie-parser';
 import csurf from 'csurf';
 import express, { type ErrorRequestHandler, type RequestHandler } from 'express';
 import session from 'express-session';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tokenSec, { TokenSecError } from '../../src/index.js';
-import { launchChromium } from '../support/chromium.js';
+import { engines, launch, type EngineBrowser, type EngineContext, type EnginePage as Page } from '../support/engines.js';
 import { listen } from '../support/helpers.js';
 import { joseProof, proofKey, sha256, type ProofKey } from '../support/proofs.js';
 
 const signingKey = new TextEncoder().encode('key-integrity test HMAC key, 32b');
-let browser: Browser;
+let browser: EngineBrowser;
 let origin: string;
 let close: () => Promise<void>;
 /** The jkt of every token the server issued (the key the session was bound to), in order. */
@@ -36,7 +35,6 @@ window.api = async (token) => (await fetch('/api/me', { headers: { authorization
 </script>`;
 
 beforeAll(async () => {
-  browser = await launchChromium();
   const app = express();
   app.use(express.json());
   app.use(cookieParser());
@@ -92,10 +90,17 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await close?.();
-  await browser?.close();
 });
 
-async function freshPage(context?: BrowserContext): Promise<{ context: BrowserContext; page: Page }> {
+/** Each describe.each block starts its engine's browser for its tests. */
+function useEngine(engine: (typeof engines)[number]) {
+  beforeAll(async () => {
+    browser = await launch(engine);
+  });
+  afterAll(() => browser?.close());
+}
+
+async function freshPage(context?: EngineContext): Promise<{ context: EngineContext; page: Page }> {
   const ctx = context ?? (await browser.newContext());
   const page = await ctx.newPage();
   await page.goto(`${origin}/`);
@@ -158,6 +163,32 @@ const login = (page: Page, jkt?: string) => page.evaluate((k) => (window as any)
 const api = (page: Page, token: string) => page.evaluate((t) => (window as any).api(t) as Promise<number>, token);
 const jktOf = async (token: string) => ((await jwtVerify(token, signingKey)).payload.cnf as { jkt: string }).jkt;
 
+/**
+ * Runs `fn` in every tab at one signal: each tab first waits on a BroadcastChannel, then one
+ * message starts them all. (WebKit's WebDriver runs one command at a time, so calls made from
+ * here would run one after another; the channel starts them together in every engine.)
+ */
+async function atOnce(tabs: Page[], fn: () => unknown): Promise<unknown[]> {
+  const source = fn.toString();
+  await Promise.all(
+    tabs.map((tab) =>
+      tab.evaluate((src) => {
+        const w = window as any;
+        w.started = new Promise<void>((resolve) => {
+          const channel = new BroadcastChannel('key-integrity-test-go');
+          channel.onmessage = () => {
+            channel.close();
+            resolve();
+          };
+        }).then(() => (0, eval)(`(${src})`)());
+        w.started.catch(() => undefined); // read below
+      }, source),
+    ),
+  );
+  await tabs[0]!.evaluate(() => new BroadcastChannel('key-integrity-test-go').postMessage('go'));
+  return Promise.all(tabs.map((tab) => tab.evaluate(() => (window as any).started)));
+}
+
 /** The attacker, from its own machine: the copied token with a proof of its planted key. */
 async function attackerCall(attacker: ProofKey, token: string) {
   const url = `${origin}/api/me`;
@@ -167,213 +198,218 @@ async function attackerCall(attacker: ProofKey, token: string) {
   return { status: res.status, code: ((await res.json()) as { code?: string }).code };
 }
 
-describe('a key planted by a script that ran once', () => {
-  it('before login: never bound; the client makes its own key for the new session, and the planter’s proofs with a copied token are refused', async () => {
-    const { context, page } = await freshPage();
-    try {
-      const attacker = await attackerKey();
-      await plant(page, 'known', attacker.privateJwk);
-      await page.reload(); // a later visit: a new run of the client
-      // The record is a well-formed non-extractable key pair: the client uses it as it finds it...
-      expect(await thumbprint(page)).toBe(attacker.jkt);
-      expect(await login(page)).toBe(200);
-      const refusalsBefore = refusals.length;
-      const { value: token } = await handshake(page);
-      // ...but never asks to bind it: the server answered 409, and the client made a key of its own.
-      expect(refusals.slice(refusalsBefore)).toEqual(['ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED']);
-      expect(token).toBeDefined();
-      const jkt = await jktOf(token!);
-      expect(jkt).not.toBe(attacker.jkt);
-      expect(bound).not.toContain(attacker.jkt);
-      expect(await thumbprint(page)).toBe(jkt); // stored in place of the planted one
-      expect(await api(page, token!)).toBe(200);
-      expect(await attackerCall(attacker.key, token!)).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
-    } finally {
-      await context.close();
-    }
-  });
+describe.each(engines)('key integrity in %s', (engine) => {
+  useEngine(engine);
 
-  it('after binding: the user gets ERR_TOKENSEC_DPOP_KEY_MISMATCH (403), and logging in again brings a new key of its own', async () => {
-    const { context, page } = await freshPage();
-    try {
-      expect(await login(page)).toBe(200);
-      const first = await handshake(page);
-      const firstJkt = await jktOf(first.value!);
-      const attacker = await attackerKey();
-      await plant(page, 'known', attacker.privateJwk);
-      await page.reload();
-      expect(await handshake(page)).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH', status: 403 });
-      // The documented way back: log in again (the server regenerates the session).
-      expect(await login(page)).toBe(200);
-      const { value: token } = await handshake(page);
-      const jkt = await jktOf(token!);
-      expect([attacker.jkt, firstJkt]).not.toContain(jkt);
-      expect(bound).not.toContain(attacker.jkt);
-      expect(await api(page, token!)).toBe(200);
-      expect(await attackerCall(attacker.key, token!)).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
-    } finally {
-      await context.close();
-    }
-  });
-});
-
-describe('two tabs binding at once end up on one key, and neither is locked out', () => {
-  it.each([
-    ['no key stored yet', false],
-    ['a key from an earlier run stored', true],
-  ])('logged in once, both tabs hand-shake at once: %s', async (_name, stale) => {
-    const context = await browser.newContext();
-    try {
-      const tabs = await Promise.all([freshPage(context), freshPage(context)]).then((pages) => pages.map((p) => p.page));
-      const [one, two] = tabs as [Page, Page];
-      if (stale) await thumbprint(one);
-      expect(await login(one)).toBe(200);
-      await Promise.all(tabs.map((tab) => tab.reload())); // neither run made the stored key
-      const results = await Promise.all(tabs.map((tab) => handshake(tab)));
-      const jkts = await Promise.all(results.map((r) => jktOf(r.value!)));
-      expect(jkts[0]).toBe(jkts[1]);
-      expect(await thumbprint(one)).toBe(jkts[0]);
-      expect(await thumbprint(two)).toBe(jkts[0]);
-      expect(await Promise.all(tabs.map((tab, i) => api(tab, results[i]!.value!)))).toEqual([200, 200]);
-    } finally {
-      await context.close();
-    }
-  });
-
-  it('both tabs log in at once and call the API through TokenSec.session()', async () => {
-    const context = await browser.newContext();
-    try {
-      const tabs = await Promise.all([freshPage(context), freshPage(context)]).then((pages) => pages.map((p) => p.page));
-      const results = await Promise.all(
-        tabs.map((tab) =>
-          tab.evaluate(async () => {
-            const w = window as any;
-            await w.login();
-            const response = await w.TokenSec.session({ uri: '/token' }).fetch('/api/me');
-            return { status: response.status as number, key: (await w.TokenSec.getDpopKey()).thumbprint as string };
-          }),
-        ),
-      );
-      expect(results.map((r) => r.status)).toEqual([200, 200]);
-      expect(results[0]!.key).toBe(results[1]!.key);
-      expect(bound.at(-1)).toBe(results[0]!.key);
-    } finally {
-      await context.close();
-    }
-  });
-});
-
-describe('the browser clock ten minutes off', () => {
-  it.each([10, -10])('%i minutes: the handshake retries once by the server’s clock, and API calls then pass', async (minutes) => {
-    const context = await browser.newContext();
-    await context.addInitScript((shift: number) => {
-      const RealDate = Date;
-      class ShiftedDate extends RealDate {
-        constructor(...args: unknown[]) {
-          super(...((args.length ? args : [RealDate.now() + shift]) as []));
-        }
-        static override now() {
-          return RealDate.now() + shift;
-        }
+  describe('a key planted by a script that ran once', () => {
+    it('before login: never bound; the client makes its own key for the new session, and the planter’s proofs with a copied token are refused', async () => {
+      const { context, page } = await freshPage();
+      try {
+        const attacker = await attackerKey();
+        await plant(page, 'known', attacker.privateJwk);
+        await page.reload(); // a later visit: a new run of the client
+        // The record is a well-formed non-extractable key pair: the client uses it as it finds it...
+        expect(await thumbprint(page)).toBe(attacker.jkt);
+        expect(await login(page)).toBe(200);
+        const refusalsBefore = refusals.length;
+        const { value: token } = await handshake(page);
+        // ...but never asks to bind it: the server answered 409, and the client made a key of its own.
+        expect(refusals.slice(refusalsBefore)).toEqual(['ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED']);
+        expect(token).toBeDefined();
+        const jkt = await jktOf(token!);
+        expect(jkt).not.toBe(attacker.jkt);
+        expect(bound).not.toContain(attacker.jkt);
+        expect(await thumbprint(page)).toBe(jkt); // stored in place of the planted one
+        expect(await api(page, token!)).toBe(200);
+        expect(await attackerCall(attacker.key, token!)).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
+      } finally {
+        await context.close();
       }
-      (globalThis as any).Date = ShiftedDate;
-    }, minutes * 60_000);
-    try {
-      const { page } = await freshPage(context);
-      const skew = await page.evaluate(() => Date.now());
-      expect(Math.round((skew - Date.now()) / 60_000)).toBe(minutes);
-      expect(await login(page)).toBe(200);
-      const before = refusals.length;
-      const statuses = await page.evaluate(async () => {
-        const s = (window as any).TokenSec.session({ uri: '/token', retries: 0 });
-        const first = await s.fetch('/api/me');
-        const second = await s.fetch('/api/me');
-        return [first.status, second.status];
-      });
-      expect(statuses).toEqual([200, 200]);
-      // One refusal: the handshake's first proof, dated by the browser's clock.
-      expect(refusals.slice(before)).toEqual(['ERR_TOKENSEC_DPOP_INVALID_PROOF']);
-    } finally {
-      await context.close();
-    }
-  });
-});
+    });
 
-describe('the handshake in the page', () => {
-  it('a server nonce: one 401 use_dpop_nonce, then answered', async () => {
-    const { context, page } = await freshPage();
-    try {
-      expect(await login(page)).toBe(200);
-      const before = refusals.length;
-      const { value: token } = await handshake(page, '/token-nonce');
-      expect(await api(page, token!)).toBe(200);
-      expect(refusals.slice(before)).toEqual(['ERR_TOKENSEC_DPOP_NONCE_REQUIRED']);
-    } finally {
-      await context.close();
-    }
+    it('after binding: the user gets ERR_TOKENSEC_DPOP_KEY_MISMATCH (403), and logging in again brings a new key of its own', async () => {
+      const { context, page } = await freshPage();
+      try {
+        expect(await login(page)).toBe(200);
+        const first = await handshake(page);
+        const firstJkt = await jktOf(first.value!);
+        const attacker = await attackerKey();
+        await plant(page, 'known', attacker.privateJwk);
+        await page.reload();
+        expect(await handshake(page)).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH', status: 403 });
+        // The documented way back: log in again (the server regenerates the session).
+        expect(await login(page)).toBe(200);
+        const { value: token } = await handshake(page);
+        const jkt = await jktOf(token!);
+        expect([attacker.jkt, firstJkt]).not.toContain(jkt);
+        expect(bound).not.toContain(attacker.jkt);
+        expect(await api(page, token!)).toBe(200);
+        expect(await attackerCall(attacker.key, token!)).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
+      } finally {
+        await context.close();
+      }
+    });
   });
 
-  it('403 KEY_MISMATCH, 500 PAYLOAD_TOO_LARGE and 401 not logged in look different', async () => {
-    const { context, page } = await freshPage();
-    try {
-      const notLoggedIn = await handshake(page);
-      expect(await login(page)).toBe(200);
-      const large = await handshake(page, '/token-large');
-      expect(await login(page, 'A'.repeat(43))).toBe(200); // bound at login to a key this page does not hold
-      const mismatch = await handshake(page);
-      expect(notLoggedIn).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_HTTP_STATUS', status: 401 });
-      expect(mismatch).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH', status: 403 });
-      expect(large).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE', status: 500 });
-    } finally {
-      await context.close();
-    }
+  describe('two tabs binding at once end up on one key, and neither is locked out', () => {
+    it.each([
+      ['no key stored yet', false],
+      ['a key from an earlier run stored', true],
+    ])('logged in once, both tabs hand-shake at once: %s', async (_name, stale) => {
+      const context = await browser.newContext();
+      try {
+        const tabs = await Promise.all([freshPage(context), freshPage(context)]).then((pages) => pages.map((p) => p.page));
+        const [one, two] = tabs as [Page, Page];
+        if (stale) await thumbprint(one);
+        expect(await login(one)).toBe(200);
+        await Promise.all(tabs.map((tab) => tab.reload())); // neither run made the stored key
+        const results = (await atOnce(tabs, () => (window as any).outcome((window as any).TokenSec.handshake({ uri: '/token' })))) as {
+          value?: string;
+        }[];
+        const jkts = await Promise.all(results.map((r) => jktOf(r.value!)));
+        expect(jkts[0]).toBe(jkts[1]);
+        expect(await thumbprint(one)).toBe(jkts[0]);
+        expect(await thumbprint(two)).toBe(jkts[0]);
+        expect(await Promise.all(tabs.map((tab, i) => api(tab, results[i]!.value!)))).toEqual([200, 200]);
+      } finally {
+        await context.close();
+      }
+    });
+
+    it('both tabs log in at once and call the API through TokenSec.session()', async () => {
+      const context = await browser.newContext();
+      try {
+        const tabs = await Promise.all([freshPage(context), freshPage(context)]).then((pages) => pages.map((p) => p.page));
+        const results = (await atOnce(tabs, async () => {
+          const w = window as any;
+          await w.login();
+          const response = await w.TokenSec.session({ uri: '/token' }).fetch('/api/me');
+          return { status: response.status as number, key: (await w.TokenSec.getDpopKey()).thumbprint as string };
+        })) as { status: number; key: string }[];
+        expect(results.map((r) => r.status)).toEqual([200, 200]);
+        expect(results[0]!.key).toBe(results[1]!.key);
+        expect(bound.at(-1)).toBe(results[0]!.key);
+      } finally {
+        await context.close();
+      }
+    });
   });
 
-  it('login-time binding with rotateDpopKey(): the session bound at login to the new key answers at once', async () => {
-    const { context, page } = await freshPage();
-    try {
-      const attacker = await attackerKey();
-      await plant(page, 'known', attacker.privateJwk);
-      await page.reload();
-      const before = refusals.length;
-      const jkt = await page.evaluate(async () => {
-        const w = window as any;
-        const key = await w.TokenSec.rotateDpopKey(); // made in this run, never the stored one
-        await w.login(key.thumbprint);
-        return key.thumbprint as string;
-      });
-      expect(jkt).not.toBe(attacker.jkt);
-      const { value: token } = await handshake(page);
-      expect(await jktOf(token!)).toBe(jkt);
-      expect(refusals.slice(before)).toEqual([]);
-    } finally {
-      await context.close();
-    }
+  describe('the browser clock ten minutes off', () => {
+    it.each([10, -10])('%i minutes: the handshake retries once by the server’s clock, and API calls then pass', async (minutes) => {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      // Before the page's scripts in Chromium and Firefox, after them in WebKit (engines.ts): either
+      // way before the client makes a proof, and it reads Date.now() when it does.
+      await page.addInitScript((shift: number) => {
+        const RealDate = Date;
+        class ShiftedDate extends RealDate {
+          constructor(...args: unknown[]) {
+            super(...((args.length ? args : [RealDate.now() + shift]) as []));
+          }
+          static override now() {
+            return RealDate.now() + shift;
+          }
+        }
+        (globalThis as any).Date = ShiftedDate;
+      }, minutes * 60_000);
+      try {
+        await page.goto(`${origin}/`);
+        const skew = await page.evaluate(() => Date.now());
+        expect(Math.round((skew - Date.now()) / 60_000)).toBe(minutes);
+        expect(await login(page)).toBe(200);
+        const before = refusals.length;
+        const statuses = await page.evaluate(async () => {
+          const s = (window as any).TokenSec.session({ uri: '/token', retries: 0 });
+          const first = await s.fetch('/api/me');
+          const second = await s.fetch('/api/me');
+          return [first.status, second.status];
+        });
+        expect(statuses).toEqual([200, 200]);
+        // One refusal: the handshake's first proof, dated by the browser's clock.
+        expect(refusals.slice(before)).toEqual(['ERR_TOKENSEC_DPOP_INVALID_PROOF']);
+      } finally {
+        await context.close();
+      }
+    });
   });
-});
 
-describe('a stored record that is not a usable key pair is replaced by a new key', () => {
-  it.each(['extractable', 'mismatched', 'wrong-algorithm', 'garbage'])('%s', async (kind) => {
-    const { context, page } = await freshPage();
-    try {
-      await plant(page, kind);
-      await page.reload();
-      const key = await page.evaluate(async () => {
-        const k = await (window as any).TokenSec.getDpopKey();
-        return { thumbprint: k.thumbprint as string, extractable: k.privateKey.extractable as boolean, algorithm: k.algorithm as string };
-      });
-      expect(key).toMatchObject({ extractable: false, algorithm: 'ES256' });
-      // Made in this run: logged in, the handshake binds it at once and the API accepts its proofs.
-      expect(await login(page)).toBe(200);
-      const before = refusals.length;
-      const { value: token } = await handshake(page);
-      expect(await jktOf(token!)).toBe(key.thumbprint);
-      expect(refusals.slice(before)).toEqual([]);
-      expect(await api(page, token!)).toBe(200);
-      await page.reload();
-      expect(await thumbprint(page)).toBe(key.thumbprint); // stored in place of the bad record
-    } finally {
-      await context.close();
-    }
+  describe('the handshake in the page', () => {
+    it('a server nonce: one 401 use_dpop_nonce, then answered', async () => {
+      const { context, page } = await freshPage();
+      try {
+        expect(await login(page)).toBe(200);
+        const before = refusals.length;
+        const { value: token } = await handshake(page, '/token-nonce');
+        expect(await api(page, token!)).toBe(200);
+        expect(refusals.slice(before)).toEqual(['ERR_TOKENSEC_DPOP_NONCE_REQUIRED']);
+      } finally {
+        await context.close();
+      }
+    });
+
+    it('403 KEY_MISMATCH, 500 PAYLOAD_TOO_LARGE and 401 not logged in look different', async () => {
+      const { context, page } = await freshPage();
+      try {
+        const notLoggedIn = await handshake(page);
+        expect(await login(page)).toBe(200);
+        const large = await handshake(page, '/token-large');
+        expect(await login(page, 'A'.repeat(43))).toBe(200); // bound at login to a key this page does not hold
+        const mismatch = await handshake(page);
+        expect(notLoggedIn).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_HTTP_STATUS', status: 401 });
+        expect(mismatch).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH', status: 403 });
+        expect(large).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE', status: 500 });
+      } finally {
+        await context.close();
+      }
+    });
+
+    it('login-time binding with rotateDpopKey(): the session bound at login to the new key answers at once', async () => {
+      const { context, page } = await freshPage();
+      try {
+        const attacker = await attackerKey();
+        await plant(page, 'known', attacker.privateJwk);
+        await page.reload();
+        const before = refusals.length;
+        const jkt = await page.evaluate(async () => {
+          const w = window as any;
+          const key = await w.TokenSec.rotateDpopKey(); // made in this run, never the stored one
+          await w.login(key.thumbprint);
+          return key.thumbprint as string;
+        });
+        expect(jkt).not.toBe(attacker.jkt);
+        const { value: token } = await handshake(page);
+        expect(await jktOf(token!)).toBe(jkt);
+        expect(refusals.slice(before)).toEqual([]);
+      } finally {
+        await context.close();
+      }
+    });
+  });
+
+  describe('a stored record that is not a usable key pair is replaced by a new key', () => {
+    it.each(['extractable', 'mismatched', 'wrong-algorithm', 'garbage'])('%s', async (kind) => {
+      const { context, page } = await freshPage();
+      try {
+        await plant(page, kind);
+        await page.reload();
+        const key = await page.evaluate(async () => {
+          const k = await (window as any).TokenSec.getDpopKey();
+          return { thumbprint: k.thumbprint as string, extractable: k.privateKey.extractable as boolean, algorithm: k.algorithm as string };
+        });
+        expect(key).toMatchObject({ extractable: false, algorithm: 'ES256' });
+        // Made in this run: logged in, the handshake binds it at once and the API accepts its proofs.
+        expect(await login(page)).toBe(200);
+        const before = refusals.length;
+        const { value: token } = await handshake(page);
+        expect(await jktOf(token!)).toBe(key.thumbprint);
+        expect(refusals.slice(before)).toEqual([]);
+        expect(await api(page, token!)).toBe(200);
+        await page.reload();
+        expect(await thumbprint(page)).toBe(key.thumbprint); // stored in place of the bad record
+      } finally {
+        await context.close();
+      }
+    });
   });
 });

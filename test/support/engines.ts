@@ -16,6 +16,8 @@
  * - `pageerror` and `console` (errors) are seen from the moment a page has loaded, not during load;
  * - `addInitScript` runs its script after each load, not before the page's own scripts;
  * - requests cannot be observed (`on('request')` throws): tests read headers on the server.
+ * A context made with `ignoreHTTPSErrors` accepts any certificate (Playwright's option; WebKit: the
+ * session's `acceptInsecureCerts`): how a test reaches a loopback HTTPS server with a self-signed one.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -59,7 +61,8 @@ export interface EnginePage {
   waitForFunction<A>(fn: (arg: A) => unknown, arg?: A, options?: { timeout?: number }): Promise<unknown>;
   on(event: 'pageerror', listener: (error: Error) => void): unknown;
   on(event: 'console', listener: (message: ConsoleMessage) => void): unknown;
-  addInitScript(fn: () => void): Promise<void>;
+  /** Runs `fn(arg)` in each page the page loads (`arg` travels as JSON). */
+  addInitScript<A>(fn: (arg: A) => void, arg?: A): Promise<void>;
   fill(selector: string, value: string): Promise<void>;
   click(selector: string): Promise<void>;
   /** Waits until an element matches and is visible (a trailing `:visible` is allowed). */
@@ -78,9 +81,15 @@ export interface EngineContext {
   close(): Promise<void>;
 }
 
+export interface ContextOptions {
+  viewport?: { width: number; height: number };
+  /** Accept any TLS certificate (a test's loopback HTTPS server with a self-signed one). */
+  ignoreHTTPSErrors?: boolean;
+}
+
 export interface EngineBrowser {
   engine: Engine;
-  newContext(options?: { viewport?: { width: number; height: number } }): Promise<EngineContext>;
+  newContext(options?: ContextOptions): Promise<EngineContext>;
   /** A page in a context of its own; closing the page closes that context. */
   newPage(): Promise<EnginePage>;
   close(): Promise<void>;
@@ -218,8 +227,8 @@ class WebKitBrowser implements EngineBrowser {
   engine: Engine = 'WebKit';
   private contexts = new Set<WebKitContext>();
 
-  async newContext(options: { viewport?: { width: number; height: number } } = {}): Promise<EngineContext> {
-    const context = await WebKitContext.start(options.viewport);
+  async newContext(options: ContextOptions = {}): Promise<EngineContext> {
+    const context = await WebKitContext.start(options);
     this.contexts.add(context);
     context.onClose = () => this.contexts.delete(context);
     return context;
@@ -250,7 +259,7 @@ class WebKitContext implements EngineContext {
     private firstWindow: string | undefined,
   ) {}
 
-  static async start(viewport?: { width: number; height: number }): Promise<WebKitContext> {
+  static async start({ viewport, ignoreHTTPSErrors = false }: ContextOptions): Promise<WebKitContext> {
     const display = await acquireDisplay();
     let server: ChildProcess | undefined;
     try {
@@ -267,7 +276,10 @@ class WebKitContext implements EngineContext {
         (async () => {
           for (let attempt = 0; ; attempt++) {
             try {
-              return await new Builder().usingServer(`http://127.0.0.1:${port}`).withCapabilities({ browserName: 'MiniBrowser' }).build();
+              return await new Builder()
+                .usingServer(`http://127.0.0.1:${port}`)
+                .withCapabilities({ browserName: 'MiniBrowser', acceptInsecureCerts: ignoreHTTPSErrors })
+                .build();
             } catch (error) {
               // The driver may not listen yet: retry a refused connection for a moment.
               if (attempt > 50 || !/ECONNREFUSED/.test(String(error))) throw error;
@@ -370,8 +382,8 @@ class WebKitPage implements EnginePage {
     return this;
   }
 
-  async addInitScript(fn: () => void): Promise<void> {
-    this.initScripts.push(`(${fn.toString()})()`);
+  async addInitScript<A>(fn: (arg: A) => void, arg?: A): Promise<void> {
+    this.initScripts.push(`(${fn.toString()})(${JSON.stringify(arg ?? null)})`);
   }
 
   private async afterLoad(driver: WebDriver): Promise<void> {
