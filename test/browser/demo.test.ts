@@ -57,7 +57,7 @@ describe.each(engines)('demo in %s', (engine) => {
       const setInterval = window.setInterval.bind(window);
       window.setInterval = ((handler: () => void, ms?: number) =>
         setInterval(ms === 250 ? () => seen.length > 0 && handler() : handler, ms)) as typeof window.setInterval;
-      document.addEventListener('DOMContentLoaded', () => {
+      const watch = () => {
         const panel = document.getElementById('token-panel');
         const left = document.getElementById('time-left');
         if (!panel || !left) return;
@@ -71,7 +71,10 @@ describe.each(engines)('demo in %s', (engine) => {
           childList: true,
           characterData: true,
         });
-      });
+      };
+      // WebKit's driver runs init scripts after load (test/support/engines.ts): watch at once then.
+      if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', watch);
+      else watch();
     });
     await page.goto(`${server.origin}/`);
     const violations = () => page.evaluate(() => (window as unknown as { violations: string[] }).violations);
