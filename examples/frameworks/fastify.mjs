@@ -25,7 +25,9 @@ fastify.post('/login', (request, reply) => {
 });
 fastify.get('/me', (request) => ({ user: request.raw.session.userId ?? null })); // also hands out the new CSRF token
 
-fastify.use('/token', (req, res, next) => (req.session.userId ? next() : next(Object.assign(new Error('Log in first'), { statusCode: 401 }))));
+fastify.use('/token', (req, res, next) =>
+  req.session.userId ? next() : next(Object.assign(new Error('Log in first'), { statusCode: 401 })),
+);
 fastify.use(
   '/token',
   tokenSec.handshake({

@@ -116,7 +116,9 @@ function createApi({ appOrigin, apiOrigin, publicKey }) {
       verifyToken: async (token) => (await jwtVerify(token, publicKey, { audience: apiOrigin, algorithms: ['ES256'] })).payload,
     }),
   );
-  api.get('/hello', (req, res) => res.set('Cache-Control', 'no-store').json({ message: `Hello ${req.tokenSec.claims.sub}, from the API.` }));
+  api.get('/hello', (req, res) =>
+    res.set('Cache-Control', 'no-store').json({ message: `Hello ${req.tokenSec.claims.sub}, from the API.` }),
+  );
   api.use(tokenSec.errorHandler());
   return api;
 }
@@ -127,7 +129,12 @@ const listen = (server, port) => new Promise((resolve) => server.listen(port, '1
  * Starts the app server and the API on 127.0.0.1. `apiHost`: the name the page uses for the API
  * (another origin than the page's). Resolves with both origins and `close()`.
  */
-export async function startSpa({ dist = fileURLToPath(new URL('./dist', import.meta.url)), port = 0, apiPort = 0, apiHost = 'localhost' } = {}) {
+export async function startSpa({
+  dist = fileURLToPath(new URL('./dist', import.meta.url)),
+  port = 0,
+  apiPort = 0,
+  apiHost = 'localhost',
+} = {}) {
   const { privateKey, publicKey } = await generateKeyPair('ES256'); // the token-signing key pair
   const [appServer, apiServer] = [createServer(), createServer()];
   const appOrigin = `http://127.0.0.1:${await listen(appServer, port)}`;
@@ -140,6 +147,9 @@ export async function startSpa({ dist = fileURLToPath(new URL('./dist', import.m
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   await buildSpa();
-  const { appOrigin, apiOrigin } = await startSpa({ port: Number(process.env.PORT ?? 5173), apiPort: Number(process.env.API_PORT ?? 5174) });
+  const { appOrigin, apiOrigin } = await startSpa({
+    port: Number(process.env.PORT ?? 5173),
+    apiPort: Number(process.env.API_PORT ?? 5174),
+  });
   console.log(`SPA on ${appOrigin}/ (log in as ${DEMO_USER.username} / ${DEMO_USER.password}), API on ${apiOrigin}`);
 }

@@ -86,18 +86,22 @@ describe.each(examples)('README %s', (heading, file, start) => {
       expect(client.headers.get('content-type')).toMatch(/^text\/javascript/);
 
       // Not logged in yet: no token.
-      const early = await handshake({ uri: `${origin}/token`, csrfToken: browser.csrfToken(), headers: { cookie: browser.cookie() } }).catch(
-        (e: unknown) => e,
-      );
+      const early = await handshake({
+        uri: `${origin}/token`,
+        csrfToken: browser.csrfToken(),
+        headers: { cookie: browser.cookie() },
+      }).catch((e: unknown) => e);
       expect(early).toMatchObject({ status: 401 });
 
       expect((await browser.login('alice', 'a-forged-csrf-token')).status).toBe(403);
       expect((await browser.login('alice', browser.csrfToken())).status).toBe(200);
       expect(await (await browser.send('/me')).json()).toEqual({ user: 'alice' }); // the new session's CSRF token
 
-      const refused = await handshake({ uri: `${origin}/token`, csrfToken: 'a-forged-csrf-token', headers: { cookie: browser.cookie() } }).catch(
-        (e: unknown) => e,
-      );
+      const refused = await handshake({
+        uri: `${origin}/token`,
+        csrfToken: 'a-forged-csrf-token',
+        headers: { cookie: browser.cookie() },
+      }).catch((e: unknown) => e);
       expect(refused).toMatchObject({ status: 403 });
       const token = await handshake({ uri: `${origin}/token`, csrfToken: browser.csrfToken(), headers: { cookie: browser.cookie() } });
       const url = `${origin}/api/me`;
