@@ -84,6 +84,7 @@ describe.each(examples)('README %s', (heading, file, start) => {
       const client = await browser.send('/tokensec.js');
       expect(client.status).toBe(200);
       expect(client.headers.get('content-type')).toMatch(/^text\/javascript/);
+      expect(await client.text()).toContain('TokenSec');
 
       // Not logged in yet: no token.
       const early = await handshake({
@@ -110,7 +111,9 @@ describe.each(examples)('README %s', (heading, file, start) => {
       });
       expect(ok.status).toBe(200);
       expect(await ok.json()).toEqual({ user: 'alice' });
-      expect((await fetch(url, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+      const copied = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      expect(copied.status).toBe(401);
+      expect(await copied.json()).toMatchObject({ code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
     } finally {
       await close();
     }
