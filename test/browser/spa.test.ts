@@ -63,8 +63,8 @@ describe('SPA example (Vite + Preact, API on another origin)', () => {
         );
       });
 
-      const document = await page.goto(`${appOrigin}/`);
-      expect(document?.headers()['content-security-policy']).toContain("script-src 'self'");
+      const landing = await page.goto(`${appOrigin}/`);
+      expect(landing?.headers()['content-security-policy']).toContain("script-src 'self'");
       await page.fill('input[name=username]', DEMO_USER.username);
       await page.fill('input[name=password]', DEMO_USER.password);
       await page.click('#login button');
