@@ -77,6 +77,7 @@ describe('SPA example (Vite + Preact, API on another origin)', () => {
       await page.waitForSelector('#expiry');
 
       // The API asked for a nonce (401 use_dpop_nonce, headers exposed by CORS); the session retried with it.
+      await expect.poll(() => api.length).toBe(2);
       expect(api.map((a) => a.status)).toEqual([401, 200]);
       const [challenge, answered] = [defined(api[0], 'the challenge'), defined(api[1], 'the answer')];
       expect(challenge.response['www-authenticate']).toMatch(/error="use_dpop_nonce"/);
@@ -97,6 +98,7 @@ describe('SPA example (Vite + Preact, API on another origin)', () => {
       // The token alone is useless: the same API refuses it as a Bearer token.
       const copied = await fetch(`${apiOrigin.replace(API_HOST, '127.0.0.1')}/hello`, { headers: { authorization: `Bearer ${token}` } });
       expect(copied.status).toBe(401);
+      expect(await copied.json()).toMatchObject({ code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
 
       // Log out: the session forgets the token and the page shows the login form again.
       await page.click('#logout');
