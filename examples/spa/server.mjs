@@ -61,6 +61,7 @@ function createApp({ dist, apiOrigin, privateKey }) {
   app.use(tokenSec.initialize({ cookie: true })); // hands the CSRF token to the page (`tokensec` cookie)
 
   app.get('/config.json', (_req, res) => res.json({ apiOrigin }));
+  app.get('/favicon.ico', (_req, res) => res.status(204).end());
   app.get('/session', (req, res) => res.set('Cache-Control', 'no-store').json({ user: req.session.user ?? null }));
   app.post('/login', (req, res, next) => {
     const { username, password } = req.body ?? {};
