@@ -72,7 +72,8 @@ describe('SPA example (Vite + Preact, API on another origin)', () => {
       expect(await page.textContent('#user')).toBe(`Logged in as ${DEMO_USER.username}`);
 
       await page.click('#call');
-      await page.waitForSelector('#answer');
+      await page.waitForSelector('#answer, .error'); // a refusal shows its code in .error
+      expect(await page.textContent('.error', { timeout: 1 }).catch(() => null)).toBe(null);
       expect(await page.textContent('#answer')).toBe(`Hello ${DEMO_USER.username}, from the API.`);
       await page.waitForSelector('#expiry');
 
