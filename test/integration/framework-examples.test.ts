@@ -15,7 +15,7 @@ const read = (file: string) => readFileSync(new URL(`../../${file}`, import.meta
 function readmeBlock(heading: string): string | undefined {
   const readme = read('README.md');
   const at = readme.indexOf(`\n${heading}\n`);
-  return at < 0 ? undefined : /```js\n([\s\S]*?)```/.exec(readme.slice(at))?.[1];
+  return at < 0 ? undefined : /```js[^\n]*\n([\s\S]*?)```/.exec(readme.slice(at))?.[1];
 }
 
 type Start = () => Promise<{ origin: string; close: () => Promise<unknown> }>;

@@ -9,6 +9,7 @@
  *   ```sh exempt=shell                   not checked: a shell command
  *   ```text exempt=output                not checked: what a command or a listener prints
  *   ```nginx exempt=config               not checked here: another program's configuration (say which test runs it)
+ *   ```js exempt=run file=examples/x.mjs  not type-checked: plain JavaScript that a test runs as it is (byte-identical to that file)
  *
  * js and ts blocks are type-checked by the TypeScript compiler API, one program per block, against
  * the built package (`tokensec` resolves to dist/ through package.json `exports`, as in a consumer
@@ -42,7 +43,7 @@ export interface Block {
 
 const CODE_LANGS = new Set(['js', 'ts', 'javascript', 'typescript', 'mjs', 'mts']);
 const ATTRIBUTES = new Set(['name', 'prelude', 'browser', 'file', 'exempt']);
-const EXEMPTIONS = new Set(['shell', 'output', 'config']);
+const EXEMPTIONS = new Set(['shell', 'output', 'config', 'run']);
 
 /** Every fenced block of the markdown, with its info string parsed and the heading it is under. */
 export function readmeBlocks(markdown = readFileSync(`${ROOT}${README}`, 'utf8')): Block[] {
@@ -107,7 +108,7 @@ export function markingProblems(block: Block, all: Block[]): string[] {
   if (exempt !== undefined) {
     if (!EXEMPTIONS.has(exempt))
       problems.push(
-        `exempt=${exempt}: say exempt=shell (a command), exempt=output (printed text) or exempt=config (another program's configuration).`,
+        `exempt=${exempt}: say exempt=shell (a command), exempt=output (printed text) exempt=config (another program's configuration) or exempt=run (JavaScript a test runs as it is).`,
       );
   } else if (isCode(block)) {
     const prelude = block.attrs.prelude;

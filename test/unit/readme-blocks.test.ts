@@ -51,7 +51,7 @@ describe('README blocks', () => {
     expect(problems).toHaveLength(4);
     expect(problems[0]).toMatch(/^README\.md:3 \(# Title › ## Setup\), ```bash: .*mark it exempt: ```bash exempt=shell/);
     expect(problems[1]).toMatch(/^README\.md:7 .*prelude=nope: README must show exactly one block marked name=nope/);
-    expect(problems[2]).toMatch(/^README\.md:10 .*exempt=outptu: say exempt=shell .*, exempt=output .* or exempt=config/);
+    expect(problems[2]).toMatch(/^README\.md:10 .*exempt=outptu: say exempt=shell .*, exempt=output .*, exempt=config .* or exempt=run/);
     expect(problems[3]).toMatch(/^README\.md:13 .*unknown attribute "foo"/);
     for (const problem of problems) expect(problem).toContain('docs/ARCHITECTURE.md, "README code blocks"');
   });
