@@ -139,7 +139,7 @@ async function run(servers, maker, spec, count, check, extraCpu) {
 
 export async function usersRun({ quick, results }) {
   const PAIRS = quick ? 2 : 5;
-  const COUNT = quick ? 200 : 1500;
+  const COUNT = quick ? 200 : 1000;
   const maker = requestMaker();
   const app = await startApp();
   const users = { ES256: await app.login(), EdDSA: await app.login() };
@@ -288,7 +288,7 @@ async function startRedis() {
 
 export async function redisRun({ quick, results }) {
   const PAIRS = quick ? 2 : 5;
-  const COUNT = quick ? 200 : 1500;
+  const COUNT = quick ? 200 : 1000;
   const redis = await startRedis();
   const maker = requestMaker();
   const apps = [await startApp({ REDIS_URL: redis.url }), await startApp({ REDIS_URL: redis.url })];
