@@ -35,15 +35,17 @@ const mint = (sub, jkt) =>
 const verifyToken = async (token) => (await jwtVerify(token, signing.publicKey, { algorithms: ['ES256'] })).payload;
 
 const app = express();
-const sessions = session({ secret: 'bench-session-secret-0123456789', resave: false, saveUninitialized: false });
+const sessionOptions = { secret: 'bench-session-secret-0123456789', resave: false, saveUninitialized: false };
+const sessions = session(sessionOptions);
 const { csrfSynchronisedProtection, generateToken } = csrfSync();
 const fail = (res, status, code) => res.status(status).json({ code });
 
 // A user logs in: a session, and the CSRF token the page would get.
-app.post('/login', sessions, (req, res) => {
+const login = (req, res) => {
   req.session.user = 'bench';
   res.json({ csrfToken: generateToken(req) });
-});
+};
+app.post('/login', sessions, login);
 // The bench mints the API calls' access tokens (bound to the proof key) through the app's key.
 app.get('/mint', async (req, res) => res.json({ token: await mint('bench', req.query.jkt) }));
 
@@ -147,7 +149,14 @@ let redis;
 if (process.env.REDIS_URL) {
   const { createClient } = await import('redis');
   redis = await createClient({ url: process.env.REDIS_URL }).connect();
-  app.get('/api-redis', tokenSec.dpop({ ...dpopOptions, replayStore: tokenSec.redisReplayStore({ client: redis }) }), respond);
+  const replayStore = tokenSec.redisReplayStore({ client: redis });
+  app.get('/api-redis', tokenSec.dpop({ ...dpopOptions, replayStore }), respond);
+  // The token endpoint with both of its stores in Redis: sessions (connect-redis) and replay ids.
+  const { RedisStore } = await import('connect-redis');
+  const redisSessions = session({ ...sessionOptions, store: new RedisStore({ client: redis }) });
+  app.post('/login-redis', redisSessions, login);
+  const redisHandshake = tokenSec.handshake({ ...handshakeOptions, dpop: { ...handshakeOptions.dpop, replayStore } });
+  app.post('/token-redis', redisSessions, csrfSynchronisedProtection, initialize, redisHandshake);
 }
 app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: err.code ?? 'error' }));
 

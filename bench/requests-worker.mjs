@@ -67,7 +67,9 @@ parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken
     for (let i = 0; i < count; i++) {
       const publicKey = x25519PublicKey();
       const value = formatRequest('x25519', publicKey, hmacSha256(Buffer.from(csrfToken), bindingInput('x25519', publicKey, target)));
-      const proof = key.proof({ htm: 'POST', htu: url, tsh: b64(sha256(value)) });
+      // tsb: the key was made by this page run, as a fresh page's is (TokenSec 3.1 binds a session
+      // only to such a key; a session already bound to it accepts it too).
+      const proof = key.proof({ htm: 'POST', htu: url, tsh: b64(sha256(value)), tsb: true });
       requests.push({ method: 'POST', path, headers: { 'x-tokensec-handshake': value, dpop: proof, 'x-csrf-token': csrfToken, cookie } });
     }
   }

@@ -48,8 +48,8 @@ async function startApp(env = {}) {
     },
     stop: () => new Promise((resolve) => (child.once('exit', resolve), child.send('stop'))),
     /** A logged-in user: the session cookie and the CSRF token. */
-    async login() {
-      const response = await fetch(`${origin}/login`, { method: 'POST' });
+    async login(path = '/login') {
+      const response = await fetch(`${origin}${path}`, { method: 'POST' });
       const cookie = response.headers
         .getSetCookie()
         .map((c) => c.split(';', 1)[0])
@@ -288,57 +288,78 @@ async function startRedis() {
 
 export async function redisRun({ quick, results }) {
   const PAIRS = quick ? 2 : 5;
-  const COUNT = quick ? 200 : 1000;
+  const COUNT = quick ? 200 : 800;
   const redis = await startRedis();
   const maker = requestMaker();
   const apps = [await startApp({ REDIS_URL: redis.url }), await startApp({ REDIS_URL: redis.url })];
   const { jkt } = await maker.make({ kind: 'jkt' });
-  const token = await apps[0].mint(jkt); // one signing key per process: each process verifies its own tokens
-  const tokens = [token, await apps[1].mint(jkt)];
-  const spec = (path) => (_s, i) => ({ kind: 'api', alg: 'ES256', path, token: tokens[i] });
-  const variants = {
-    '1 process, memory store': [[apps[0]], '/api'],
-    '1 process, Redis store': [[apps[0]], '/api-redis'],
-    '2 processes, memory store (each its own)': [apps, '/api'],
-    '2 processes, Redis store (shared)': [apps, '/api-redis'],
-  };
+  // One signing key per process: each process verifies the tokens it minted. Memory sessions
+  // live in one process (a login on each); a Redis session serves both processes (one login).
+  const tokens = [await apps[0].mint(jkt), await apps[1].mint(jkt)];
+  const users = [await apps[0].login(), await apps[1].login()];
+  const redisUser = await apps[0].login('/login-redis');
+  const api = (path) => (_s, i) => ({ kind: 'api', alg: 'ES256', path, token: tokens[i] });
+  const hs = (path) => (_s, i) => ({ kind: 'handshake', alg: 'ES256', path, ...(path === '/token' ? users[i] : redisUser) });
+  const variants = {};
+  for (const [label, servers] of [
+    ['1 process', [apps[0]]],
+    ['2 processes', apps],
+  ]) {
+    variants[`${label}, API call, memory replay store`] = [servers, api('/api'), checks.api];
+    variants[`${label}, API call, Redis replay store`] = [servers, api('/api-redis'), checks.api];
+    variants[`${label}, handshake, memory sessions and replay store`] = [servers, hs('/token'), checks.handshake];
+    variants[`${label}, handshake, Redis sessions and replay store`] = [servers, hs('/token-redis'), checks.handshake];
+  }
   const names = Object.keys(variants);
-  for (const name of names) await run(variants[name][0], maker, spec(variants[name][1]), quick ? 50 : 200, checks.api, redis.cpu);
+  const measure = (name, count) => run(variants[name][0], maker, variants[name][1], count, variants[name][2], redis.cpu);
+  for (const name of names) await measure(name, quick ? 50 : 200);
   const all = Object.fromEntries(names.map((n) => [n, []]));
   for (let pair = 0; pair < PAIRS; pair++) {
-    for (const name of pair % 2 ? [...names].reverse() : names) {
-      all[name].push(await run(variants[name][0], maker, spec(variants[name][1]), COUNT, checks.api, redis.cpu));
-    }
+    for (const name of pair % 2 ? [...names].reverse() : names) all[name].push(await measure(name, COUNT));
   }
   await Promise.all(apps.map((a) => a.stop()));
   await maker.stop();
   await redis.stop();
   const m = (name, key) => median(all[name].map((r) => r[key]));
-  const rows = [['variant', 'app CPU µs/req', 'redis-server CPU µs/req', 'req/s', 'p50 ms', 'p99 ms']];
+  const rows = [['variant (ES256 proofs, inline)', 'app CPU µs/req', 'redis-server CPU µs/req', 'req/s', 'p50 ms', 'p99 ms']];
   for (const name of names)
     rows.push([name, fmt(m(name, 'cpu')), fmt(m(name, 'extra')), fmt(m(name, 'rps')), fmt(m(name, 'p50'), 2), fmt(m(name, 'p99'), 2)]);
-  console.log(`  API call, ES256 proof; medians of ${PAIRS} pairs, ${COUNT} requests per variant per pair (split between the processes)`);
+  console.log(`  medians of ${PAIRS} pairs, ${COUNT} requests per variant per pair (split between the processes), 8 connections in all`);
   table(rows);
   const added = (redisName, memoryName, key) => all[redisName].map((r, i) => r[key] - all[memoryName][i][key]);
-  const orows = [['Redis store adds', 'app CPU µs/req', 'spread', 'p50 ms']];
-  for (const [label, r, mem] of [
-    ['1 process', '1 process, Redis store', '1 process, memory store'],
-    ['2 processes', '2 processes, Redis store (shared)', '2 processes, memory store (each its own)'],
-  ]) {
-    orows.push([
-      label,
-      signed(median(added(r, mem, 'cpu'))),
-      spread(added(r, mem, 'cpu')),
-      `${median(added(r, mem, 'p50')) >= 0 ? '+' : ''}${fmt(median(added(r, mem, 'p50')), 2)}`,
-    ]);
+  const orows = [['Redis adds, per request', 'app CPU µs', `spread over ${PAIRS} pairs`, 'redis-server CPU µs', 'p50 ms']];
+  const addedRows = {};
+  for (const label of ['1 process', '2 processes']) {
+    for (const [what, r, mem] of [
+      ['API call (replay store)', 'API call, Redis replay store', 'API call, memory replay store'],
+      ['handshake (sessions, replay store)', 'handshake, Redis sessions and replay store', 'handshake, memory sessions and replay store'],
+    ]) {
+      const cpu = added(`${label}, ${r}`, `${label}, ${mem}`, 'cpu');
+      const p50 = added(`${label}, ${r}`, `${label}, ${mem}`, 'p50');
+      addedRows[`${label}, ${what}`] = {
+        cpu: median(cpu),
+        min: Math.min(...cpu),
+        max: Math.max(...cpu),
+        redisCpu: m(`${label}, ${r}`, 'extra'),
+        p50: median(p50),
+      };
+      orows.push([
+        `${label}, ${what}`,
+        signed(median(cpu)),
+        spread(cpu),
+        fmt(m(`${label}, ${r}`, 'extra')),
+        `${median(p50) >= 0 ? '+' : ''}${fmt(median(p50), 2)}`,
+      ]);
+    }
   }
   table(orows);
-  console.log("  plus redis-server's own CPU (column above; 10 ms ticks). 2 cores: scaling past two processes cannot be measured here.");
+  console.log('  redis-server CPU: Linux counters, 10 ms ticks. 2 cores: scaling past two processes cannot be measured here.');
   results.redis = {
     pairs: PAIRS,
     requests: COUNT,
     variants: Object.fromEntries(
       names.map((n) => [n, { cpu: m(n, 'cpu'), redisCpu: m(n, 'extra'), rps: m(n, 'rps'), p50: m(n, 'p50'), p99: m(n, 'p99') }]),
     ),
+    added: addedRows,
   };
 }
