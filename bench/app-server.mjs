@@ -163,13 +163,20 @@ app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: er
 const server = app.listen(0, '127.0.0.1', () => process.send?.({ port: server.address().port }));
 server.keepAliveTimeout = 60_000;
 
-/** The main thread's own CPU µs, from Linux's per-thread stats (10 ms ticks); undefined elsewhere. */
+/**
+ * The main thread's own CPU µs: Linux's per-thread scheduler statistics (nanoseconds), else its
+ * per-thread stat counters (10 ms ticks); undefined elsewhere.
+ */
 function mainThreadCpu() {
   try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
   } catch {
-    return undefined;
+    try {
+      const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at 100 ticks per second
+    } catch {
+      return undefined;
+    }
   }
 }
 process.on('message', (message) => {
