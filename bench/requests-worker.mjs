@@ -3,11 +3,22 @@
 // a fresh X25519 key and its binding. bench/index.mjs asks for a batch just before each run, so
 // every proof is used within seconds of being made (the run checks: at most half the window).
 // Keys come from CSPRNG bytes (Node 20: never export generateKeyPairSync keys as JWK).
-import { createECDH, createHash, createPrivateKey, randomBytes, randomUUID, sign } from 'node:crypto';
+import {
+  createDecipheriv,
+  createECDH,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  hkdfSync,
+  randomBytes,
+  randomUUID,
+  sign,
+} from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { bindingInput } from '../dist/protocol/context.js';
+import { bindingInput, keyContext } from '../dist/protocol/context.js';
 import { formatRequest } from '../dist/protocol/wire.js';
-import { hmacSha256 } from '../dist/server/crypto.js';
+import { hkdfSha256, hmacSha256 } from '../dist/server/crypto.js';
 
 const b64 = (bytes) => Buffer.from(bytes).toString('base64url');
 const sha256 = (text) => createHash('sha256').update(text).digest();
@@ -39,15 +50,58 @@ function dpopKey(alg) {
 }
 const keys = { ES256: dpopKey('ES256'), EdDSA: dpopKey('EdDSA') };
 
-/** A fresh X25519 client public key (from 32 CSPRNG bytes), raw. */
-function x25519PublicKey() {
-  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64(randomBytes(32)), x: '' }, format: 'jwk' });
-  return Buffer.from(key.export({ format: 'jwk' }).x, 'base64url');
+/** A fresh X25519 client key (from 32 CSPRNG bytes) and its raw public key. */
+function x25519Key() {
+  const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64(randomBytes(32)), x: '' }, format: 'jwk' });
+  return { privateKey, publicKey: Buffer.from(privateKey.export({ format: 'jwk' }).x, 'base64url') };
 }
 
-parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken, cookie }) => {
+/** The handshakes of each batch, kept until their answers are opened. */
+const batches = new Map();
+
+/**
+ * Opens an answer as the client would and returns the JWT's claims: TokenSec's (docs/PROTOCOL.md:
+ * HKDF over the key context, which is also the AES-GCM additional data) or the floor route's
+ * (HKDF info and additional data: the two public keys).
+ */
+function open(value, { privateKey, publicKey }, csrfToken, target, floor) {
+  const [version, serverKey, iv, sealed] = String(value).split('.');
+  if (version !== 'v3' || !sealed) throw new Error('not a v3 answer');
+  const serverPublic = Buffer.from(serverKey, 'base64url');
+  const shared = diffieHellman({
+    privateKey,
+    publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: serverKey }, format: 'jwk' }),
+  });
+  const context = floor ? Buffer.concat([publicKey, serverPublic]) : keyContext('x25519', publicKey, serverPublic, target);
+  const key = floor
+    ? Buffer.from(hkdfSync('sha256', shared, csrfToken, context, 32))
+    : hkdfSha256(shared, Buffer.from(csrfToken), context, 32);
+  const bytes = Buffer.from(sealed, 'base64url');
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url')).setAAD(context);
+  decipher.setAuthTag(bytes.subarray(-16));
+  const jwt = Buffer.concat([decipher.update(bytes.subarray(0, -16)), decipher.final()]).toString();
+  return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
+}
+
+parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken, cookie, batch, values }) => {
   const key = keys[alg];
   if (kind === 'jkt') return parentPort.postMessage({ id, jkt: keys.ES256.jkt, jktEdDSA: keys.EdDSA.jkt });
+  if (kind === 'open') {
+    // Every answer of a handshake batch, opened with its request's key: the token inside must be
+    // bound to the proof's key.
+    const made = batches.get(batch);
+    batches.delete(batch);
+    let failed = 0;
+    values.forEach((value, i) => {
+      try {
+        if (made.floor !== undefined && open(value, made.clientKeys[i], made.csrfToken, made.target, made.floor).cnf?.jkt !== made.jkt)
+          failed++;
+      } catch {
+        failed++;
+      }
+    });
+    return parentPort.postMessage({ id, failed });
+  }
   const madeAt = Date.now();
   const requests = [];
   const url = origin + path;
@@ -64,8 +118,12 @@ parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken
     }
   } else {
     const target = { header: 'x-tokensec-handshake', method: 'POST', path, jkt: key.thumbprint };
+    const clientKeys = [];
+    // The plain route answers the token itself (no handshake to open).
+    batches.set(id, { clientKeys, csrfToken, target, jkt: key.jkt, floor: path === '/token-plain' ? undefined : path === '/token-floor' });
     for (let i = 0; i < count; i++) {
-      const publicKey = x25519PublicKey();
+      const { privateKey, publicKey } = x25519Key();
+      clientKeys.push({ privateKey, publicKey });
       const value = formatRequest('x25519', publicKey, hmacSha256(Buffer.from(csrfToken), bindingInput('x25519', publicKey, target)));
       // tsb: the key was made by this page run, as a fresh page's is (TokenSec 3.1 binds a session
       // only to such a key; a session already bound to it accepts it too).
@@ -73,5 +131,5 @@ parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken
       requests.push({ method: 'POST', path, headers: { 'x-tokensec-handshake': value, dpop: proof, 'x-csrf-token': csrfToken, cookie } });
     }
   }
-  parentPort.postMessage({ id, madeAt, requests });
+  parentPort.postMessage({ id, batch: id, madeAt, requests });
 });
