@@ -15,9 +15,13 @@ const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.f
 const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '—');
 const signed = (n) => (n >= 0 ? '+' : '−') + fmt(Math.abs(n));
 const spread = (a) => `${signed(Math.min(...a))} … ${signed(Math.max(...a))}`;
+/** A Markdown table (docs/PERFORMANCE.md takes it as it is). */
 const table = (rows) => {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  for (const r of rows) console.log('  ' + r.map((c, i) => String(c).padEnd(widths[i])).join('  '));
+  const line = (r) => '  | ' + r.map((c, i) => String(c).padEnd(widths[i])).join(' | ') + ' |';
+  console.log(line(rows[0]));
+  console.log(line(widths.map((w) => '-'.repeat(w))));
+  for (const r of rows.slice(1)) console.log(line(r));
 };
 
 /** The request maker: a worker thread. */
