@@ -51,6 +51,8 @@ async function startApp(env = {}) {
       return { all: cpu.user + cpu.system, main };
     },
     stop: () => new Promise((resolve) => (child.once('exit', resolve), child.send('stop'))),
+    profileStart: () => ask('profile-start'),
+    profileStop: async () => (await ask('profile-stop')).profile,
     /** A logged-in user: the session cookie and the CSRF token. */
     async login(path = '/login') {
       const response = await fetch(`${origin}${path}`, { method: 'POST' });
@@ -185,6 +187,7 @@ export async function usersRun({ quick, results }) {
     for (const name of pair % 2 ? [...names].reverse() : names)
       all[name].push(await run([app], maker, routes[name][0], COUNT, routes[name][1]));
   }
+  const profileRows = await profiles(app, maker, routes, quick ? 200 : COUNT);
   await app.stop();
 
   const per = (name, key) => all[name].map((r) => r[key]);
@@ -239,7 +242,9 @@ export async function usersRun({ quick, results }) {
   }
   table(orows);
   console.log('  (main thread: Linux per-thread scheduler time; req/s share the 2 cores with the load generator and the proof maker)');
+  profileRows.print();
   results.usersRun = {
+    profile: profileRows.out,
     pairs: PAIRS,
     requests: COUNT,
     routes: Object.fromEntries(
@@ -259,6 +264,55 @@ export async function usersRun({ quick, results }) {
     ),
   };
   await maker.stop();
+}
+
+/** Where a profile's self time goes: TokenSec's files, each package, Node's internals, GC. */
+function category({ url, functionName }) {
+  if (!url) return functionName === '(garbage collector)' ? 'garbage collection' : functionName === '(idle)' ? undefined : 'V8 and native';
+  const pkg = url.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/);
+  if (pkg) return pkg[1];
+  const dist = url.match(/\/dist\/(.+)$/);
+  if (dist) return `tokensec ${dist[1].replace(/\.js$/, '')}`;
+  if (url.startsWith('node:')) return 'Node.js (http, streams, crypto bindings)';
+  return url.includes('/bench/') ? 'the app (bench/app-server.mjs)' : url;
+}
+
+/** One run of each profiled route under the server's CPU profiler: self time per category, µs per request. */
+async function profiles(app, maker, routes, count) {
+  const out = {};
+  for (const name of [
+    'API  tokenSec.dpop(), ES256 proof',
+    'API  floor, ES256 proof',
+    'token handshake inline, ES256 proof',
+    'token floor, ES256 proof',
+  ]) {
+    await app.profileStart();
+    await run([app], maker, routes[name][0], count, routes[name][1]);
+    const { nodes, samples, timeDeltas } = await app.profileStop();
+    const byId = new Map(nodes.map((n) => [n.id, category(n.callFrame)]));
+    const self = {};
+    samples.forEach((id, i) => {
+      const c = byId.get(id);
+      if (c) self[c] = (self[c] ?? 0) + timeDeltas[i] / count;
+    });
+    out[name] = self;
+  }
+  const names = Object.keys(out);
+  const categories = [...new Set(names.flatMap((n) => Object.keys(out[n])))].sort(
+    (a, b) => (out[names[2]][b] ?? 0) - (out[names[2]][a] ?? 0),
+  );
+  const rows = [['main thread self time, µs/req', ...names.map((n) => n.replace(/^(API|token)\s+/, '$1: '))]];
+  for (const c of categories) if (names.some((n) => (out[n][c] ?? 0) >= 1)) rows.push([c, ...names.map((n) => fmt(out[n][c] ?? 0))]);
+  rows.push(['total (profiled)', ...names.map((n) => fmt(Object.values(out[n]).reduce((a, b) => a + b, 0)))]);
+  return {
+    out,
+    print: () => {
+      console.log(
+        `\n  CPU profile of one run of ${count} requests per route (main thread, sampled every 100 µs; the profiler adds its own cost):`,
+      );
+      table(rows);
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
