@@ -66,8 +66,11 @@ async function startApp(env = {}) {
   };
 }
 
+const RUN_SECONDS = 120; // a run's time bound: a slower run stops and fails the bench
+
 /** Sends the requests over `connections` keep-alive connections, checks every response. */
 async function send(origin, requests, check, connections = 8) {
+  const deadline = Date.now() + RUN_SECONDS * 1000;
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const { hostname, port } = new URL(origin);
   const latencies = [];
@@ -95,11 +98,12 @@ async function send(origin, requests, check, connections = 8) {
   const started = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: connections }, async () => {
-      while (index < requests.length) await one(requests[index]);
+      while (index < requests.length && Date.now() < deadline) await one(requests[index]);
     }),
   );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   agent.destroy();
+  if (index < requests.length) throw new Error(`bench: ${origin}${requests[0].path} took over ${RUN_SECONDS} s; stopped`);
   if (failure) throw new Error(`bench: a response failed its check: ${failure}`);
   return { rps: requests.length / seconds, p50: median(latencies), p99: pct(latencies, 0.99), values };
 }
