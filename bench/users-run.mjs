@@ -307,6 +307,8 @@ async function profiles(app, maker, routes, count) {
   );
   const rows = [['main thread self time, µs/req', ...names.map((n) => n.replace(/^(API|token)\s+/, '$1: '))]];
   for (const c of categories) if (names.some((n) => (out[n][c] ?? 0) >= 1)) rows.push([c, ...names.map((n) => fmt(out[n][c] ?? 0))]);
+  const ours = (n) => Object.entries(out[n]).reduce((a, [c, v]) => a + (c.startsWith('tokensec ') ? v : 0), 0);
+  rows.push(['tokensec, all its files', ...names.map((n) => fmt(ours(n)))]);
   rows.push(['total (profiled)', ...names.map((n) => fmt(Object.values(out[n]).reduce((a, b) => a + b, 0)))]);
   return {
     out,
@@ -415,7 +417,7 @@ export async function redisRun({ quick, results }) {
         signed(median(cpu)),
         spread(cpu),
         fmt(m(`${label}, ${r}`, 'extra')),
-        `${median(p50) >= 0 ? '+' : ''}${fmt(median(p50), 2)}`,
+        `${median(p50) >= 0 ? '+' : '−'}${fmt(Math.abs(median(p50)), 2)}`,
       ]);
     }
   }
