@@ -1,7 +1,10 @@
 // npm run bench: every figure of docs/PERFORMANCE.md, side by side, in one run. Loads only
-// 127.0.0.1, bounded in requests and time. Needs the build (npm run build) and, for the browser
-// figures, Chromium (CHROMIUM_PATH or /usr/bin/chromium).
+// 127.0.0.1, bounded in requests and time. Needs the build (npm run build), redis-server
+// (REDIS_SERVER_PATH or /usr/bin/redis-server) and, for the browser figures, Chromium
+// (CHROMIUM_PATH or /usr/bin/chromium). The first table (bench/users-run.mjs) is TokenSec as apps
+// run it; the numbered sections after it are the breakdown.
 import { fork } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import autocannon from 'autocannon';
@@ -15,12 +18,13 @@ import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '.
 import { bindingInput, utf8 } from '../dist/protocol/context.js';
 import { formatRequest, parseRequest } from '../dist/protocol/wire.js';
 import { nodeBase64url } from '../dist/server/base64url.js';
+import { redisRun, usersRun } from './users-run.mjs';
 
 const SECRET = 'bench-secret-0123456789';
 const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
 const quick = process.argv.includes('--quick'); // shorter runs, for trying changes
 const SECONDS = quick ? 2 : 5;
-const PAIRS = quick ? 1 : 5;
+const PAIRS = quick ? 1 : 3;
 
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 const pct = (a, p) => [...a].sort((x, y) => x - y)[Math.min(a.length - 1, Math.floor(a.length * p))];
@@ -74,6 +78,14 @@ const load = (opts) =>
   );
 
 const results = { machine: {}, throughput: {}, crypto: {}, size: {}, browser: {}, memory: {}, stateless: {}, dpop: {}, store: {} };
+
+// ---------------------------------------------------------------------------------------------
+console.log('\nA. What users run: token endpoint and API call, each beside its plain route and its floor route (server CPU per request)');
+console.log('   (express-session + csrf-sync + jose ES256 JWT bound to cnf.jkt; a fresh proof per request; server nonces off)');
+await usersRun({ quick, results });
+
+console.log('\nB. Redis stores (replay ids; sessions with connect-redis): what they add per request, at one and at two server processes');
+await redisRun({ quick, results });
 
 // ---------------------------------------------------------------------------------------------
 console.log('\n1. Server throughput: plain JSON vs TokenSec handshake (X25519) inline and with workers, same app, alternating');

@@ -30,13 +30,20 @@ const port = Number(process.argv[2] ?? 0);
 const server = app.listen(port, '127.0.0.1', () => {
   process.send?.({ port: server.address().port });
 });
-/** The main thread's own CPU µs, from Linux's per-thread stats (10 ms ticks); undefined elsewhere. */
+/**
+ * The main thread's own CPU µs: Linux's per-thread scheduler statistics (nanoseconds), else its
+ * per-thread stat counters (10 ms ticks); undefined elsewhere.
+ */
 function mainThreadCpu() {
   try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at 100 ticks per second
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1000;
   } catch {
-    return undefined;
+    try {
+      const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at 100 ticks per second
+    } catch {
+      return undefined;
+    }
   }
 }
 

@@ -108,7 +108,7 @@ export function markingProblems(block: Block, all: Block[]): string[] {
   if (exempt !== undefined) {
     if (!EXEMPTIONS.has(exempt))
       problems.push(
-        `exempt=${exempt}: say exempt=shell (a command), exempt=output (printed text) exempt=config (another program's configuration) or exempt=run (JavaScript a test runs as it is).`,
+        `exempt=${exempt}: say exempt=shell (a command), exempt=output (printed text), exempt=config (another program's configuration) or exempt=run (JavaScript a test runs as it is).`,
       );
   } else if (isCode(block)) {
     const prelude = block.attrs.prelude;
