@@ -340,7 +340,12 @@ export function localSession(options: ReturnType<typeof sessionOptions>, sealed?
       }
       // (A Request made with init resets referrer and referrerPolicy: passed on as given.)
       const { referrer, referrerPolicy } = request;
-      const response = await fetch(new Request(request.clone(), { headers, referrer, referrerPolicy }));
+      const response = await fetch(new Request(request.clone(), { headers, referrer, referrerPolicy })).catch((error) => {
+        // Like fetch: aborted, it rejects with the signal's reason (WebKit's fetch says AbortError
+        // for a Request's signal whatever the reason, e.g. AbortSignal.timeout()'s TimeoutError).
+        signal.throwIfAborted();
+        throw error;
+      });
       // Only an answer from the origin the proof was made for (not one a redirect led to) may
       // set that origin's nonce or ask for a retry.
       const own = response.url && new URL(response.url).origin == origin;
