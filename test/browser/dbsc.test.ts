@@ -14,7 +14,7 @@ import session from 'express-session';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tokenSec from '../../src/index.js';
 import { launchChromium } from '../support/chromium.js';
-import { dbscChromiumFlags, dbscProof, ecTestKey, selfSignedCertificate } from '../support/dbsc.js';
+import { dbscChromiumFlags, dbscProof, ecTestKey, selfSignedCertificate, watchDbscEvents } from '../support/dbsc.js';
 import { defined } from '../support/helpers.js';
 
 const COOKIE_MAX_AGE = 8;
@@ -48,10 +48,18 @@ const contexts: BrowserContext[] = [];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitFor(what: string, test: () => boolean, ms = 10_000): Promise<void> {
+/** Chromium's DBSC events (CDP) of every page of this file, for the message of a wait that timed out. */
+const dbscEvents: unknown[][] = [];
+
+// One CI run (2 cores, busy) saw no registration within 10 s of the login answer; the cause was
+// not visible, so the waits allow 30 s and a timeout prints Chromium's own DBSC events.
+async function waitFor(what: string, test: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!test()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; log: ${JSON.stringify(log.slice(-12))}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out waiting for ${what}; log: ${JSON.stringify(log.slice(-12))}; Chromium's DBSC events: ${JSON.stringify(dbscEvents.flat().slice(-6))}`,
+      );
     await sleep(25);
   }
 }
@@ -130,6 +138,7 @@ async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext();
   contexts.push(context);
   const page = await context.newPage();
+  dbscEvents.push(await watchDbscEvents(context, page));
   await page.goto(`${origin}/`);
   return { context, page };
 }
@@ -307,14 +316,21 @@ describe('DBSC in Chromium', { timeout: 90_000 }, () => {
       const context = await browser.newContext();
       contexts.push(context);
       const page = await context.newPage();
+      const events = await watchDbscEvents(context, page);
       await page.goto(`https://localhost:${(rsaServer.address() as AddressInfo).port}/`);
       await page.evaluate(() => fetch('/login', { method: 'POST' }));
-      await waitFor('the RS256 registration', () => seen.includes('POST /tokensec/dbsc/registration 200'));
+      const registered = Date.now() + 30_000; // see waitFor
+      while (!seen.includes('POST /tokensec/dbsc/registration 200')) {
+        if (Date.now() > registered)
+          throw new Error(`no RS256 registration; requests: ${JSON.stringify(seen)}; Chromium's DBSC events: ${JSON.stringify(events)}`);
+        await sleep(25);
+      }
       await sleep(4000); // the bound cookie (3 s) has expired: the next request waits for an RS256 refresh
       const key = await page.evaluate(async () => (await fetch('/key', { cache: 'no-store' })).json());
       expect(key).toEqual({ alg: 'RS256', kty: 'RSA' });
       expect(seen).toContain('POST /tokensec/dbsc/refresh 200');
     } finally {
+      rsaServer.closeAllConnections(); // the browser's keep-alive connections would hold close() (and hide the failure) until the test times out
       await new Promise((resolve) => rsaServer.close(resolve));
     }
   });

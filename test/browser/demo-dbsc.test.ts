@@ -16,8 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { DEMO_USER, createDemoApp, demoCertificate } from '../../examples/demo/server.mjs';
 import { launchChromium } from '../support/chromium.js';
-import { engines, launch, type EngineBrowser, type EngineContext } from '../support/engines.js';
-import { dbscChromiumFlags } from '../support/dbsc.js';
+import { engines, launch, type EngineBrowser, type EngineContext, type EnginePage } from '../support/engines.js';
+import { dbscChromiumFlags, watchDbscEvents } from '../support/dbsc.js';
+import type { Page } from 'playwright-core';
 import { freePort } from '../support/redis.js';
 
 let server: Server;
@@ -38,8 +39,9 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined))));
 
-async function logIn(context: EngineContext) {
+async function logIn(context: EngineContext, watch?: (page: EnginePage) => Promise<unknown>) {
   const page = await context.newPage();
+  await watch?.(page);
   await page.goto(`${origin}/`);
   expect(await page.isVisible('#dbsc')).toBe(false);
   await page.fill('input[name=password]', DEMO_USER.password);
@@ -48,12 +50,20 @@ async function logIn(context: EngineContext) {
   return page;
 }
 
-describe('demo, HTTPS mode with DBSC, Chromium only', { timeout: 60_000 }, () => {
+describe('demo, HTTPS mode with DBSC, Chromium only', { timeout: 90_000 }, () => {
   it('Chromium with DBSC: "device bound", registered by the browser itself; handshake and API done', async () => {
     const browser = await launchChromium(dbscChromiumFlags(spki));
     try {
-      const page = await logIn((await browser.newContext()) as unknown as EngineContext);
-      await page.waitForSelector('#dbsc[data-state="bound"]');
+      const context = await browser.newContext();
+      let events: unknown[] = [];
+      const page = await logIn(context as unknown as EngineContext, async (page) => {
+        events = await watchDbscEvents(context, page as unknown as Page);
+      });
+      // One CI run saw no registration within the 3 s the page then looked for (cause not visible);
+      // the page now looks for 30 s, and a timeout prints Chromium's own DBSC events.
+      await page.waitForSelector('#dbsc[data-state="bound"]', { timeout: 40_000 }).catch((error: Error) => {
+        throw new Error(`${error.message}; requests: ${JSON.stringify(paths)}; Chromium's DBSC events: ${JSON.stringify(events)}`);
+      });
       expect(await page.textContent('#dbsc')).toMatch(/^Device bound \(DBSC\)/);
       expect(paths).toContain('POST /tokensec/dbsc/registration 200');
     } finally {

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { BrowserContext, Page } from 'playwright-core';
 import { defined } from './helpers.js';
 
 /** RFC 7515 Appendix A.2.1's RSA key (2048 bits). */
@@ -90,6 +91,24 @@ export function selfSignedCertificate(name = 'localhost'): { key: string; cert: 
 }
 
 /** Chromium 156's flags for DBSC with software keys (../shared/dbsc.md), pinning `spki`. */
+/**
+ * Chromium's own account of its DBSC sessions (CDP, with the `DeviceBoundSessionsDevTools` feature of
+ * dbscChromiumFlags): key creation, registration and refresh results, for the message of a test that
+ * waited in vain.
+ */
+export async function watchDbscEvents(context: BrowserContext, page: Page): Promise<unknown[]> {
+  const events: unknown[] = [];
+  // Not in playwright-core's protocol types (a feature-gated domain method): sent untyped.
+  const cdp = (await context.newCDPSession(page)) as unknown as {
+    send(method: string, params?: object): Promise<unknown>;
+    on(event: string, listener: (event: unknown) => void): void;
+  };
+  cdp.on('Network.deviceBoundSessionEventOccurred', (event) => events.push(event));
+  await cdp.send('Network.enable');
+  await cdp.send('Network.enableDeviceBoundSessions', { enable: true });
+  return events;
+}
+
 export const dbscChromiumFlags = (spki: string) => [
   '--enable-features=DeviceBoundSessions:RequireOriginTrialTokens/false/RefreshQuota/false,EnableBoundSessionCredentialsSoftwareKeysForManualTesting,DeviceBoundSessionsDevTools',
   `--ignore-certificate-errors-spki-list=${spki}`,

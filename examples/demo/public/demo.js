@@ -67,11 +67,15 @@
     $('dbsc').textContent = text[state] ?? '';
   }
 
-  /** The browser registers its DBSC key just after the login answer: look again for a moment. */
-  async function awaitDbsc() {
-    for (let i = 0; i < 20 && $('dbsc').dataset.state === 'not-bound'; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      showDbsc((await (await fetch('/api/session')).json()).dbsc);
+  /**
+   * A browser with DBSC registers its key on its own after the login answer, usually within a
+   * second, but seconds later on a busy machine: look again in the background for up to 30 s.
+   */
+  async function watchDbsc() {
+    for (let i = 0; i < 60 && $('dbsc').dataset.state === 'not-bound'; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { user, dbsc } = await (await fetch('/api/session')).json();
+      if (user) showDbsc(dbsc);
     }
   }
 
@@ -178,7 +182,7 @@
         const { thumbprint } = await TokenSec.rotateDpopKey();
         await post('/login', { username: form.get('username'), password: form.get('password'), jkt: thumbprint });
         await loadSession(); // a new session has a new CSRF token
-        await awaitDbsc();
+        void watchDbsc().catch(() => {}); // only the indicator: the handshake does not wait for it
         status('Logged in.');
         await start();
       } catch (error) {
