@@ -18,7 +18,7 @@ import { DEMO_USER, createDemoApp, demoCertificate } from '../../examples/demo/s
 import { launchChromium } from '../support/chromium.js';
 import { engines, launch, type EngineBrowser, type EngineContext } from '../support/engines.js';
 import { dbscChromiumFlags } from '../support/dbsc.js';
-import { freePort } from '../support/redis.js';
+import { freePort } from '../support/net.js';
 
 let server: Server;
 let origin: string;
