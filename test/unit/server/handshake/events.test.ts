@@ -1,0 +1,179 @@
+/**
+ * Observability: one event per handshake (the onEvent option and the `tokensec:handshake`
+ * diagnostics channel), with nothing protected in it; and tokenSec.errorHandler(), which answers
+ * the stable codes with their status and headers.
+ */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import cookieParser from 'cookie-parser';
+import csurf from 'csurf';
+import express from 'express';
+import { afterAll, describe, expect, it } from 'vitest';
+import tokenSec, { handshakeChannel, type HandshakeEvent } from '../../../../src/index.js';
+import { TOKEN, listen, signedHandshake } from '../../../support/helpers.js';
+
+const SECRET = 'observability-secret-0123456789';
+const servers: Awaited<ReturnType<typeof listen>>[] = [];
+afterAll(() => Promise.all(servers.map((s) => s.close())));
+
+async function app(payload: string | (() => string) = TOKEN, onEvent?: (event: HandshakeEvent) => void) {
+  const events: HandshakeEvent[] = [];
+  const a = express();
+  // Mounted for every method, so that a GET reaches it (and is refused).
+  a.use(
+    '/token',
+    tokenSec.handshake({
+      secret: SECRET,
+      terminate: true,
+      payload,
+      onEvent:
+        onEvent ??
+        ((event) => {
+          events.push(event);
+        }),
+    }),
+  );
+  a.get('/api/me', tokenSec.dpop({ verifyToken: () => ({ cnf: { jkt: 'x' } }) }), (_req, res) => res.json({}));
+  a.use(tokenSec.errorHandler());
+  const server = await listen(a);
+  servers.push(server);
+  return { origin: server.origin, url: `${server.origin}/token`, events };
+}
+
+describe('handshake events', () => {
+  it('an answered handshake: outcome, status, algorithm, the verified jkt, a duration, the request id', async () => {
+    const { url, events } = await app();
+    const { headers, jkt } = await signedHandshake(url, SECRET, { algorithm: 'p256' });
+    const res = await fetch(url, { method: 'POST', headers: { ...headers, 'x-request-id': 'req-42' } });
+    expect(res.status).toBe(200);
+    expect(events).toEqual([
+      { outcome: 'answered', status: 200, algorithm: 'p256', jkt, durationMs: expect.any(Number), requestId: 'req-42' },
+    ]);
+    expect(events[0]?.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('refusals and failures carry their status and code; the channel sees the same events', async () => {
+    const published: unknown[] = [];
+    const listener = (message: unknown) => published.push(message);
+    subscribe('tokensec:handshake', listener);
+    try {
+      const { url, events } = await app(() => {
+        throw new Error('database password is hunter2');
+      });
+      const wrongSecret = await signedHandshake(url, 'another-secret-0123456789');
+      await fetch(url, { method: 'POST', headers: wrongSecret.headers });
+      await fetch(url, { method: 'POST', headers: { 'x-tokensec-handshake': 'v3.nonsense' } });
+      await fetch(url, { method: 'GET', headers: { 'x-tokensec-handshake': 'v3.nonsense' } });
+      const good = await signedHandshake(url, SECRET);
+      await fetch(url, { method: 'POST', headers: good.headers });
+      expect(events.map(({ outcome, status, code }) => ({ outcome, status, code }))).toEqual([
+        { outcome: 'refused', status: 403, code: 'ERR_TOKENSEC_SECRET_MISMATCH' },
+        { outcome: 'refused', status: 400, code: 'ERR_TOKENSEC_MALFORMED_HEADER' },
+        { outcome: 'refused', status: 405, code: 'ERR_TOKENSEC_METHOD_NOT_ALLOWED' },
+        { outcome: 'failed', status: 500, code: 'ERR_TOKENSEC_PAYLOAD_FAILED' },
+      ]);
+      expect(events[0]).toMatchObject({ algorithm: 'x25519', jkt: wrongSecret.jkt });
+      expect(events[1]?.algorithm).toBeUndefined();
+      expect(published).toEqual(events);
+      expect(handshakeChannel.name).toBe('tokensec:handshake');
+    } finally {
+      unsubscribe('tokensec:handshake', listener);
+    }
+  });
+
+  it('no event holds the payload, the secret, a header value, a proof, a key or an error message', async () => {
+    const published: unknown[] = [];
+    const listener = (message: unknown) => published.push(message);
+    subscribe('tokensec:handshake', listener);
+    try {
+      const { url, events } = await app();
+      const sent: string[] = [];
+      const received: string[] = [];
+      for (const secret of [SECRET, 'another-secret-0123456789']) {
+        const { headers, keys } = await signedHandshake(url, secret);
+        sent.push(...Object.values(headers));
+        const res = await fetch(url, { method: 'POST', headers });
+        received.push(res.headers.get('x-tokensec-handshake') ?? '');
+        const jwk = await crypto.subtle.exportKey('jwk', keys.privateKey).catch(() => undefined);
+        if (jwk?.d) sent.push(jwk.d);
+      }
+      const text = JSON.stringify([events, published]);
+      expect(events).toHaveLength(2);
+      for (const secret of [TOKEN, SECRET, ...sent, ...received.filter(Boolean)]) expect(text).not.toContain(secret);
+      // Nor any part of them long enough to matter (every 16-character window of the header values).
+      for (const value of [...sent, ...received.filter(Boolean)])
+        for (let i = 0; i + 16 <= value.length; i += 8) expect(text).not.toContain(value.slice(i, i + 16).replace(/^v3\./, '____'));
+    } finally {
+      unsubscribe('tokensec:handshake', listener);
+    }
+  });
+
+  it('a listener that throws does not break the handshake', async () => {
+    const { url } = await app(TOKEN, () => {
+      throw new Error('broken logger');
+    });
+    const { headers } = await signedHandshake(url, SECRET);
+    const res = await fetch(url, { method: 'POST', headers });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-tokensec-handshake')).toMatch(/^v3\./);
+  });
+
+  it('onEvent must be a function', () => {
+    expect(() => tokenSec.handshake({ payload: 't', onEvent: 'log' as never })).toThrow(
+      /tokenSec\.handshake\(\): option "onEvent" must be a function \(event\) => void, got string\./,
+    );
+  });
+});
+
+describe('tokenSec.errorHandler()', () => {
+  it('answers a TokenSec error with its status, code, headers and no-store; 5xx messages stay private', async () => {
+    const { origin, url } = await app(() => {
+      throw new Error('database password is hunter2');
+    });
+    const get = await fetch(url, { headers: { 'x-tokensec-handshake': 'v3.x' } });
+    expect(get.status).toBe(405);
+    expect(get.headers.get('allow')).toBe('POST');
+    expect(get.headers.get('cache-control')).toBe('no-store');
+    expect(await get.json()).toEqual({ code: 'ERR_TOKENSEC_METHOD_NOT_ALLOWED', message: expect.stringContaining('GET') });
+
+    const api = await fetch(`${origin}/api/me`);
+    expect(api.status).toBe(401);
+    expect(api.headers.get('www-authenticate')).toMatch(/^DPoP /);
+    expect(await api.json()).toMatchObject({ code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
+
+    const { headers } = await signedHandshake(url, SECRET);
+    const failed = await fetch(url, { method: 'POST', headers });
+    expect(failed.status).toBe(500);
+    const body = await failed.text();
+    expect(JSON.parse(body)).toEqual({ code: 'ERR_TOKENSEC_PAYLOAD_FAILED', message: 'Internal error' });
+    expect(body).not.toContain('hunter2');
+  });
+
+  it("answers the CSRF middleware's EBADCSRFTOKEN with 403, and passes any other error on", async () => {
+    const a = express();
+    a.use(cookieParser());
+    a.use(csurf({ cookie: true }));
+    a.post('/form', (_req, res) => res.send('ok'));
+    a.use(tokenSec.errorHandler());
+    const server = await listen(a);
+    servers.push(server);
+    const csrf = await fetch(`${server.origin}/form`, { method: 'POST' });
+    expect(csrf.status).toBe(403);
+    expect(csrf.headers.get('cache-control')).toBe('no-store');
+    expect(await csrf.json()).toMatchObject({ code: 'EBADCSRFTOKEN' });
+    const other = express();
+    other.get('/', () => {
+      throw new Error('not ours');
+    });
+    other.use(tokenSec.errorHandler());
+    other.use((_err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => res.status(599).send('next'));
+    const otherServer = await listen(other);
+    servers.push(otherServer);
+    const passed = await fetch(`${otherServer.origin}/`);
+    expect(passed.status).toBe(599);
+    expect(await passed.text()).toBe('next');
+  });
+
+  it('checks its options', () => {
+    expect(() => tokenSec.errorHandler({ verbose: true } as never)).toThrow(/tokenSec\.errorHandler\(\): unknown option "verbose"/);
+  });
+});
