@@ -11,8 +11,8 @@ import tokenSec, { type ServerHandshakeOptions, type TokenSecError } from '../..
 export interface HandshakeAppSetup {
   /** The handshake's path, or several paths each with a handshake of its own (default '/token'). */
   path?: string | string[];
-  /** How the handshake is mounted: `app.post` (default), `app.all`, or `app.use` (every method reaches it). */
-  mount?: 'post' | 'all' | 'use';
+  /** How the handshake is mounted: `app.post` (default), `app.put`, `app.head`, `app.all`, or `app.use` (every method reaches it). */
+  mount?: 'post' | 'put' | 'head' | 'all' | 'use';
   /** express-session in front of everything (what DPoP session binding uses by default). */
   session?: boolean;
   /** Express's `env` setting ('development' logs errors and puts stacks in bodies). */

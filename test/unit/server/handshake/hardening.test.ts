@@ -8,31 +8,21 @@ import request from 'supertest';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createKeys, openResponse, requestHeader } from '../../../../client/crypto.js';
+import { openResponse } from '../../../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../../../src/index.js';
 import { HandshakeDeadline } from '../../../../src/server/deadline.js';
+import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
 import { TOKEN, csrfApp, defined, listen, visit } from '../../../support/helpers.js';
 
 const SECRET = 'hardening-secret-0123456789';
 
-async function header(secret: string, method = 'POST', path = '/token') {
-  const keys = await createKeys(crypto.subtle, 'x25519');
-  const target = { header: 'x-tokensec-handshake', method, path };
-  return { keys, target, value: await requestHeader(crypto.subtle, keys, secret, target) };
-}
+const header = (secret: string, method = 'POST', path = '/token') => handshakeHeader(secret, { method, path, algorithm: 'x25519' });
 
 function app(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: express.RequestHandler) {
-  const a = express();
-  const seen: TokenSecError[] = [];
-  a.all(
-    '/token',
-    tokenSec.handshake({ payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options }),
-    after ?? ((_req, res) => res.json({ next: true })),
+  const { app: a, errors: seen } = handshakeApp(
+    { payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options },
+    { mount: 'all', after: after ?? ((_req, res) => res.json({ next: true })) },
   );
-  a.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-    seen.push(err);
-    res.status(err.status ?? 500).json({ code: err.code });
-  });
   return { app: a, seen };
 }
 

@@ -3,14 +3,14 @@
  * cookie or a plain header: checked with Express's own default error handler, which in
  * development logs err.stack and sends it in the body.
  */
-import express from 'express';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createKeys, openResponse, requestHeader } from '../../../../client/crypto.js';
-import { handshake } from '../../../../src/index.js';
+import { openResponse } from '../../../../client/crypto.js';
+import type { handshake } from '../../../../src/index.js';
 import { hkdfSync } from 'node:crypto';
 import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair, hkdfSha256 } from '../../../../src/server/crypto.js';
 import { utf8 } from '../../../../src/protocol/context.js';
+import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
 import { defined } from '../../../support/helpers.js';
 
 const SECRET = 'S3CRET-value-that-must-not-leak';
@@ -27,13 +27,15 @@ beforeEach(() => {
 afterEach(() => vi.restoreAllMocks());
 
 function app(payload: Parameters<typeof handshake>[0]['payload'], timeout?: number) {
-  const a = express();
-  a.set('env', 'development'); // log errors and put stacks in bodies, the leakiest setting
-  a.post('/token', handshake({ payload, secret: SECRET, timeout, dpop: { required: false } }), (_req, res) => res.send('done'));
-  return a; // no error handler of our own: Express's default one renders and logs
+  // env 'development': log errors and put stacks in bodies, the leakiest setting; no error handler of
+  // our own: Express's default one renders and logs.
+  return handshakeApp(
+    { payload, secret: SECRET, timeout, dpop: { required: false } },
+    { env: 'development', errors: 'express', after: (_req, res) => res.send('done') },
+  ).app;
 }
 
-const header = async (secret = SECRET) => requestHeader(crypto.subtle, await createKeys(crypto.subtle), secret, TARGET);
+const header = async (secret = SECRET) => (await handshakeHeader(secret, TARGET)).value;
 
 /** Express's final handler logs on a deferred tick, after the response is sent. */
 const logged = () => new Promise((resolve) => setTimeout(resolve, 30));
@@ -74,11 +76,8 @@ describe('nothing leaks', () => {
   });
 
   it('a successful handshake carries the payload only encrypted: not in the body, a cookie or another header', async () => {
-    const keys = await createKeys(crypto.subtle);
-    const res = await request(app(PAYLOAD))
-      .post('/token')
-      .set('x-tokensec-handshake', await requestHeader(crypto.subtle, keys, SECRET, TARGET))
-      .expect(200, 'done');
+    const { keys, value } = await handshakeHeader(SECRET, TARGET);
+    const res = await request(app(PAYLOAD)).post('/token').set('x-tokensec-handshake', value).expect(200, 'done');
     expect(res.headers['set-cookie']).toBeUndefined();
     const { 'x-tokensec-handshake': header, ...others } = res.headers;
     const sealed = defined(header, 'handshake header');

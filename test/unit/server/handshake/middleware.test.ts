@@ -2,8 +2,9 @@ import express from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { handshake as clientHandshake } from '../../../../client/index.js';
-import { openResponse, requestHeader, createKeys } from '../../../../client/crypto.js';
+import { openResponse, createKeys } from '../../../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../../../src/index.js';
+import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
 import { TOKEN, csrfApp, defined, listen, signedHandshake, visit } from '../../../support/helpers.js';
 
 describe('round trip: the client code against a listening app with csurf', () => {
@@ -78,22 +79,15 @@ describe('round trip: the client code against a listening app with csurf', () =>
  * its migration mode (proofs optional); test/unit/server/dpop/handshake-proof.test.ts covers DPoP.
  */
 function secretApp(options: Parameters<typeof tokenSec.handshake>[0], after?: express.RequestHandler) {
-  const app = express();
-  const seen: unknown[] = [];
-  app.post('/token', tokenSec.handshake({ dpop: { required: false }, ...options }), after ?? ((_req, res) => res.json({ next: true })));
-  app.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-    seen.push(err);
-    res.status(err.status ?? 500).json({ code: err.code });
-  });
-  return { app, seen };
+  const { app, errors } = handshakeApp(
+    { dpop: { required: false }, ...options },
+    { after: after ?? ((_req, res) => res.json({ next: true })) },
+  );
+  return { app, seen: errors };
 }
 
 /** Makes a real request header with the client code, for a request to POST /token. */
-async function header(secret: string, algorithm: 'x25519' | 'p256' = 'x25519', path = '/token') {
-  const keys = await createKeys(crypto.subtle, algorithm);
-  const target = { header: 'x-tokensec-handshake', method: 'POST', path };
-  return { keys, target, value: await requestHeader(crypto.subtle, keys, secret, target) };
-}
+const header = (secret: string, algorithm: 'x25519' | 'p256' = 'x25519', path = '/token') => handshakeHeader(secret, { algorithm, path });
 
 describe('handshake middleware', () => {
   it('passes requests without the header straight to next(), untouched', async () => {
@@ -130,14 +124,15 @@ describe('handshake middleware', () => {
   });
 
   it('keeps Vary values already set', async () => {
-    const app = express();
-    app.post(
-      '/token',
-      (_req, res, next) => {
-        res.setHeader('Vary', 'Origin');
-        next();
+    const { app } = handshakeApp(
+      { payload: TOKEN, secret: 's-0123456789abcdef', terminate: true, dpop: { required: false } },
+      {
+        before: (a) =>
+          a.use((_req, res, next) => {
+            res.setHeader('Vary', 'Origin');
+            next();
+          }),
       },
-      tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true, dpop: { required: false } }),
     );
     const { value } = await header('s-0123456789abcdef');
     const response = await request(app).post('/token').set('x-tokensec-handshake', value).expect(200);
@@ -350,8 +345,7 @@ describe('handshake middleware', () => {
           .set('x-code', err.code)
           .end();
       });
-      const keys = await createKeys(crypto.subtle, 'x25519');
-      const value = await requestHeader(crypto.subtle, keys, SECRET, { header: 'x-tokensec-handshake', method: 'HEAD', path: '/token' });
+      const { value } = await handshakeHeader(SECRET, { method: 'HEAD', algorithm: 'x25519' });
       const response = await request(app).head('/token').set('x-tokensec-handshake', value).expect(500);
       expect(response.headers['x-code']).toBe('ERR_TOKENSEC_PAYLOAD_TOO_LARGE');
     });

@@ -1,10 +1,9 @@
 /** A reviewer's tampering attacks on real responses: every one must be refused. */
-import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { createKeys, openResponse, requestHeader, type ClientKeys } from '../../../../client/crypto.js';
-import { handshake } from '../../../../src/index.js';
+import { openResponse, type ClientKeys } from '../../../../client/crypto.js';
 import { decodeBase64url, encodeBase64url } from '../../../../src/protocol/base64url.js';
+import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
 import { defined } from '../../../support/helpers.js';
 
 const SECRET = 'tamper-secret-0123456789';
@@ -12,18 +11,11 @@ const PAYLOAD = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ0YW1wZXIifQ.sig';
 const TARGET = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
 
 function app() {
-  const a = express();
-  a.post('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }));
-  a.post('/other', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }));
-  a.use((err: { status?: number; code?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-    res.status(err.status ?? 500).json({ code: err.code });
-  });
-  return a;
+  return handshakeApp({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }, { path: ['/token', '/other'] }).app;
 }
 
 async function exchange(algorithm: 'x25519' | 'p256'): Promise<{ keys: ClientKeys; request: string; response: string }> {
-  const keys = await createKeys(crypto.subtle, algorithm);
-  const value = await requestHeader(crypto.subtle, keys, SECRET, TARGET);
+  const { keys, value } = await handshakeHeader(SECRET, { ...TARGET, algorithm });
   const res = await request(app()).post('/token').set('x-tokensec-handshake', value).expect(200);
   return { keys, request: value, response: defined(res.headers['x-tokensec-handshake'], 'handshake header') };
 }
@@ -91,12 +83,9 @@ describe.each(['x25519', 'p256'] as const)('%s', (algorithm) => {
   it('a request replayed to another path or method is refused by the server (403), before any key is made', async () => {
     const { request: value } = await exchange(algorithm);
     await request(app()).post('/other').set('x-tokensec-handshake', value).expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
-    const put = express();
-    put.put('/token', handshake({ payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } }), (_req, res) =>
-      res.end(),
-    );
-    put.use((err: { status: number; code: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) =>
-      res.status(err.status).json({ code: err.code }),
+    const { app: put } = handshakeApp(
+      { payload: PAYLOAD, secret: SECRET, terminate: true, dpop: { required: false } },
+      { mount: 'put', after: (_req, res) => res.end() },
     );
     await request(put).put('/token').set('x-tokensec-handshake', value).expect(403, { code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
   });
