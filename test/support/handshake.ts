@@ -39,8 +39,8 @@ export interface HandshakeAppSetup {
  * An Express app around `tokenSec.handshake(options)`; the options are passed as they are. Every
  * error that reaches the app's error handling is recorded in `errors`, in order.
  */
-export function handshakeApp<Options extends Parameters<typeof tokenSec.handshake>[0]>(
-  options: Options,
+export function handshakeApp(
+  options: ServerHandshakeOptions<express.Request>,
   setup: HandshakeAppSetup = {},
 ): { app: Express; errors: TokenSecError[] } {
   const app = express();
@@ -49,7 +49,7 @@ export function handshakeApp<Options extends Parameters<typeof tokenSec.handshak
   if (setup.session) app.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false }));
   setup.before?.(app);
   for (const path of Array.isArray(setup.path) ? setup.path : [setup.path ?? '/token']) {
-    const handlers: RequestHandler[] = [tokenSec.handshake(options as ServerHandshakeOptions) as RequestHandler];
+    const handlers: RequestHandler[] = [tokenSec.handshake<express.Request>(options) as RequestHandler];
     if (setup.after) handlers.push(setup.after);
     if (setup.mount === 'use') app.use(path, ...handlers);
     else app[setup.mount ?? 'post'](path, ...handlers);

@@ -15,6 +15,7 @@ import { getDpopKey } from '../../../client/dpop.js';
 import { handshake as clientHandshake } from '../../../client/index.js';
 import tokenSec, { type DpopOptions, type ServerHandshakeOptions } from '../../../src/index.js';
 import { formatResponse } from '../../../src/protocol/wire.js';
+import { handshakeApp as buildHandshakeApp } from '../../support/handshake.js';
 import { TOKEN, defined, listen, signedHandshake } from '../../support/helpers.js';
 import { joseProof, proofKey, sha256, signedProof } from '../../support/proofs.js';
 
@@ -46,10 +47,11 @@ function render(a: express.Express, seen: Seen): void {
 
 /** A handshake route (no session to bind unless `dpop.sessionKey` says so). */
 async function handshakeApp(options: Partial<ServerHandshakeOptions<express.Request>> = {}) {
-  const a = express();
   const seen: Seen = { errors: [] };
-  a.post('/token', tokenSec.handshake({ secret: SECRET, terminate: true, payload: TOKEN, ...options }));
-  render(a, seen);
+  const { app: a } = buildHandshakeApp(
+    { secret: SECRET, terminate: true, payload: TOKEN, ...options },
+    { errors: 'code+headers', onError: (err) => seen.errors.push({ code: err.code, status: err.status }) },
+  );
   const server = await listen(a);
   servers.push(server);
   return { origin: server.origin, url: `${server.origin}/token`, seen };

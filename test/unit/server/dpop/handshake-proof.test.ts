@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openResponse } from '../../../../client/crypto.js';
 import { getDpopKey, rotateDpopKey } from '../../../../client/dpop.js';
 import tokenSec, { type ServerHandshakeOptions } from '../../../../src/index.js';
+import { handshakeApp } from '../../../support/handshake.js';
 import { TOKEN, defined, listen, signedHandshake } from '../../../support/helpers.js';
 import { joseProof, proofKey } from '../../../support/proofs.js';
 
@@ -19,13 +20,10 @@ afterAll(() => Promise.all(servers.map((s) => s.close())));
 
 /** An app with express-session and one handshake route; records the jkt each payload call saw and every error. */
 async function app(dpop: ServerHandshakeOptions<express.Request>['dpop'] = {}) {
-  const a = express();
   const seen: { jkt?: string | undefined }[] = [];
   const errors: { code?: string; reason?: string }[] = [];
-  a.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false }));
-  a.post(
-    '/token',
-    tokenSec.handshake({
+  const { app: a } = handshakeApp(
+    {
       secret: SECRET,
       terminate: true,
       dpop,
@@ -33,20 +31,11 @@ async function app(dpop: ServerHandshakeOptions<express.Request>['dpop'] = {}) {
         seen.push({ jkt });
         return TOKEN;
       },
-    }),
-  );
-  a.use(
-    (
-      err: { status?: number; code?: string; reason?: string; headers?: Record<string, string> },
-      _req: express.Request,
-      res: express.Response,
-      _next: express.NextFunction,
-    ) => {
-      errors.push({ code: err.code, reason: err.reason });
-      res
-        .set(err.headers ?? {})
-        .status(err.status ?? 500)
-        .json({ code: err.code });
+    },
+    {
+      session: true,
+      errors: 'code+headers',
+      onError: (err) => errors.push({ code: err.code, reason: (err as { reason?: string }).reason }),
     },
   );
   const server = await listen(a);
@@ -267,8 +256,7 @@ describe('key integrity: an unbound session binds only a key made for it (claim 
 
     const none = await app({ sessionKey: false });
     expect((await post(none.url, (await signedHandshake(none.url, SECRET, { tsb: false })).headers)).status).toBe(200);
-    const plain = express();
-    plain.post('/token', tokenSec.handshake({ secret: SECRET, payload: TOKEN, terminate: true }));
+    const { app: plain } = handshakeApp({ secret: SECRET, payload: TOKEN, terminate: true }, { errors: 'express' });
     const server = await listen(plain);
     servers.push(server);
     const plainUrl = `${server.origin}/token`;
@@ -306,8 +294,7 @@ describe('server nonces on the handshake (dpop.nonce)', () => {
 
 describe("TokenSec-Error on handshake refusals, through Express's default handler", () => {
   it('a 401 and a 403 carry their code in the header', async () => {
-    const a = express();
-    a.post('/token', tokenSec.handshake({ secret: SECRET, terminate: true, payload: TOKEN }));
+    const { app: a } = handshakeApp({ secret: SECRET, terminate: true, payload: TOKEN }, { errors: 'express' });
     const server = await listen(a);
     servers.push(server);
     const url = `${server.origin}/token`;

@@ -9,6 +9,7 @@ import csurf from 'csurf';
 import express from 'express';
 import { afterAll, describe, expect, it } from 'vitest';
 import tokenSec, { handshakeChannel, type HandshakeEvent } from '../../../../src/index.js';
+import { handshakeApp } from '../../../support/handshake.js';
 import { TOKEN, listen, signedHandshake } from '../../../support/helpers.js';
 
 const SECRET = 'observability-secret-0123456789';
@@ -17,11 +18,9 @@ afterAll(() => Promise.all(servers.map((s) => s.close())));
 
 async function app(payload: string | (() => string) = TOKEN, onEvent?: (event: HandshakeEvent) => void) {
   const events: HandshakeEvent[] = [];
-  const a = express();
   // Mounted for every method, so that a GET reaches it (and is refused).
-  a.use(
-    '/token',
-    tokenSec.handshake({
+  const { app: a } = handshakeApp(
+    {
       secret: SECRET,
       terminate: true,
       payload,
@@ -30,10 +29,13 @@ async function app(payload: string | (() => string) = TOKEN, onEvent?: (event: H
         ((event) => {
           events.push(event);
         }),
-    }),
+    },
+    {
+      mount: 'use',
+      errors: 'errorHandler',
+      routes: (app) => app.get('/api/me', tokenSec.dpop({ verifyToken: () => ({ cnf: { jkt: 'x' } }) }), (_req, res) => res.json({})),
+    },
   );
-  a.get('/api/me', tokenSec.dpop({ verifyToken: () => ({ cnf: { jkt: 'x' } }) }), (_req, res) => res.json({}));
-  a.use(tokenSec.errorHandler());
   const server = await listen(a);
   servers.push(server);
   return { origin: server.origin, url: `${server.origin}/token`, events };
