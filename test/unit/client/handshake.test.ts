@@ -1,6 +1,6 @@
 /**
- * Browser-client hardening (the threat-model issue, points 4 to 7), run on Node's Web Crypto and
- * fetch. Each case here failed on the 2.0.0 client.
+ * The browser client's handshake (client/index.ts), run on Node's Web Crypto and fetch: every
+ * failure a TokenSecError with a code, timeout and AbortSignal, what it binds and reads.
  */
 import { parse as parseCookie } from 'cookie';
 import express from 'express';
@@ -43,7 +43,7 @@ const failure = (promise: Promise<unknown>) =>
   );
 
 describe('every failure is a TokenSecError with a code', () => {
-  it.each([null, 42, 'x'])('handshake(%s) → ERR_TOKENSEC_INVALID_OPTIONS (was a TypeError)', async (options) => {
+  it.each([null, 42, 'x'])('handshake(%s) → ERR_TOKENSEC_INVALID_OPTIONS, not a TypeError', async (options) => {
     expect(await failure(handshake(options as never))).toMatchObject({ code: 'ERR_TOKENSEC_INVALID_OPTIONS' });
   });
 
@@ -53,7 +53,7 @@ describe('every failure is a TokenSecError with a code', () => {
     });
   });
 
-  it('a response header of 200 KB → ERR_TOKENSEC_MALFORMED_RESPONSE, refused before decoding (was a RangeError)', async () => {
+  it('a response header of 200 KB → ERR_TOKENSEC_MALFORMED_RESPONSE, refused before decoding (no RangeError)', async () => {
     const keys = await createKeys(crypto.subtle, 'x25519');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/token' };
     const huge = `v3.${'A'.repeat(43)}.${'A'.repeat(16)}.${'A'.repeat(200_000)}`;

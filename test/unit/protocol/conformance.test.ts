@@ -1,5 +1,5 @@
 /**
- * The reference follows docs/PROTOCOL.md 3.1 on the points 3.0 left open or got wrong: the
+ * The reference follows docs/PROTOCOL.md on the points where an implementation could go either way: the
  * challenge on two DPoP header lines, the URL `htu` is compared with for an absolute-form target,
  * empty headers, a header sent twice, an empty payload, the order of the handshake's and of an API
  * call's checks (which code wins), the Authorization syntax (case-insensitive scheme, token68),

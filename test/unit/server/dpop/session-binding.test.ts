@@ -212,7 +212,7 @@ describe('logout and login: the server unbinds', () => {
     if (logout === 'unbind') expect(bindingStore.size()).toBe(1);
   });
 
-  it('without the server step, the same session stays bound: 403 KEY_MISMATCH (what README 3.0 left users with)', async () => {
+  it('without the server step, the same session stays bound: 403 KEY_MISMATCH', async () => {
     const { origin, url } = await app();
     const cookie = await login(origin);
     expect((await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie })).status).toBe(200);

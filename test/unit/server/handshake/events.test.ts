@@ -1,12 +1,8 @@
 /**
  * Observability: one event per handshake (the onEvent option and the `tokensec:handshake`
- * diagnostics channel), with nothing protected in it; and tokenSec.errorHandler(), which answers
- * the stable codes with their status and headers.
+ * diagnostics channel), with nothing protected in it.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import cookieParser from 'cookie-parser';
-import csurf from 'csurf';
-import express from 'express';
 import { afterAll, describe, expect, it } from 'vitest';
 import tokenSec, { handshakeChannel, type HandshakeEvent } from '../../../../src/index.js';
 import { handshakeApp } from '../../../support/handshake.js';
@@ -123,59 +119,5 @@ describe('handshake events', () => {
     expect(() => tokenSec.handshake({ payload: 't', onEvent: 'log' as never })).toThrow(
       /tokenSec\.handshake\(\): option "onEvent" must be a function \(event\) => void, got string\./,
     );
-  });
-});
-
-describe('tokenSec.errorHandler()', () => {
-  it('answers a TokenSec error with its status, code, headers and no-store; 5xx messages stay private', async () => {
-    const { origin, url } = await app(() => {
-      throw new Error('database password is hunter2');
-    });
-    const get = await fetch(url, { headers: { 'x-tokensec-handshake': 'v3.x' } });
-    expect(get.status).toBe(405);
-    expect(get.headers.get('allow')).toBe('POST');
-    expect(get.headers.get('cache-control')).toBe('no-store');
-    expect(await get.json()).toEqual({ code: 'ERR_TOKENSEC_METHOD_NOT_ALLOWED', message: expect.stringContaining('GET') });
-
-    const api = await fetch(`${origin}/api/me`);
-    expect(api.status).toBe(401);
-    expect(api.headers.get('www-authenticate')).toMatch(/^DPoP /);
-    expect(await api.json()).toMatchObject({ code: 'ERR_TOKENSEC_DPOP_INVALID_TOKEN' });
-
-    const { headers } = await signedHandshake(url, SECRET);
-    const failed = await fetch(url, { method: 'POST', headers });
-    expect(failed.status).toBe(500);
-    const body = await failed.text();
-    expect(JSON.parse(body)).toEqual({ code: 'ERR_TOKENSEC_PAYLOAD_FAILED', message: 'Internal error' });
-    expect(body).not.toContain('hunter2');
-  });
-
-  it("answers the CSRF middleware's EBADCSRFTOKEN with 403, and passes any other error on", async () => {
-    const a = express();
-    a.use(cookieParser());
-    a.use(csurf({ cookie: true }));
-    a.post('/form', (_req, res) => res.send('ok'));
-    a.use(tokenSec.errorHandler());
-    const server = await listen(a);
-    servers.push(server);
-    const csrf = await fetch(`${server.origin}/form`, { method: 'POST' });
-    expect(csrf.status).toBe(403);
-    expect(csrf.headers.get('cache-control')).toBe('no-store');
-    expect(await csrf.json()).toMatchObject({ code: 'EBADCSRFTOKEN' });
-    const other = express();
-    other.get('/', () => {
-      throw new Error('not ours');
-    });
-    other.use(tokenSec.errorHandler());
-    other.use((_err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => res.status(599).send('next'));
-    const otherServer = await listen(other);
-    servers.push(otherServer);
-    const passed = await fetch(`${otherServer.origin}/`);
-    expect(passed.status).toBe(599);
-    expect(await passed.text()).toBe('next');
-  });
-
-  it('checks its options', () => {
-    expect(() => tokenSec.errorHandler({ verbose: true } as never)).toThrow(/tokenSec\.errorHandler\(\): unknown option "verbose"/);
   });
 });

@@ -7,9 +7,6 @@ import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openResponse } from '../../../../client/crypto.js';
 import type { handshake } from '../../../../src/index.js';
-import { hkdfSync } from 'node:crypto';
-import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair, hkdfSha256 } from '../../../../src/server/crypto.js';
-import { utf8 } from '../../../../src/protocol/context.js';
 import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
 import { defined } from '../../../support/helpers.js';
 
@@ -85,91 +82,5 @@ describe('nothing leaks', () => {
     expect(await openResponse(crypto.subtle, keys, SECRET, TARGET, sealed)).toBe(PAYLOAD);
     await logged();
     expect(logs).toEqual([]);
-  });
-});
-
-describe('key material does not outlive its use on the server', () => {
-  it('the random pool wipes the bytes it hands out, and refills from the CSPRNG when spent', () => {
-    const pool = new RandomPool(64);
-    const first = pool.take(32);
-    expect(first.some((byte) => byte !== 0)).toBe(true);
-    expect(pool.buffer.subarray(0, 32).every((byte) => byte === 0)).toBe(true);
-    const rest = pool.buffer.subarray(32);
-    expect(rest.some((byte) => byte !== 0)).toBe(true); // not handed out yet
-    const second = pool.take(32);
-    expect(second).toEqual(Buffer.from(second)); // a copy, not a view into the pool
-    expect(pool.buffer.every((byte) => byte === 0)).toBe(true);
-    const third = pool.take(32); // spent: refilled
-    expect(third.equals(first) || third.equals(second)).toBe(false);
-    expect(pool.buffer.subarray(32).some((byte) => byte !== 0)).toBe(true);
-  });
-
-  it('deriving the response key wipes the shared secret; encrypting wipes the key', () => {
-    const server = generateServerKeyPair('x25519');
-    const client = generateServerKeyPair('x25519');
-    const sharedSecret = server.deriveSharedSecret(client.publicKey);
-    expect(sharedSecret.some((byte) => byte !== 0)).toBe(true);
-    const key = deriveResponseKey({
-      request: { algorithm: 'x25519', publicKey: client.publicKey },
-      serverPublicKey: server.publicKey,
-      sharedSecret,
-      secret: SECRET,
-      target: TARGET,
-    });
-    expect(sharedSecret.every((byte) => byte === 0)).toBe(true);
-    expect(key.key.some((byte) => byte !== 0)).toBe(true);
-    expect(encryptPayload(key, PAYLOAD)).toMatch(/^v3\./);
-    expect(key.key.every((byte) => byte === 0)).toBe(true);
-  });
-
-  it('HKDF wipes its PRK and every T(i) block; the output, in a buffer of its own, is RFC 5869 HKDF', () => {
-    const ikm = Buffer.alloc(32, 7);
-    const salt = Buffer.from('salt');
-    const info = Buffer.from('info');
-    for (const length of [32, 42, 82]) {
-      const trace: Uint8Array[] = [];
-      const okm = hkdfSha256(ikm, salt, info, length, trace);
-      expect(okm).toEqual(Buffer.from(hkdfSync('sha256', ikm, salt, info, length)));
-      expect(okm.buffer.byteLength).toBe(length); // its own buffer, not a view of the blocks
-      expect(trace).toHaveLength(1 + Math.ceil(length / 32)); // the PRK and each block
-      for (const buffer of trace) expect(buffer.every((byte) => byte === 0)).toBe(true);
-    }
-  });
-
-  it('deriving the response key wipes the secret bytes, the PRK and the HKDF block: only the key is left', () => {
-    const server = generateServerKeyPair('x25519');
-    const client = generateServerKeyPair('x25519');
-    const sharedSecret = server.deriveSharedSecret(client.publicKey);
-    const trace: Uint8Array[] = [];
-    const key = deriveResponseKey({
-      request: { algorithm: 'x25519', publicKey: client.publicKey },
-      serverPublicKey: server.publicKey,
-      sharedSecret,
-      secret: SECRET,
-      target: TARGET,
-      trace,
-    });
-    expect(trace).toHaveLength(3); // the secret's bytes (HKDF salt), the PRK, T(1)
-    for (const buffer of [sharedSecret, ...trace]) expect(buffer.every((byte) => byte === 0)).toBe(true);
-    expect(key.key.some((byte) => byte !== 0)).toBe(true);
-    expect(
-      Buffer.from(key.key).equals(
-        Buffer.from(hkdfSync('sha256', server.deriveSharedSecret(client.publicKey), utf8(SECRET), key.context, 32)),
-      ),
-    ).toBe(true);
-  });
-
-  it('a payload refused at encryption still wipes the key', () => {
-    const server = generateServerKeyPair('x25519');
-    const client = generateServerKeyPair('x25519');
-    const key = deriveResponseKey({
-      request: { algorithm: 'x25519', publicKey: client.publicKey },
-      serverPublicKey: server.publicKey,
-      sharedSecret: server.deriveSharedSecret(client.publicKey),
-      secret: SECRET,
-      target: TARGET,
-    });
-    expect(() => encryptPayload(key, 'x'.repeat(6145))).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE' }));
-    expect(key.key.every((byte) => byte === 0)).toBe(true);
   });
 });
