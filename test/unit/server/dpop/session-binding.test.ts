@@ -14,6 +14,7 @@ import { createDpopProof, getDpopKey, rotateDpopKey } from '../../../../client/d
 import tokenSec, { type HandshakeDpopOptions } from '../../../../src/index.js';
 import type { AtomicStore } from '../../../../src/server/store.js';
 import { barrier, testMemoryStore } from '../../../support/atomic-stores.js';
+import { handshakeApp } from '../../../support/handshake.js';
 import { TOKEN, listen, signedHandshake } from '../../../support/helpers.js';
 
 const SECRET = 'session-binding-secret-0123';
@@ -30,30 +31,9 @@ interface AppOptions {
 
 /** An app as README shows it: login, a handshake that hands a token to a logged-in user only, logout. */
 async function app({ dpop = {}, cookies = 'express-session', maxAge, logout = 'unbind' }: AppOptions = {}) {
-  const a = express();
-  if (cookies === 'cookie-session') a.use(cookieSession({ name: 'session', keys: ['cookie-session key for tests'] }));
-  else a.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false, cookie: { maxAge } }));
   const bindingStore = dpop.bindingStore;
-  a.post('/login', (req, res) => {
-    (req.session as unknown as { user: string }).user = 'alice';
-    res.json({ ok: true });
-  });
-  a.post('/logout', async (req, res, next) => {
-    try {
-      if (logout === 'regenerate') {
-        await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
-      } else {
-        await tokenSec.unbind(req, bindingStore ? { store: bindingStore } : {});
-        delete (req.session as unknown as { user?: string }).user;
-      }
-      res.json({ ok: true });
-    } catch (error) {
-      next(error);
-    }
-  });
-  a.post(
-    '/token',
-    tokenSec.handshake({
+  const { app: a } = handshakeApp(
+    {
       secret: SECRET,
       terminate: true,
       dpop,
@@ -61,9 +41,32 @@ async function app({ dpop = {}, cookies = 'express-session', maxAge, logout = 'u
         if (!(req.session as unknown as { user?: string } | undefined)?.user) throw new Error('not logged in');
         return TOKEN;
       },
-    }),
+    },
+    {
+      errors: 'errorHandler',
+      before: (a) => {
+        if (cookies === 'cookie-session') a.use(cookieSession({ name: 'session', keys: ['cookie-session key for tests'] }));
+        else a.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false, cookie: { maxAge } }));
+        a.post('/login', (req, res) => {
+          (req.session as unknown as { user: string }).user = 'alice';
+          res.json({ ok: true });
+        });
+        a.post('/logout', async (req, res, next) => {
+          try {
+            if (logout === 'regenerate') {
+              await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+            } else {
+              await tokenSec.unbind(req, bindingStore ? { store: bindingStore } : {});
+              delete (req.session as unknown as { user?: string }).user;
+            }
+            res.json({ ok: true });
+          } catch (error) {
+            next(error);
+          }
+        });
+      },
+    },
   );
-  a.use(tokenSec.errorHandler());
   const server = await listen(a);
   servers.push(server);
   return { origin: server.origin, url: `${server.origin}/token` };
@@ -242,9 +245,7 @@ describe('binding needs a server-side session', () => {
   });
 
   it('no session middleware at all: nothing to bind to, the handshake is answered as before', async () => {
-    const a = express();
-    a.post('/token', tokenSec.handshake({ secret: SECRET, terminate: true, payload: TOKEN }));
-    a.use(tokenSec.errorHandler());
+    const { app: a } = handshakeApp({ secret: SECRET, terminate: true, payload: TOKEN }, { errors: 'errorHandler' });
     const server = await listen(a);
     servers.push(server);
     const url = `${server.origin}/token`;
