@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 
@@ -174,7 +174,7 @@ function map(oldPath, newPath, outPath) {
   const lines = [
     `# Where each test went`,
     '',
-    `Made by \`node scripts/test-map.mjs map ${relative(process.cwd(), oldPath)} ${relative(process.cwd(), newPath)}\`.`,
+    `Made by \`node scripts/test-map.mjs map ${oldPath} ${newPath}\`.`,
     '',
     `| | before | now |`,
     `| --- | ---: | ---: |`,
