@@ -49,7 +49,7 @@ export function handshakeApp(
   if (setup.session) app.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false }));
   setup.before?.(app);
   for (const path of Array.isArray(setup.path) ? setup.path : [setup.path ?? '/token']) {
-    const handlers: RequestHandler[] = [tokenSec.handshake<express.Request>(options) as RequestHandler];
+    const handlers: RequestHandler[] = [tokenSec.handshake<express.Request>(options)];
     if (setup.after) handlers.push(setup.after);
     if (setup.mount === 'use') app.use(path, ...handlers);
     else app[setup.mount ?? 'post'](path, ...handlers);
@@ -64,7 +64,7 @@ export function handshakeApp(
   if (render === 'errorHandler') app.use(tokenSec.errorHandler());
   else if (render !== 'express') {
     app.use((err: TokenSecError, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-      if (render === 'code+headers') res.set((err as { headers?: Record<string, string> }).headers ?? {});
+      if (render === 'code+headers') res.set(err.headers ?? {});
       res.status(err.status ?? 500).json({ code: err.code });
     });
   }
