@@ -24,7 +24,12 @@ const ROOT = resolve(new URL('..', import.meta.url).pathname);
 /** Where each test file went (issue 22: tests mirror src/ and client/). A file split over several lists each. */
 export const MOVED = {
   'test/unit/handshake.test.ts': ['test/unit/server/handshake/middleware.test.ts'],
-  'test/unit/hardening.test.ts': ['test/unit/server/handshake/hardening.test.ts', 'test/unit/server/handshake/deadline.test.ts'],
+  'test/unit/hardening.test.ts': [
+    'test/unit/server/handshake/hardening.test.ts',
+    'test/unit/server/handshake/deadline.test.ts',
+    'test/unit/server/handshake/no-store.test.ts',
+    'test/unit/server/request-target.test.ts',
+  ],
   'test/unit/steps.test.ts': ['test/unit/server/handshake/steps.test.ts'],
   'test/unit/observability.test.ts': ['test/unit/server/handshake/events.test.ts', 'test/unit/server/error-handler.test.ts'],
   'test/unit/options.test.ts': ['test/unit/server/handshake/options.test.ts'],

@@ -1,5 +1,5 @@
 /**
- * The server's crypto primitives (src/server/crypto.ts): HKDF and key agreement against the RFCs,
+ * The server's crypto primitives: HKDF and key agreement against the RFCs,
  * and key material wiped once used.
  */
 import { hkdfSync } from 'node:crypto';

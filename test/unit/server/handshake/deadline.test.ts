@@ -1,5 +1,5 @@
 /**
- * The handshake's deadline (src/server/deadline.ts): one timeout over the app's secret and payload
+ * The handshake's deadline: one timeout over the app's secret and payload
  * functions, an AbortSignal that fires on timeout or when the client disconnects, made only when an
  * app function waits.
  */
