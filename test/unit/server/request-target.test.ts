@@ -1,6 +1,6 @@
 /**
- * The request target the handshake binds: a path over 65,535 bytes
- * refused, an absolute-form target bound by its path.
+ * The request target the handshake binds: a path over 65,535 bytes refused, an absolute-form
+ * target bound by its path.
  */
 import { createServer } from 'node:http';
 import express from 'express';
