@@ -1,6 +1,6 @@
 /**
- * The handshake's answer is never cached: `Cache-Control: no-store`
- * stays when a later handler sets caching headers.
+ * The handshake's answer is never cached: `Cache-Control: no-store` stays when a later handler sets
+ * caching headers.
  */
 import express from 'express';
 import request from 'supertest';
