@@ -29,7 +29,7 @@ export const MAX_PAYLOAD_BYTES = 6144;
 /**
  * The longest response value (header and body forms joined): P-256 key, IV, and the largest
  * payload with its tag: `v3...` + 87 + 16 + ⌈(6144 + 16) × 4 / 3⌉. The client refuses longer values
- * before decoding them. A literal, so the browser bundle does not compute it (test/unit/wire.test.ts
+ * before decoding them. A literal, so the browser bundle does not compute it (test/unit/protocol/wire.test.ts
  * checks it against that sum).
  */
 export const MAX_RESPONSE_LENGTH = 8322;

@@ -2,7 +2,7 @@
  * Device Bound Session Credentials in Debian's Chromium (156 here), with the flags of
  * ../shared/dbsc.md (software keys, no refresh quota), over HTTPS with a pinned self-signed
  * certificate. The app is README's DBSC block (test/browser/fixtures/dbsc/app.mts, compared with
- * README by test/unit/dbsc-docs.test.ts). Every request the server sees is logged with its status
+ * README by test/unit/docs/dbsc.test.ts). Every request the server sees is logged with its status
  * and TokenSec-Error code, and the assertions read that log.
  */
 import { createServer, request, type Server } from 'node:https';

@@ -19,7 +19,7 @@ import { launchChromium } from '../support/chromium.js';
 import { engines, launch, type EngineBrowser, type EngineContext, type EnginePage } from '../support/engines.js';
 import { dbscChromiumFlags, watchDbscEvents } from '../support/dbsc.js';
 import type { Page } from 'playwright-core';
-import { freePort } from '../support/redis.js';
+import { freePort } from '../support/net.js';
 
 let server: Server;
 let origin: string;

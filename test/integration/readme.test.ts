@@ -24,7 +24,7 @@ import {
   where,
   type ReadmeServer,
 } from '../support/readme.js';
-import { freePort } from '../support/redis.js';
+import { freePort } from '../support/net.js';
 
 /** "https://app.example": the reader's pages and the client script, from another origin than the API, under a CSP. */
 async function servePages(dir: string, port: number, csp: string) {

@@ -21,11 +21,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import type { Browser as PlaywrightBrowser } from 'playwright-core';
 import { firefox } from 'playwright-core-164';
 import { Builder, By, type WebDriver } from 'selenium-webdriver';
 import { launchChromium } from './chromium.js';
+import { freePort } from './net.js';
 
 export type Engine = 'Chromium' | 'Firefox' | 'WebKit';
 const ALL: Engine[] = ['Chromium', 'Firefox', 'WebKit'];
@@ -128,18 +128,6 @@ function playwrightBrowser(engine: Engine, browser: PlaywrightBrowser): EngineBr
 
 // ---------------------------------------------------------------------------------------------
 // WebKit
-
-/** A TCP port free on 127.0.0.1 right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Rejects with `message` when `promise` has not settled within `ms`. */
 function within<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -113,18 +113,12 @@ export async function signedHandshake(
   secret: string,
   options: { method?: string; algorithm?: 'x25519' | 'p256'; dpop?: boolean; tsb?: boolean; nonce?: string } = {},
 ) {
-  const { createKeys, requestHeader } = await import('../../client/crypto.js');
+  const { handshakeHeader } = await import('./handshake.js');
   const { createDpopProof, getDpopKey, madeHere } = await import('../../client/dpop.js');
   const method = options.method ?? 'POST';
   const key = options.dpop === false ? undefined : await getDpopKey();
-  const target = {
-    header: 'x-tokensec-handshake',
-    method,
-    path: new URL(url).pathname,
-    jkt: key && new Uint8Array(Buffer.from(key.thumbprint, 'base64url')),
-  };
-  const keys = await createKeys(crypto.subtle, options.algorithm);
-  const value = await requestHeader(crypto.subtle, keys, secret, target);
+  const jkt = key && new Uint8Array(Buffer.from(key.thumbprint, 'base64url'));
+  const { keys, target, value } = await handshakeHeader(secret, { method, path: new URL(url).pathname, algorithm: options.algorithm, jkt });
   const headers: Record<string, string> = { 'x-tokensec-handshake': value };
   if (!key) return { keys, target, value, proof: undefined, jkt: undefined, headers };
   const tsh = createHash('sha256').update(value).digest('base64url');

@@ -1,0 +1,123 @@
+/**
+ * The handshake's deadline: one timeout over the app's secret and payload
+ * functions, an AbortSignal that fires on timeout or when the client disconnects, made only when an
+ * app function waits.
+ */
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import express from 'express';
+import request from 'supertest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import tokenSec from '../../../../src/index.js';
+import { HandshakeDeadline } from '../../../../src/server/deadline.js';
+import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
+import { TOKEN, listen } from '../../../support/helpers.js';
+
+const SECRET = 'hardening-secret-0123456789';
+
+const header = (secret: string, method = 'POST', path = '/token') => handshakeHeader(secret, { method, path, algorithm: 'x25519' });
+
+function app(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: express.RequestHandler) {
+  const { app: a, errors: seen } = handshakeApp(
+    { payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options },
+    { mount: 'all', after: after ?? ((_req, res) => res.json({ next: true })) },
+  );
+  return { app: a, seen };
+}
+
+const servers: { close(): Promise<void> }[] = [];
+afterAll(() => Promise.all(servers.map((s) => s.close())));
+
+describe('deadline and cancellation', () => {
+  it('the timeout covers the secret function: one that never settles → 503 ERR_TOKENSEC_TIMEOUT', async () => {
+    const { app: a } = app({ secret: () => new Promise<string>(() => {}), timeout: 50 });
+    await request(a)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(SECRET)).value)
+      .expect(503, { code: 'ERR_TOKENSEC_TIMEOUT' });
+  });
+
+  it('the payload function gets an AbortSignal that fires on timeout', async () => {
+    let signal: AbortSignal | undefined;
+    const { app: a } = app({
+      timeout: 50,
+      payload: (_req, _res, context) => {
+        signal = context.signal;
+        return new Promise<string>(() => {});
+      },
+    });
+    await request(a)
+      .post('/token')
+      .set('x-tokensec-handshake', (await header(SECRET)).value)
+      .expect(503);
+    expect(signal?.aborted).toBe(true);
+    expect(signal?.reason).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT' });
+  });
+
+  it('the payload function gets an AbortSignal that fires when the client disconnects', async () => {
+    let resolveAborted: (reason: unknown) => void = () => {};
+    const aborted = new Promise((resolve) => (resolveAborted = resolve));
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const { app: a } = app({
+      payload: (_req, _res, { signal }) => {
+        signal.addEventListener('abort', () => resolveAborted(signal.reason));
+        started();
+        return new Promise<string>(() => {});
+      },
+    });
+    const server = await listen(a);
+    servers.push(server);
+    const controller = new AbortController();
+    const pending = fetch(`${server.origin}/token`, {
+      method: 'POST',
+      headers: { 'x-tokensec-handshake': (await header(SECRET)).value },
+      signal: controller.signal,
+    });
+    await running;
+    controller.abort();
+    await expect(pending).rejects.toThrow();
+    expect(await aborted).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+  });
+});
+
+describe('the deadline, made only when an app function waits', () => {
+  const response = () => new ServerResponse(new IncomingMessage(new Socket()));
+  const never = () => new Promise<string>(() => {});
+
+  it('counts from the first app function, even one that returned at once', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const deadline = new HandshakeDeadline(response(), 50);
+      expect(deadline.call(() => 'secret')).toBe('secret');
+      vi.advanceTimersByTime(30);
+      let outcome: unknown;
+      Promise.resolve(deadline.call(never)).catch((error: unknown) => (outcome = error));
+      await vi.advanceTimersByTimeAsync(19);
+      expect(outcome).toBeUndefined();
+      await vi.advanceTimersByTimeAsync(1); // 50 ms after the first call, not after this one
+      expect(outcome).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT', status: 503 });
+      deadline.dispose();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a client gone before the first waiting function: its signal is already aborted', async () => {
+    const res = response();
+    res.destroy();
+    const deadline = new HandshakeDeadline(res, 10_000);
+    await expect(deadline.call(never)).rejects.toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+    expect(deadline.signal.reason).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+    deadline.dispose();
+  });
+
+  it('a synchronous throw comes back synchronously', () => {
+    const deadline = new HandshakeDeadline(response(), 50);
+    expect(() =>
+      deadline.call(() => {
+        throw new Error('db down');
+      }),
+    ).toThrow('db down');
+  });
+});
