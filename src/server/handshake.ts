@@ -116,11 +116,17 @@ function csrfTokenOf(req: HandshakeRequestLike): string {
       500,
     );
   }
-  const body = typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, unknown>) : {};
-  const query = new URLSearchParams(/\?([^#]*)/.exec(req.url ?? '')?.[1] ?? '');
-  const found = [body._csrf, ...query.getAll('_csrf'), ...CSRF_TOKEN_HEADERS.map((name) => req.headers[name])].filter(
-    (value) => value !== undefined,
-  );
+  const found: unknown[] = [];
+  const body = typeof req.body === 'object' && req.body !== null ? (req.body as Record<string, unknown>) : undefined;
+  if (body?._csrf !== undefined) found.push(body._csrf);
+  // The query is parsed only when it may name _csrf (URLSearchParams measured ~20 µs under load);
+  // with a %, it may name it percent-encoded.
+  const query = /\?([^#]*)/.exec(req.url ?? '')?.[1];
+  if (query !== undefined && (query.includes('_csrf') || query.includes('%'))) found.push(...new URLSearchParams(query).getAll('_csrf'));
+  for (const name of CSRF_TOKEN_HEADERS) {
+    const value = req.headers[name];
+    if (value !== undefined) found.push(value);
+  }
   const [token] = found;
   if (token === undefined) throw secretRefused('no-secret');
   if (found.some((value) => value !== token) || typeof token !== 'string') throw secretRefused('ambiguous-csrf-token');
