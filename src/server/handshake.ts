@@ -8,7 +8,8 @@
  *
  * verifyBinding, keyAgreement (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
  * of crypto.ts. With `workers`, keyAgreement runs on a worker thread, and so does encryptPayload
- * when the payload is a string option (agreeAndSealValue). Requests without the handshake header pass straight through. Every failure is a TokenSecError with `status` and a
+ * when the payload is a string option (agreeAndSealValue); so does the proof's signature check
+ * (pooledHandshakeProof), between its header check and its claims check, as inline. Requests without the handshake header pass straight through. Every failure is a TokenSecError with `status` and a
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
 import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
