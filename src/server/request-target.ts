@@ -31,7 +31,8 @@ const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 
 export function readRequestTarget(req: TargetSource): RequestTargetParts {
   let target = req.originalUrl ?? req.url ?? '/';
-  const authority = ABSOLUTE_FORM.exec(target);
+  // Origin-form (`/...`), nearly every request, cannot be absolute-form: no regex for it.
+  const authority = target.charCodeAt(0) === 0x2f ? null : ABSOLUTE_FORM.exec(target);
   if (authority) target = target.slice(authority[0].length);
   const end = target.search(/[?#]/);
   const path = end === -1 ? target : target.slice(0, end);
