@@ -409,3 +409,15 @@ describe('the CSRF token is read from the query only when the query may name it'
     }
   });
 });
+
+describe('a cached header cannot be changed through a result', () => {
+  it('the jwk returned is frozen, so a caller cannot alter what the next proof of that key gets', async () => {
+    headerCacheForTests.clear();
+    const key = await proofKey('ES256');
+    const first = checkDpopProof(await joseProof(key, { htm: 'GET', htu: URL_ }), { method: 'GET', url: URL_ }, options());
+    expect(Object.isFrozen(first.jwk)).toBe(true);
+    expect(() => Object.assign(first.jwk, { x: 'changed' })).toThrow(TypeError);
+    const second = checkDpopProof(await joseProof(key, { htm: 'GET', htu: URL_ }), { method: 'GET', url: URL_ }, options());
+    expect(second.jwk).toEqual({ kty: 'EC', crv: 'P-256', x: key.jwk.x, y: key.jwk.y });
+  });
+});

@@ -207,7 +207,8 @@ export function checkProofHeader(encodedHeader: string, algorithms: readonly Dpo
   } catch {
     key = undefined;
   }
-  const accepted: AcceptedHeader = { alg: alg as DpopAlgorithm, jwk, jkt, key };
+  // Frozen: every later proof of this key returns this same jwk object.
+  const accepted: AcceptedHeader = { alg: alg as DpopAlgorithm, jwk: Object.freeze(jwk), jkt, key };
   if (key !== undefined && encodedHeader.length <= MAX_CACHED_HEADER) {
     if (headerCache.size >= HEADER_CACHE_SIZE) {
       const oldest = headerCache.keys().next().value;
