@@ -43,7 +43,10 @@ const fail = (res, status, code) => res.status(status).json({ code });
 // A user logs in: a session, and the CSRF token the page would get.
 const login = (req, res) => {
   req.session.user = 'bench';
-  res.json({ csrfToken: generateToken(req) });
+  // The page's initialize() (mounted app-wide in the README) hands the token over in its cookie,
+  // which every later request carries back, as a browser's would.
+  req.csrfToken = () => generateToken(req);
+  initialize(req, res, () => res.json({ csrfToken: generateToken(req) }));
 };
 app.post('/login', sessions, login);
 // The bench mints the API calls' access tokens (bound to the proof key) through the app's key.

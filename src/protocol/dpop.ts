@@ -131,12 +131,15 @@ export function normalizeHtu(uri: string): string | undefined {
 
 export const encodeJson = (value: unknown, codec: Base64urlCodec = portableBase64url): string => codec.encode(utf8(JSON.stringify(value)));
 
+/** Strict UTF-8, made on first use (so bundles that never decode drop it); decode() without `stream` keeps no state. */
+let strictUtf8: { decode(bytes: Uint8Array): string } | undefined;
+
 /** A JWS part decoded as a JSON object, or undefined (not canonical base64url, not UTF-8, not JSON, not an object). */
 export function decodeJsonObject(text: string, codec: Base64urlCodec = portableBase64url): Record<string, unknown> | undefined {
   const bytes = decodeBase64url(text, codec);
   if (!bytes) return undefined;
   try {
-    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
+    const value: unknown = JSON.parse((strictUtf8 ??= new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })).decode(bytes));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

@@ -6,6 +6,8 @@
 import type { RequestTarget } from '../protocol/context.js';
 import { PUBLIC_KEY_LENGTH, type Algorithm } from '../protocol/wire.js';
 import { deriveResponseKey, encryptPayload, generateServerKeyPair, importServerKeyPair, type ResponseKey } from './crypto.js';
+import type { DpopAlgorithm, PublicJwk } from '../protocol/dpop.js';
+import { proofSignatureProblem } from './dpop/verify.js';
 
 export interface AgreeInput {
   algorithm: Algorithm;
@@ -28,8 +30,8 @@ export function agree({ algorithm, publicKey, publicKeyBase64url, serverPrivateK
 }
 
 export interface DeriveInput extends AgreeInput {
-  /** The secret the binding was checked with; it salts HKDF. */
-  secret: string;
+  /** The secret the binding was checked with; it salts HKDF. As UTF-8 bytes (inline only), the caller's to wipe. */
+  secret: string | Uint8Array;
   target: RequestTarget;
 }
 
@@ -76,10 +78,29 @@ export function unpackResponseKey(packed: Uint8Array, algorithm: Algorithm): Res
   };
 }
 
-/** A job for a worker thread, and what it answers. */
-export type CryptoJob = { kind: 'derive'; input: DeriveInput } | { kind: 'seal'; input: AgreeAndSealInput };
-export type CryptoJobResult<J extends CryptoJob> = J extends { kind: 'derive' } ? ResponseKey : string;
+/** A DPoP proof's signature to check: its key (whose header the main thread accepted) and what was signed. */
+export interface ProofSignatureInput {
+  alg: DpopAlgorithm;
+  jwk: PublicJwk;
+  jkt: string;
+  signingInput: string;
+  encodedSignature: string;
+}
 
-export function runCryptoJob(job: CryptoJob): ResponseKey | string {
+/** Whether a proof's signature verifies, exactly as checkDpopProof checks it (verify.ts). */
+export const proofSignatureValid = (input: ProofSignatureInput): boolean =>
+  proofSignatureProblem(input.alg, input.jwk, input.jkt, input.signingInput, input.encodedSignature) === undefined;
+
+/** A job for a worker thread, and what it answers. */
+export type CryptoJob =
+  { kind: 'derive'; input: DeriveInput } | { kind: 'seal'; input: AgreeAndSealInput } | { kind: 'proof'; input: ProofSignatureInput };
+export type CryptoJobResult<J extends CryptoJob> = J extends { kind: 'derive' }
+  ? ResponseKey
+  : J extends { kind: 'proof' }
+    ? boolean
+    : string;
+
+export function runCryptoJob(job: CryptoJob): ResponseKey | string | boolean {
+  if (job.kind === 'proof') return proofSignatureValid(job.input);
   return job.kind === 'derive' ? agreeAndDerive(job.input) : agreeAndSeal(job.input);
 }

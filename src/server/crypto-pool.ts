@@ -1,7 +1,8 @@
 /**
  * Worker threads for `handshake({ workers })`: each runs src/server/crypto-worker.ts, which runs
- * the jobs of crypto-jobs.ts (key pair, ECDH and HKDF, and the encryption too when the payload is
- * a string option), the ~90% of a handshake's crypto that would otherwise hold the main thread.
+ * the jobs of crypto-jobs.ts (the DPoP proof's signature; key pair, ECDH and HKDF; and the
+ * encryption too when the payload is a string option), the crypto that would otherwise hold the
+ * main thread.
  */
 import { Worker } from 'node:worker_threads';
 import { TokenSecError, type TokenSecErrorCode } from '../protocol/errors.js';
@@ -10,8 +11,8 @@ import { runCryptoJob, unpackResponseKey, type CryptoJob, type CryptoJobResult }
 /** Worker to main thread: per job, its result or the TokenSecError it threw. */
 export type CryptoJobAnswer = [
   id: number,
-  /** The sealed response value, or the response key packed (packResponseKey). */
-  result: string | Uint8Array | undefined,
+  /** The sealed response value, the response key packed (packResponseKey), or whether a proof's signature verifies. */
+  result: string | Uint8Array | boolean | undefined,
   error: { code: TokenSecErrorCode; message: string; status: number } | undefined,
 ];
 
@@ -90,8 +91,8 @@ export function createCryptoPool(size: number): CryptoPool {
           continue;
         }
         entry.inFlight.delete(id);
-        if (typeof result === 'string') pending.resolve(result);
-        else if (result) pending.resolve(unpackResponseKey(result, pending.job.input.algorithm));
+        if (typeof result === 'string' || typeof result === 'boolean') pending.resolve(result);
+        else if (result && pending.job.kind !== 'proof') pending.resolve(unpackResponseKey(result, pending.job.input.algorithm));
         else if (error) pending.reject(new TokenSecError(error.code, error.message, error.status));
         else runInline(pending);
       }

@@ -13,7 +13,7 @@ parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
   const answers = jobs.map(([id, job]): CryptoJobAnswer => {
     try {
       const result = runCryptoJob(job);
-      if (typeof result === 'string') return [id, result, undefined];
+      if (typeof result === 'string' || typeof result === 'boolean') return [id, result, undefined];
       const packed = packResponseKey(result);
       moved.push(packed.buffer as ArrayBuffer);
       return [id, packed, undefined];

@@ -154,11 +154,15 @@ export function importServerKeyPair(algorithm: Algorithm, rawPrivateKey: Uint8Ar
   return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(rawPrivateKey)) : p256KeyPair(rawPrivateKey);
 }
 
-/** Checks the request's binding: proof that the client holds the same secret. Throws 403. */
-export function verifyBinding(request: HandshakeRequest, secret: string, target: RequestTarget): void {
-  const key = utf8(secret);
+/**
+ * Checks the request's binding: proof that the client holds the same secret. Throws 403. The
+ * secret as UTF-8 bytes is the caller's (a handshake encodes it once for the binding and HKDF) and
+ * left as it is; as a string, its bytes are made and wiped here.
+ */
+export function verifyBinding(request: HandshakeRequest, secret: string | Uint8Array, target: RequestTarget): void {
+  const key = typeof secret === 'string' ? utf8(secret) : secret;
   const expected = hmacSha256(key, bindingInput(request.algorithm, request.publicKey, target));
-  key.fill(0);
+  if (key !== secret) key.fill(0);
   let equal: boolean;
   try {
     equal = timingSafeEqual(expected, request.binding);
@@ -182,8 +186,8 @@ export interface KeyInput {
   serverPublicKey: Uint8Array;
   /** ECDH(server private key, client public key), computed first so a bad key is refused early. */
   sharedSecret: Uint8Array;
-  /** The secret the binding was checked with; it salts HKDF. */
-  secret: string;
+  /** The secret the binding was checked with; it salts HKDF. As UTF-8 bytes, the caller's to wipe. */
+  secret: string | Uint8Array;
   target: RequestTarget;
   /** For the test that checks the wiping: receives each intermediate buffer of the derivation. */
   trace?: Uint8Array[] | undefined;
@@ -205,13 +209,13 @@ export interface ResponseKey {
  */
 export function deriveResponseKey({ request, serverPublicKey, sharedSecret, secret, target, trace }: KeyInput): ResponseKey {
   const context = keyContext(request.algorithm, request.publicKey, serverPublicKey, target);
-  const salt = utf8(secret);
+  const salt = typeof secret === 'string' ? utf8(secret) : secret;
   trace?.push(salt);
   try {
     return { serverPublicKey, key: hkdfSha256(sharedSecret, salt, context, 32, trace), context };
   } finally {
     sharedSecret.fill(0);
-    salt.fill(0);
+    if (salt !== secret) salt.fill(0);
   }
 }
 

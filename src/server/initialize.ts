@@ -108,10 +108,31 @@ export function initialize<Req extends InitializeRequest = InitializeRequest, Re
 
   return function tokenSecInitialize(req, res, next) {
     if (settings && typeof req.csrfToken === 'function') {
-      const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket).encrypted === true;
-      csrfCookieNames.set(res, settings.name);
-      appendSetCookie(res, `${settings.name}=${encodeURIComponent(req.csrfToken())}${settings.fixed}${secure ? '; Secure' : ''}`);
+      const value = encodeURIComponent(req.csrfToken());
+      // The browser already holds this very cookie (a session cookie, no expiry to refresh): the
+      // 256-character header would change nothing. A missing, changed or duplicated one is set.
+      if (!holdsCookie(req.headers.cookie, settings.name, value)) {
+        const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket).encrypted === true;
+        csrfCookieNames.set(res, settings.name);
+        appendSetCookie(res, `${settings.name}=${value}${settings.fixed}${secure ? '; Secure' : ''}`);
+      }
     }
     next();
   };
+}
+
+/**
+ * Whether the request's Cookie header carries `name` with exactly `value`, and no other cookie of
+ * that name (one of another path or domain would leave the client reading either).
+ */
+export function holdsCookie(header: string | undefined, name: string, value: string): boolean {
+  if (header === undefined || !header.includes(value)) return false;
+  let found = false;
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq === -1 || pair.slice(0, eq).trim() !== name) continue;
+    if (pair.slice(eq + 1).trim() !== value) return false;
+    found = true;
+  }
+  return found;
 }

@@ -13,7 +13,7 @@ import { refresh } from './refresh.js';
 import { register } from './registration.js';
 import { requestRegistration, type RegistrationRequestOptions } from './request-registration.js';
 import { checkBoundSession, requireBoundSession } from './require-bound-session.js';
-import { requestPath } from '../request-path.js';
+import { readRequestTarget } from '../request-target.js';
 
 export type { DbscBinding, DbscOptions, DbscSessionStore } from './options.js';
 export type { RegistrationRequestOptions } from './request-registration.js';
@@ -53,7 +53,7 @@ export function dbsc<Req extends IncomingMessage = IncomingMessage>(options: Dbs
   };
   return {
     middleware(req, res, next) {
-      const path = requestPath(req);
+      const path = readRequestTarget(req).path;
       if (path === resolved.registrationPath) return handle((q, s) => register(resolved, q, s), req, res, next);
       if (path === resolved.refreshPath) return handle((q, s) => refresh(resolved, q, s), req, res, next);
       if (resolved.handshake) markForHandshake(req, () => checkBoundSession(resolved, req));

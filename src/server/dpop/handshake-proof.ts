@@ -8,10 +8,21 @@ import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { defaultBindingStore } from '../memory-store.js';
 import { checkBoolean, checkInteger, checkOptions, optionError } from '../options.js';
 import { callStore, type AtomicStore } from '../store.js';
-import { resolveUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
+import { resolveUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike, type TargetOf } from './middleware.js';
 import type { NonceOptions } from './nonce.js';
+import type { RequestTargetParts } from '../request-target.js';
 import type { ReplayStore } from './replay-store.js';
-import { checkDpopProof, readProofHeader, recordProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
+import {
+  badSignature,
+  checkProofClaims,
+  checkProofSignature,
+  readProofHeader,
+  recordProof,
+  splitProof,
+  type DpopVerifyOptions,
+  type SplitProof,
+  type VerifiedProof,
+} from './verify.js';
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -108,7 +119,8 @@ export interface ResolvedHandshakeDpop<Req> {
   required: boolean;
   verify: DpopVerifyOptions;
   binding: Binding<Req> | undefined;
-  url: (req: Req, htu: unknown) => string;
+  /** The URL the proof's htu must name, normalised. */
+  url: TargetOf<Req>;
 }
 
 const KNOWN = [
@@ -241,7 +253,7 @@ export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDp
         : sessionKey === undefined
           ? sessionBinding<Req>((bindingStore as AtomicStore | undefined) ?? defaultBindingStore, timeout)
           : hookBinding(sessionKey as SessionKeyStore<Req>, timeout),
-    url: resolveUrl('handshake', given, 'dpop.') as (req: Req, htu: unknown) => string,
+    url: resolveUrl('handshake', given, 'dpop.') as TargetOf<Req>,
   };
 }
 
@@ -255,17 +267,53 @@ export function handshakeProof<Req extends DpopRequestLike>(
   header: string,
   method: string,
   dpop: ResolvedHandshakeDpop<Req>,
+  parts?: RequestTargetParts,
 ): VerifiedProof | undefined {
+  const split = splitHandshakeProof(req, dpop);
+  if (!split) return undefined;
+  try {
+    checkProofSignature(split.header, split.signingInput, split.encodedSignature);
+  } catch (error) {
+    throw withChallenge(error, dpop.verify);
+  }
+  return handshakeProofClaims(req, split, header, method, dpop, parts);
+}
+
+/**
+ * handshakeProof's first part: the request's proof, split, its header accepted; undefined when
+ * none came and none is required. With `workers`, the signature is then checked on a worker
+ * (handshake.ts) before handshakeProofClaims.
+ */
+export function splitHandshakeProof<Req extends DpopRequestLike>(req: Req, dpop: ResolvedHandshakeDpop<Req>): SplitProof | undefined {
   try {
     // Inside the try: two DPoP header lines are a refusal that carries the challenge too.
     const proof = readProofHeader(req);
     if (proof === undefined && !dpop.required) return undefined;
-    return checkDpopProof(proof, { method, url: (htu) => dpop.url(req, htu), handshake: header }, dpop.verify);
+    return splitProof(proof, dpop.verify);
   } catch (error) {
     // A 401 carries its challenge (RFC 9110 §15.5.2), here as on API routes.
     throw withChallenge(error, dpop.verify);
   }
 }
+
+/** handshakeProof's last part, once the signature verified: the claims, against this request and handshake header. */
+export function handshakeProofClaims<Req extends DpopRequestLike>(
+  req: Req,
+  split: SplitProof,
+  header: string,
+  method: string,
+  dpop: ResolvedHandshakeDpop<Req>,
+  parts?: RequestTargetParts,
+): VerifiedProof {
+  try {
+    return checkProofClaims(split, { method, target: (htu) => dpop.url(req, htu, parts), handshake: header }, dpop.verify);
+  } catch (error) {
+    throw withChallenge(error, dpop.verify);
+  }
+}
+
+/** A signature a worker found bad: the refusal, with its challenge, that handshakeProof gives. */
+export const badProofSignature = <Req>(dpop: ResolvedHandshakeDpop<Req>): unknown => withChallenge(badSignature(), dpop.verify);
 
 /** Refuses a proof used before; records this one. Run once the binding has shown the client holds the secret. */
 export function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop: ResolvedHandshakeDpop<Req>): Promise<void> | undefined {

@@ -11,8 +11,8 @@ import { DPOP_ALGORITHMS, DPOP_NONCE_HEADER, acceptedAlgorithms, type DpopAlgori
 import { TokenSecError } from '../../protocol/errors.js';
 import { checkInteger, checkOptions, describe, optionError, type Middleware } from '../options.js';
 import { withErrorHeader } from '../error-handler.js';
-import type { HandshakeRequestLike } from '../handshake-options.js';
-import { absoluteFormOrigin, requestPath } from '../request-path.js';
+import { namedOrigin, readRequestTarget, targetUrl, type RequestTargetParts } from '../request-target.js';
+import { normalizeHtu } from '../../protocol/dpop.js';
 import { nonceSource, type NonceOptions } from './nonce.js';
 import { asAtomicStore, defaultStore, type ReplayStore } from './replay-store.js';
 import { checkDpopProof, dpopError, readProofHeader, recordProof, type DpopErrorName, type DpopVerifyOptions } from './verify.js';
@@ -164,15 +164,18 @@ function checkOrigin(fn: string, name: string, value: unknown): string {
 }
 
 /**
+ * The URL a proof's `htu` must name, normalised (normalizeHtu), or undefined when the request has
+ * no absolute http(s) URL. `parts`: the request target when the caller has read it already.
+ */
+export type TargetOf<Req> = (req: Req, htu: unknown, parts?: RequestTargetParts) => string | undefined;
+
+/**
  * How the URL the proof's `htu` must name is found, from the `url` and `origin` options: `url` (a
  * function of the request) wins; `origin` + the request path; else the request's own protocol and
- * Host, with one warning per process when NODE_ENV is production.
+ * Host, with one warning per process when NODE_ENV is production. Returns it normalised: from
+ * `origin` or Host, without a URL parse when the path is plain (request-target.ts).
  */
-export function resolveUrl<Req extends DpopRequestLike>(
-  fn: string,
-  given: Partial<Record<string, unknown>>,
-  prefix = '',
-): (req: Req, htu: unknown) => string {
+export function resolveUrl<Req extends DpopRequestLike>(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): TargetOf<Req> {
   const { url, origin } = given;
   if (url !== undefined && typeof url !== 'function')
     throw optionError(fn, `option "${prefix}url" must be a function (req) returning the absolute request URL.`);
@@ -181,7 +184,7 @@ export function resolveUrl<Req extends DpopRequestLike>(
   }
   const origins =
     origin === undefined ? [] : (Array.isArray(origin) ? origin : [origin]).map((o: unknown) => checkOrigin(fn, `${prefix}origin`, o));
-  if (url) return url as (req: Req) => string;
+  if (url) return (req) => normalizeHtu((url as (req: Req) => string)(req));
   if (origins.length === 0) {
     if (process.env.NODE_ENV === 'production' && !hostFallbackWarned) {
       hostFallbackWarned = true;
@@ -190,22 +193,13 @@ export function resolveUrl<Req extends DpopRequestLike>(
         { code: HOST_FALLBACK_WARNING },
       );
     }
-    return requestUrl;
+    return (req, _htu, parts = readRequestTarget(req)) => targetUrl(requestOrigin(req, parts), parts.path);
   }
   const [first = ''] = origins;
-  return (req, htu) => {
-    let named: string | undefined;
-    try {
-      named = typeof htu === 'string' ? new URL(htu).origin : undefined;
-    } catch {
-      named = undefined;
-    }
-    return `${named !== undefined && origins.includes(named) ? named : first}${pathOf(req)}`;
-  };
+  // With one origin, the proof's htu need not be read to choose.
+  if (origins.length === 1) return (req, _htu, parts = readRequestTarget(req)) => targetUrl(first, parts.path);
+  return (req, htu, parts = readRequestTarget(req)) => targetUrl(namedOrigin(htu, origins) ?? first, parts.path);
 }
-
-/** The request's path as sent (Express's originalUrl survives mounting), without query; an absolute-form target's path. */
-const pathOf = (req: DpopRequestLike): string => requestPath(req as HandshakeRequestLike);
 
 /** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
 export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
@@ -246,11 +240,16 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
  * (RFC 9112 §3.3). The path is the one the handshake binds (`requestPath`).
  */
 export function requestUrl(req: DpopRequestLike): string {
-  const absolute = absoluteFormOrigin(req);
-  if (absolute !== undefined) return `${absolute}${requestPath(req)}`;
+  const parts = readRequestTarget(req);
+  return `${requestOrigin(req, parts)}${parts.path}`;
+}
+
+/** The scheme and authority of requestUrl. */
+function requestOrigin(req: DpopRequestLike, parts: RequestTargetParts): string {
+  if (parts.absoluteOrigin !== undefined) return parts.absoluteOrigin;
   const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
   const host = req.get?.('host') ?? req.headers.host ?? '';
-  return `${protocol}://${host}${requestPath(req)}`;
+  return `${protocol}://${host}`;
 }
 
 /** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */
@@ -316,7 +315,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     const token = match[1] ?? '';
     const proof = checkDpopProof(
       readProofHeader(req),
-      { method: (req.method ?? 'GET').toUpperCase(), url: (htu) => urlOf(req, htu), accessToken: token },
+      { method: (req.method ?? 'GET').toUpperCase(), target: (htu) => urlOf(req, htu), accessToken: token },
       verify,
     );
     seen.algorithm = proof.alg;

@@ -46,7 +46,12 @@ export interface DpopExpectation {
   /** The request method. */
   method: string;
   /** The request URL, absolute, as the app sees it; a function of the proof's `htu` when the app serves several origins. */
-  url: string | ((htu: unknown) => string);
+  url?: string | ((htu: unknown) => string);
+  /**
+   * Instead of `url`: the URL already normalised (`normalizeHtu`'s output, or undefined when the
+   * request has none), a function of the proof's `htu`. The middlewares pass this (request-target.ts).
+   */
+  target?: ((htu: unknown) => string | undefined) | undefined;
   /** On an API call: the access token the proof must hash into `ath`. */
   accessToken?: string | undefined;
   /** On a handshake: the handshake header value the proof must hash into `tsh`. */
@@ -147,6 +152,127 @@ function signatureValid(alg: DpopAlgorithm, key: KeyObject, input: string, signa
   }
 }
 
+/** A proof header that passed every check, with what it names: the same for every proof of one key. */
+export interface AcceptedHeader {
+  alg: DpopAlgorithm;
+  jwk: PublicJwk;
+  /** The key's RFC 7638 thumbprint, base64url. */
+  jkt: string;
+  /** Imported; undefined when the JWK is no valid key (refused at the signature check, as before). */
+  key: KeyObject | undefined;
+}
+
+/**
+ * Accepted headers by their base64url text. A browser key signs every proof with byte-identical
+ * header bytes, so a proof from a known key skips the decode, JSON.parse, checks, thumbprint and
+ * key lookup (measured ~15 µs of the ~40 µs of glue per proof). Only accepted headers go in (a
+ * refused one is checked in full each time, as before); a header is cached only up to
+ * MAX_CACHED_HEADER characters (an ES256 header is ~230), so the cache holds at most ~1 MB. A
+ * stranger sending new keys evicts the oldest entries: each of their proofs costs what an uncached
+ * one always did, and a known key's next proof pays that once.
+ */
+const headerCache = new Map<string, AcceptedHeader>();
+const HEADER_CACHE_SIZE = 1000;
+const MAX_CACHED_HEADER = 1024;
+
+/** For tests: how many headers are cached, and emptying the cache. */
+export const headerCacheForTests = { size: () => headerCache.size, clear: () => headerCache.clear() };
+
+/**
+ * The proof's protected header checked: typ, alg from the allowlist, a public key of that
+ * algorithm (no private member), imported. Throws the same refusals in the same order whether or
+ * not the header was seen before; the allowlist, which differs between middlewares, is checked
+ * on every call.
+ */
+export function checkProofHeader(encodedHeader: string, algorithms: readonly DpopAlgorithm[]): AcceptedHeader {
+  const cached = headerCache.get(encodedHeader);
+  if (cached !== undefined) {
+    if (!algorithms.includes(cached.alg)) throw invalid(`alg must be one of ${algorithms.join(', ')}`);
+    return cached;
+  }
+  const header = decodeJsonObject(encodedHeader, nodeBase64url);
+  if (!header) throw invalid('the header is not a base64url JSON object');
+  if (header.typ !== DPOP_TYP) throw invalid(`typ must be "${DPOP_TYP}"`);
+  const alg = header.alg;
+  if (typeof alg !== 'string' || !(algorithms as readonly string[]).includes(alg)) {
+    throw invalid(`alg must be one of ${algorithms.join(', ')}`);
+  }
+  if ('crit' in header) throw invalid('crit is not supported');
+  const jwk = publicJwk(alg as DpopAlgorithm, header.jwk, nodeBase64url);
+  if (!jwk) throw invalid(`jwk must be exactly the public ${alg === 'ES256' ? 'P-256' : 'Ed25519'} key (no private member)`);
+  const jkt = jwkThumbprint(jwk);
+  let key: KeyObject | undefined;
+  try {
+    key = publicKeyFor(jkt, jwk);
+  } catch {
+    key = undefined;
+  }
+  // Frozen: every later proof of this key returns this same jwk object.
+  const accepted: AcceptedHeader = { alg: alg as DpopAlgorithm, jwk: Object.freeze(jwk), jkt, key };
+  if (key !== undefined && encodedHeader.length <= MAX_CACHED_HEADER) {
+    if (headerCache.size >= HEADER_CACHE_SIZE) {
+      const oldest = headerCache.keys().next().value;
+      if (oldest !== undefined) headerCache.delete(oldest);
+    }
+    headerCache.set(encodedHeader, accepted);
+  }
+  return accepted;
+}
+
+/** A proof split into its parts, with its header checked: what the signature check needs. */
+export interface SplitProof {
+  header: AcceptedHeader;
+  /** The first two parts as sent: what was signed. */
+  signingInput: string;
+  encodedClaims: string;
+  encodedSignature: string;
+}
+
+/** The first steps of checkDpopProof: present, not too long, three parts, an accepted header. */
+export function splitProof(proof: string | undefined, options: Pick<DpopVerifyOptions, 'algorithms'>): SplitProof {
+  if (proof === undefined || proof === '')
+    throw dpopError('ERR_TOKENSEC_DPOP_MISSING_PROOF', 'DPoP proof missing: send one in the DPoP header.', 'invalid_dpop_proof');
+  if (proof.length > MAX_PROOF_LENGTH) throw invalid(`longer than ${MAX_PROOF_LENGTH} characters`);
+  const first = proof.indexOf('.');
+  const second = first === -1 ? -1 : proof.indexOf('.', first + 1);
+  // Exactly three parts, the signature not empty (as `split('.')` into three did).
+  if (second === -1 || second === proof.length - 1 || proof.indexOf('.', second + 1) !== -1) {
+    throw invalid('not a compact JWS of three parts');
+  }
+  const header = checkProofHeader(proof.slice(0, first), options.algorithms);
+  return {
+    header,
+    signingInput: proof.slice(0, second),
+    encodedClaims: proof.slice(first + 1, second),
+    encodedSignature: proof.slice(second + 1),
+  };
+}
+
+/** The signature over the first two parts as sent; throws the refusal checkDpopProof gives. */
+export function checkProofSignature(header: AcceptedHeader, signingInput: string, encodedSignature: string): void {
+  const signature = decodeBase64url(encodedSignature, nodeBase64url);
+  if (!signature) throw invalid('the signature does not verify');
+  // A JWK that is no valid key is refused here, after a bad signature encoding, as it always was.
+  const key = header.key ?? publicKeyFor(header.jkt, header.jwk);
+  if (!signatureValid(header.alg, key, signingInput, signature)) throw invalid('the signature does not verify');
+}
+
+/**
+ * The same check for a worker thread, which has the key as a JWK: the key is imported there (and
+ * cached by thumbprint). Returns the refusal's message, or undefined when the signature verifies.
+ */
+export function proofSignatureProblem(alg: DpopAlgorithm, jwk: PublicJwk, jkt: string, signingInput: string, encodedSignature: string) {
+  try {
+    checkProofSignature({ alg, jwk, jkt, key: undefined }, signingInput, encodedSignature);
+    return undefined;
+  } catch (error) {
+    return error instanceof TokenSecError ? error.message : 'Invalid DPoP proof: the signature does not verify.';
+  }
+}
+
+/** The refusal of a signature found bad on a worker thread: the one checkProofSignature throws. */
+export const badSignature = (): DpopError => invalid('the signature does not verify');
+
 /**
  * Checks a DPoP proof against this request, all but its one-time use (see `recordProof`); returns
  * the key's thumbprint and the claims, or throws a 401 TokenSecError (`dpopError` names RFC 9449's
@@ -158,32 +284,17 @@ function signatureValid(alg: DpopAlgorithm, key: KeyObject, input: string, signa
  * ```
  */
 export function checkDpopProof(proof: string | undefined, expected: DpopExpectation, options: DpopVerifyOptions): VerifiedProof {
-  if (proof === undefined || proof === '')
-    throw dpopError('ERR_TOKENSEC_DPOP_MISSING_PROOF', 'DPoP proof missing: send one in the DPoP header.', 'invalid_dpop_proof');
-  if (proof.length > MAX_PROOF_LENGTH) throw invalid(`longer than ${MAX_PROOF_LENGTH} characters`);
-  const [encodedHeader = '', encodedClaims = '', encodedSignature = '', ...rest] = proof.split('.');
-  if (rest.length > 0 || !encodedSignature) throw invalid('not a compact JWS of three parts');
+  const split = splitProof(proof, options);
+  checkProofSignature(split.header, split.signingInput, split.encodedSignature);
+  return checkProofClaims(split, expected, options);
+}
 
-  // The header: typ, alg from the allowlist, a public key of that algorithm.
-  const header = decodeJsonObject(encodedHeader, nodeBase64url);
-  if (!header) throw invalid('the header is not a base64url JSON object');
-  if (header.typ !== DPOP_TYP) throw invalid(`typ must be "${DPOP_TYP}"`);
-  const alg = header.alg;
-  if (typeof alg !== 'string' || !(options.algorithms as readonly string[]).includes(alg)) {
-    throw invalid(`alg must be one of ${options.algorithms.join(', ')}`);
-  }
-  if ('crit' in header) throw invalid('crit is not supported');
-  const jwk = publicJwk(alg as DpopAlgorithm, header.jwk, nodeBase64url);
-  if (!jwk) throw invalid(`jwk must be exactly the public ${alg === 'ES256' ? 'P-256' : 'Ed25519'} key (no private member)`);
-
-  // The signature, over the first two parts as sent.
-  const jkt = jwkThumbprint(jwk);
-  const signature = decodeBase64url(encodedSignature, nodeBase64url);
-  if (!signature || !signatureValid(alg as DpopAlgorithm, publicKeyFor(jkt, jwk), `${encodedHeader}.${encodedClaims}`, signature)) {
-    throw invalid('the signature does not verify');
-  }
-
-  // The claims: this request, now, once.
+/** The claims of a proof whose signature verified: this request, now, once. */
+export function checkProofClaims(
+  { header: { jkt, jwk, alg }, encodedClaims }: Pick<SplitProof, 'header' | 'encodedClaims'>,
+  expected: DpopExpectation,
+  options: DpopVerifyOptions,
+): VerifiedProof {
   const claims = decodeJsonObject(encodedClaims, nodeBase64url);
   if (!claims) throw invalid('the claims are not a base64url JSON object');
   const { jti, htm, htu, iat } = claims;
@@ -191,11 +302,11 @@ export function checkDpopProof(proof: string | undefined, expected: DpopExpectat
   if (typeof jti !== 'string' || jti === '' || Buffer.byteLength(jti) > MAX_JTI_BYTES)
     throw invalid(`jti must be a string of 1 to ${MAX_JTI_BYTES} bytes`);
   if (htm !== expected.method) throw invalid('htm is not this request method');
-  const url = typeof expected.url === 'function' ? expected.url(htu) : expected.url;
-  const target = normalizeHtu(url);
+  const target = expectedHtu(expected, htu);
   // The message names what this server expected (never the proof's value): behind a proxy, the fix is the "origin" option.
   if (target === undefined) throw invalid('this server has no absolute http(s) URL for this request; set the "origin" or "url" option');
-  if (typeof htu !== 'string' || normalizeHtu(htu) !== target) {
+  // A proof names the URL as the browser spells it, which is already normal: equal strings need no parse.
+  if (typeof htu !== 'string' || (htu !== target && normalizeHtu(htu) !== target)) {
     throw invalid(`htu must be ${target}, the URL this server expects for this request (behind a proxy, set the "origin" option)`);
   }
   const now = Math.floor((options.now ?? Date.now)() / 1000);
@@ -214,7 +325,13 @@ export function checkDpopProof(proof: string | undefined, expected: DpopExpectat
       'use_dpop_nonce',
     );
   }
-  return { jkt, jwk, alg: alg as DpopAlgorithm, claims: claims as unknown as DpopClaims };
+  return { jkt, jwk, alg, claims: claims as unknown as DpopClaims };
+}
+
+/** The normalised URL `htu` must name: `expected.target` when the caller has it, else `expected.url` normalised. */
+function expectedHtu(expected: DpopExpectation, htu: unknown): string | undefined {
+  if (expected.target !== undefined) return expected.target(htu);
+  return normalizeHtu(typeof expected.url === 'function' ? expected.url(htu) : (expected.url ?? ''));
 }
 
 /**
