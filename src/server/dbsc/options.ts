@@ -210,7 +210,7 @@ export function resolveDbscOptions<Req>(options: unknown): ResolvedDbsc<Req> {
     );
   }
   if (now !== undefined && typeof now !== 'function') throw optionError('dbsc', 'option "now" must be a function returning milliseconds.');
-  const clock = (now as (() => number) | undefined) ?? Date.now;
+  const clock = (now as (() => number) | undefined) ?? (() => Date.now());
   const nowSeconds = () => Math.floor(clock() / 1000);
   return {
     key: secretKey(given.secret),

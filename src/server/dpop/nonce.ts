@@ -61,7 +61,7 @@ export function nonceSource(options: NonceOptions = {}, fn = 'dpop', prefix = 'n
   }
   if (given.now !== undefined && typeof given.now !== 'function')
     throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
-  const now = (given.now as (() => number) | undefined) ?? Date.now;
+  const now = (given.now as (() => number) | undefined) ?? (() => Date.now());
   const nonceFor = (slot: number) => createHmac('sha256', key).update(`tokensec dpop nonce ${slot}`).digest('base64url');
   const slot = () => Math.floor(now() / 1000 / window);
   return {

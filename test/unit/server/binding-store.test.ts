@@ -1,14 +1,19 @@
 /** The default binding store: memoryStore(), a store of its own, with the AtomicStore contract a binding needs. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fakeClock } from '../../support/clock.js';
 import { defaultBindingStore, memoryStore } from '../../../src/server/memory-store.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe('the binding store (memoryStore)', () => {
   it('sets once and reads the value back; expires after ttl; delete frees the key', async () => {
-    let now = 0;
-    const store = memoryStore({ now: () => now });
+    const clock = fakeClock(0);
+    const store = memoryStore();
     expect(await store.addIfAbsent('k', 'a', 10)).toBeUndefined();
     expect(await store.addIfAbsent('k', 'b', 10)).toBe('a');
-    now = 10_000;
+    clock.set(10_000);
     expect(await store.addIfAbsent('k', 'c', 10)).toBeUndefined();
     await store.delete('k');
     expect(await store.addIfAbsent('k', 'd', 10)).toBeUndefined();

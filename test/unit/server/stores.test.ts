@@ -2,7 +2,8 @@
  * memoryStore(): the AtomicStore contract, expiry in buckets, the full store and the owners'
  * shares; the 3.0 ReplayStore wrapped; store and nonce options checked like every other option.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fakeClock } from '../../support/clock.js';
 import tokenSec, { memoryStore, memoryReplayStore, type AtomicStore } from '../../../src/index.js';
 import { NEW_OWNER_SHARE } from '../../../src/server/memory-store.js';
 import { asAtomicStore } from '../../../src/server/dpop/replay-store.js';
@@ -18,6 +19,10 @@ const attempt = (store: AtomicStore, key: string, ttl = 10, owner?: string, valu
   }
 };
 
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe('memoryStore(): add-if-absent', () => {
   it('sets a key once and answers the value already there, which stays unchanged', () => {
     const store = memoryStore();
@@ -28,49 +33,49 @@ describe('memoryStore(): add-if-absent', () => {
   });
 
   it('keeps a key for its whole TTL, never less, and forgets it within one bucket after', () => {
-    let time = 1_000_500;
-    const store = memoryStore({ now: () => time });
+    const clock = fakeClock(1_000_500);
+    const store = memoryStore();
     expect(attempt(store, 'a', 65)).toBeUndefined();
     expect(attempt(store, 'b', 10)).toBeUndefined();
-    time += 9_999;
+    clock.advance(9_999);
     expect(attempt(store, 'b', 10)).toBe('v');
-    time += 2_000; // b's 10 s (and its 1-second bucket) are over
+    clock.advance(2_000); // b's 10 s (and its 1-second bucket) are over
     expect(attempt(store, 'b', 10)).toBeUndefined();
-    time = 1_000_500 + 64_999;
+    clock.set(1_000_500 + 64_999);
     expect(attempt(store, 'a', 65)).toBe('v');
-    time = 1_000_500 + 65_000 + 2_000; // a 65 s TTL is held in 2-second buckets
+    clock.set(1_000_500 + 65_000 + 2_000); // a 65 s TTL is held in 2-second buckets
     expect(attempt(store, 'a', 65)).toBeUndefined();
   });
 
   it('long TTLs (bindings) and short ones (proof ids) mixed: the short ones still expire', () => {
-    let time = 0;
-    const store = memoryStore({ max: 3, now: () => time });
+    const clock = fakeClock(0);
+    const store = memoryStore({ max: 3 });
     expect(attempt(store, 'bind:long', 86_400)).toBeUndefined();
     expect(attempt(store, 'jti:1', 65)).toBeUndefined();
     expect(attempt(store, 'jti:2', 65)).toBeUndefined();
     expect(attempt(store, 'jti:3', 65)).toBe('ERR_TOKENSEC_STORE_FULL');
-    time = 70_000;
+    clock.set(70_000);
     expect(attempt(store, 'jti:3', 65)).toBeUndefined();
     expect(attempt(store, 'bind:long', 86_400, undefined, 'other')).toBe('v');
   });
 
   it('delete frees a key at once; set again, it is kept for its new TTL even when the old bucket ends first', () => {
-    let time = 0;
-    const store = memoryStore({ now: () => time });
+    const clock = fakeClock(0);
+    const store = memoryStore();
     expect(attempt(store, 'bind:s', 10, undefined, 'first')).toBeUndefined();
     store.delete('bind:s');
     store.delete('never-set');
-    time = 5_000;
+    clock.set(5_000);
     expect(attempt(store, 'bind:s', 100, undefined, 'second')).toBeUndefined();
-    time = 20_000; // the first value's bucket has ended
+    clock.set(20_000); // the first value's bucket has ended
     expect(attempt(store, 'bind:s', 100, undefined, 'third')).toBe('second');
-    time = 5_000 + 100_000 + 2_000;
+    clock.set(5_000 + 100_000 + 2_000);
     expect(attempt(store, 'bind:s', 100, undefined, 'fourth')).toBeUndefined();
   });
 
   it('full: refuses new keys with 503 ERR_TOKENSEC_STORE_FULL and still answers a replay as one', async () => {
-    let time = 0;
-    const store = memoryStore({ max: 2, now: () => time });
+    const clock = fakeClock(0);
+    const store = memoryStore({ max: 2 });
     expect([attempt(store, 'a'), attempt(store, 'b'), attempt(store, 'c'), attempt(store, 'a')]).toEqual([
       undefined,
       undefined,
@@ -81,18 +86,18 @@ describe('memoryStore(): add-if-absent', () => {
       code: 'ERR_TOKENSEC_STORE_FULL',
       status: 503,
     });
-    time = 11_000;
+    clock.set(11_000);
     expect([attempt(store, 'c'), attempt(store, 'a')]).toEqual([undefined, undefined]);
   });
 
   it('an owner over its share gets 429 ERR_TOKENSEC_DPOP_RATE_LIMITED; other owners are not refused', () => {
-    let time = 0;
-    const store = memoryStore({ max: 100, maxPerOwner: 5, now: () => time });
+    const clock = fakeClock(0);
+    const store = memoryStore({ max: 100, maxPerOwner: 5 });
     for (let i = 0; i < 5; i++) expect(attempt(store, `flood:${i}`, 65, 'flooder')).toBeUndefined();
     expect(attempt(store, 'flood:5', 65, 'flooder')).toBe('ERR_TOKENSEC_DPOP_RATE_LIMITED');
     expect(attempt(store, 'flood:0', 65, 'flooder')).toBe('v'); // a replay is still a replay
     for (let i = 0; i < 5; i++) expect(attempt(store, `user:${i}`, 65, 'user')).toBeUndefined();
-    time = 70_000; // the flooder's ids have expired: its share is free again
+    clock.set(70_000); // the flooder's ids have expired: its share is free again
     expect(attempt(store, 'flood:6', 65, 'flooder')).toBeUndefined();
   });
 
@@ -193,18 +198,18 @@ describe('store options are checked when the store is made', () => {
 describe('nonces shared by processes', () => {
   it('a nonce from one source is good at another with the same key; not with another key or a random one', () => {
     const key = 'a shared nonce key of at least 32 bytes';
-    let time = 1_700_000_000_000;
-    const first = nonceSource({ key, window: 60, now: () => time });
-    const second = nonceSource({ key: Buffer.from(key), window: 60, now: () => time });
-    const stranger = nonceSource({ key: 'another key of at least thirty-two bytes', window: 60, now: () => time });
-    const unkeyed = nonceSource({ window: 60, now: () => time });
+    const clock = fakeClock(1_700_000_000_000);
+    const first = nonceSource({ key, window: 60 });
+    const second = nonceSource({ key: Buffer.from(key), window: 60 });
+    const stranger = nonceSource({ key: 'another key of at least thirty-two bytes', window: 60 });
+    const unkeyed = nonceSource({ window: 60 });
     const issued = first.current();
     expect(second.isValid(issued)).toBe(true);
     expect(stranger.isValid(issued)).toBe(false);
     expect(unkeyed.isValid(issued)).toBe(false);
-    time += 60_000;
+    clock.advance(60_000);
     expect(second.isValid(issued)).toBe(true); // the previous window's nonce
-    time += 60_000;
+    clock.advance(60_000);
     expect(second.isValid(issued)).toBe(false);
   });
 });

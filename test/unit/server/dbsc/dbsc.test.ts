@@ -9,7 +9,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import session from 'express-session';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { fakeClock } from '../../../support/clock.js';
 import { createDpopProof, handshake } from '../../../../client/index.js';
 import tokenSec, { type DbscBinding, type DbscOptions, type TokenSecError } from '../../../../src/index.js';
 import { memoryStore } from '../../../../src/server/memory-store.js';
@@ -40,6 +41,10 @@ const code = (fn: () => unknown) => {
   }
   return undefined;
 };
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe('verifyDbscProof', () => {
   const ec = ecTestKey();
@@ -226,11 +231,11 @@ describe('registration', () => {
   });
 
   it('an expired challenge is refused', async () => {
-    let now = Date.now();
-    const { origin } = await app({ now: () => now, challengeTtl: 30 });
+    const clock = fakeClock(Date.now());
+    const { origin } = await app({ challengeTtl: 30 });
     const client = new Client(origin);
     const { challenge } = await logIn(client);
-    now += 31_000;
+    clock.advance(31_000);
     const response = await client.send('POST', REGISTRATION, {
       'secure-session-response': registrationProof(ecTestKey(), { jti: challenge }),
     });
@@ -362,8 +367,8 @@ describe('refresh', () => {
 
 describe('the bound cookie: requireBoundSession and the handshake', () => {
   it('a bound session needs a live bound cookie; a session that never registered (a browser without DBSC) passes as before', async () => {
-    let now = Date.now();
-    const { origin } = await app({ now: () => now, cookieMaxAge: 60 });
+    const clock = fakeClock(Date.now());
+    const { origin } = await app({ cookieMaxAge: 60 });
     const plain = new Client(origin);
     await logIn(plain); // registration asked for, never done
     expect((await plain.send('GET', '/account')).status).toBe(200);
@@ -386,7 +391,7 @@ describe('the bound cookie: requireBoundSession and the handshake', () => {
     client.cookies.delete('__Host-tokensec-dbsc');
     expect((await client.send('GET', '/account')).status).toBe(401);
 
-    now += 61_000; // the copied jar's cookie has expired
+    clock.advance(61_000); // the copied jar's cookie has expired
     const expired = await fetch(`${origin}/account`, { headers: { cookie: live } });
     expect([expired.status, expired.headers.get('tokensec-error')]).toEqual([401, 'ERR_TOKENSEC_DBSC_REQUIRED']);
     const refused = await handshake({ uri: `${origin}/token`, secret: 'a handshake secret of 16+ bytes', headers: { cookie: live } }).catch(
@@ -488,15 +493,15 @@ describe('where DBSC does not reach, and without Express', () => {
 
 describe('stores', () => {
   it('the default memory challenge store: add once, expire, and 503 ERR_TOKENSEC_STORE_FULL rather than forget', () => {
-    let now = 0;
-    const store = memoryStore({ max: 2, now: () => now });
+    const clock = fakeClock(0);
+    const store = memoryStore({ max: 2 });
     expect([store.addIfAbsent('a', '1', 10), store.addIfAbsent('a', '2', 10), store.addIfAbsent('b', '1', 20)]).toEqual([
       undefined,
       '1',
       undefined,
     ]);
     expect(code(() => store.addIfAbsent('c', '1', 10))).toMatchObject({ code: 'ERR_TOKENSEC_STORE_FULL', status: 503 });
-    now = 10_000; // 'a' has expired and makes room for 'c'; 'b' has not, and is still refused
+    clock.set(10_000); // 'a' has expired and makes room for 'c'; 'b' has not, and is still refused
     expect([store.addIfAbsent('c', '1', 10), store.addIfAbsent('b', '2', 10)]).toEqual([undefined, '1']);
     expect(code(() => store.addIfAbsent('a', '3', 10))).toMatchObject({ code: 'ERR_TOKENSEC_STORE_FULL' });
   });

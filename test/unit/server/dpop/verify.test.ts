@@ -2,7 +2,8 @@
 import { createHmac } from 'node:crypto';
 import * as dpopPackage from 'dpop';
 import { calculateJwkThumbprint } from 'jose';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fakeClock } from '../../../support/clock.js';
 import { memoryReplayStore } from '../../../../src/server/dpop/replay-store.js';
 import { verifyDpopProof, type DpopVerifyOptions } from '../../../../src/server/dpop/verify.js';
 import { nonceSource } from '../../../../src/server/dpop/nonce.js';
@@ -22,15 +23,16 @@ const codeOf = (promise: Promise<unknown>) =>
     (e: { code?: string }) => e.code,
   );
 
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe('accepts proofs made by code nobody here wrote', () => {
   it('RFC 9449 §4.2 example proof, and its thumbprint is the one jose computes', async () => {
     const proof =
       'eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg';
-    const verified = await verifyDpopProof(
-      proof,
-      { method: 'POST', url: 'https://server.example.com/token' },
-      options({ now: () => 1_562_262_616_000 }),
-    );
+    fakeClock(1_562_262_616_000);
+    const verified = await verifyDpopProof(proof, { method: 'POST', url: 'https://server.example.com/token' }, options());
     expect(verified.claims).toEqual({ jti: '-BwC3ESc6acc2lTc', htm: 'POST', htu: 'https://server.example.com/token', iat: 1562262616 });
     expect(verified.jkt).toBe(await calculateJwkThumbprint(verified.jwk));
   });
@@ -157,23 +159,23 @@ describe('refuses, with the right code', () => {
   });
 
   it('a nonce that is missing or stale → ERR_TOKENSEC_DPOP_NONCE_REQUIRED; the current and previous window pass', async () => {
-    let time = 1_000_000_000;
-    const nonce = nonceSource({ window: 60, now: () => time });
+    const clock = fakeClock(1_000_000_000);
+    const nonce = nonceSource({ window: 60 });
     const key = await proofKey();
-    const opts = options({ nonce, now: () => time });
-    const make = (n?: string) => joseProof(key, { htm: 'GET', htu: URL_, iat: Math.floor(time / 1000), ...(n ? { nonce: n } : {}) });
+    const opts = options({ nonce });
+    const make = (n?: string) => joseProof(key, { htm: 'GET', htu: URL_, iat: Math.floor(Date.now() / 1000), ...(n ? { nonce: n } : {}) });
     expect(await codeOf(verifyDpopProof(await make(), { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
     const issued = nonce.current();
     expect(await codeOf(verifyDpopProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
-    time += 60_000;
+    clock.advance(60_000);
     expect(await codeOf(verifyDpopProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
-    time += 60_000;
+    clock.advance(60_000);
     expect(await codeOf(verifyDpopProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
   });
 
   it('a replay store that is full refuses rather than forgets', () => {
-    let time = 0;
-    const store = memoryReplayStore({ max: 2, now: () => time });
+    const clock = fakeClock(0);
+    const store = memoryReplayStore({ max: 2 });
     const add = (key: string) => {
       try {
         return store.addIfAbsent(key, '1', 10) === undefined;
@@ -182,7 +184,7 @@ describe('refuses, with the right code', () => {
       }
     };
     expect([add('a'), add('b'), add('c'), add('a')]).toEqual([true, true, 'ERR_TOKENSEC_STORE_FULL', false]);
-    time = 11_000;
+    clock.set(11_000);
     expect([add('c'), add('a')]).toEqual([true, true]);
   });
 });
