@@ -9,7 +9,7 @@ import { dpop } from './server/dpop/middleware.js';
 import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
 import { memoryStore } from './server/memory-store.js';
 import { redisStore } from './server/redis-store.js';
-import { handshake } from './server/handshake.js';
+import { handshake } from './server/handshake/middleware.js';
 import { unbind } from './server/dpop/handshake-proof.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
@@ -45,7 +45,7 @@ export type {
   HandshakeMiddleware,
   ServerHandshakeOptions,
   HandshakeRequestLike,
-} from './server/handshake.js';
+} from './server/handshake/middleware.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';

@@ -3,7 +3,7 @@
  * §3.2.1), as sent, without query or fragment. An absolute-form target (`POST http://host/token`,
  * as sent to a forward proxy) binds its path, `/token`, which is what the browser bound.
  */
-import type { HandshakeRequestLike } from './handshake-options.js';
+import type { HandshakeRequestLike } from './express-request.js';
 
 const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 

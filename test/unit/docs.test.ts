@@ -17,7 +17,7 @@ import {
 } from '../../src/protocol/wire.js';
 import { memoryReplayStore } from '../../src/server/dpop/replay-store.js';
 import { checkDpopProof } from '../../src/server/dpop/verify.js';
-import { secretProblem } from '../../src/server/handshake-options.js';
+import { secretProblem } from '../../src/server/handshake/secret.js';
 import { defined, protocolVectors } from '../support/helpers.js';
 import { joseProof, proofKey } from '../support/proofs.js';
 

@@ -10,7 +10,7 @@ import { Socket } from 'node:net';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../src/index.js';
-import { HandshakeDeadline } from '../../src/server/deadline.js';
+import { HandshakeDeadline } from '../../src/server/handshake/deadline.js';
 import { TOKEN, csrfApp, defined, listen, visit } from '../support/helpers.js';
 
 const SECRET = 'hardening-secret-0123456789';

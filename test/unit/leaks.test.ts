@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { handshake } from '../../src/index.js';
 import { hkdfSync } from 'node:crypto';
-import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair, hkdfSha256 } from '../../src/server/crypto.js';
+import { RandomPool, deriveResponseKey, encryptPayload, generateServerKeyPair, hkdfSha256 } from '../../src/server/crypto/primitives.js';
 import { utf8 } from '../../src/protocol/context.js';
 import { defined } from '../support/helpers.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { generateServerKeyPair, hkdfSha256, importServerKeyPair } from '../../src/server/crypto.js';
+import { generateServerKeyPair, hkdfSha256, importServerKeyPair } from '../../src/server/crypto/primitives.js';
 import { SMALL_ORDER_POINTS, hex } from '../support/helpers.js';
 
 const h = (b: Uint8Array) => Buffer.from(b).toString('hex');

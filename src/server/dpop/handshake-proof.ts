@@ -8,10 +8,11 @@ import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { defaultBindingStore } from '../memory-store.js';
 import { checkBoolean, checkInteger, checkOptions, optionError } from '../options.js';
 import { callStore, type AtomicStore } from '../store.js';
-import { resolveUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike } from './middleware.js';
+import type { DpopRequestLike } from '../express-request.js';
+import { resolveUrl, resolveVerifyOptions } from './options.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
-import { checkDpopProof, readProofHeader, recordProof, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
+import { checkDpopProof, readProofHeader, recordProof, withChallenge, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
 
 type MaybePromise<T> = T | Promise<T>;
 

@@ -248,3 +248,20 @@ export async function verifyDpopProof(
   await recordProof(verified, options);
   return verified;
 }
+
+/** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */
+export function wwwAuthenticate(algorithms: readonly string[], error?: DpopErrorName, description?: string): string {
+  const parts = [`algs="${algorithms.join(' ')}"`];
+  if (error) parts.unshift(`error="${error}"`);
+  if (error && description) parts.splice(1, 0, `error_description="${description.replace(/["\\]/g, '')}"`);
+  return `DPoP ${parts.join(', ')}`;
+}
+
+/** Puts RFC 9449's challenge (and a fresh nonce when one is asked for) on a 401, in `err.headers`. */
+export function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
+  if (!(error instanceof TokenSecError) || error.status !== 401) return error;
+  const name = (error as { dpopError?: DpopErrorName }).dpopError;
+  const headers: Record<string, string> = { 'WWW-Authenticate': wwwAuthenticate(verify.algorithms, name, error.message) };
+  if (name === 'use_dpop_nonce' && verify.nonce) headers['DPoP-Nonce'] = verify.nonce.current();
+  return Object.assign(error, { headers: { ...error.headers, ...headers } });
+}

@@ -3,8 +3,8 @@
  * one typed object when the middleware is created, so the per-request pipeline never re-checks or
  * casts them.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { LONE_SURROGATE } from '../protocol/context.js';
+import type { ServerResponse } from 'node:http';
+import { LONE_SURROGATE } from '../../protocol/context.js';
 import {
   CSRF_HEADER,
   DEFAULT_HEADER,
@@ -12,27 +12,15 @@ import {
   HEADER_NAME,
   MAX_PAYLOAD_BYTES,
   MAX_RESPONSE_LENGTH,
-} from '../protocol/wire.js';
-import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
-import { createCryptoPool, type CryptoPool } from './crypto-pool.js';
-import type { HandshakeEvent } from './events.js';
-import type { WithExpressRequest } from './express-request.js';
-import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
+} from '../../protocol/wire.js';
+import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from '../dpop/handshake-proof.js';
+import { createCryptoPool, type CryptoPool } from '../crypto/pool.js';
+import type { HandshakeEvent } from '../events.js';
+import type { HandshakeRequestLike, WithExpressRequest } from '../express-request.js';
+import { checkBoolean, checkInteger, checkOptions, describe, optionError } from '../options.js';
+import { secretProblem } from './secret.js';
 
-/**
- * The request as the handshake sees it: node:http's, plus what Express and a CSRF middleware add.
- *
- * @example
- * ```ts
- * const secret = (req: HandshakeRequestLike) => sessions.get(req.headers.cookie ?? '')?.secret;
- * ```
- */
-export interface HandshakeRequestLike extends IncomingMessage {
-  originalUrl?: string;
-  /** Set by a CSRF middleware (csrf-sync, csrf-csrf and csurf each type it their own way). */
-  csrfToken?: unknown;
-  body?: unknown;
-}
+export type { HandshakeRequestLike };
 
 /**
  * What the secret and payload functions receive unless you say otherwise: node:http's request,
@@ -172,20 +160,6 @@ const KNOWN = [
   'dpop',
   'onEvent',
 ] as const;
-
-/** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
-export const MIN_SECRET_BYTES = 16;
-export const MAX_SECRET_BYTES = 1024;
-
-/** Why a secret is unusable as a TokenSec HMAC key, or undefined when it is fine. */
-export function secretProblem(secret: string): string | undefined {
-  const bytes = Buffer.byteLength(secret);
-  if (bytes < MIN_SECRET_BYTES) return `is ${bytes} bytes; it must be at least ${MIN_SECRET_BYTES}`;
-  if (bytes > MAX_SECRET_BYTES) return `is ${bytes} bytes; it must be at most ${MAX_SECRET_BYTES}`;
-  if (secret.includes('\0')) return 'contains U+0000, which would make it equal to a shorter secret as an HMAC key';
-  if (LONE_SURROGATE.test(secret)) return 'contains an unpaired surrogate, which has no UTF-8 encoding';
-  return undefined;
-}
 
 /** Why a payload cannot be sealed, or undefined when it can (the same checks as sealPayload's). */
 function payloadProblem(payload: string): string | undefined {

@@ -1,0 +1,133 @@
+/**
+ * The DPoP options that `tokenSec.dpop()` and the handshake's `dpop` option share (algorithms,
+ * maxAge, clockSkew, replayStore, storeTimeout, nonce, origin, url), checked once at creation, and
+ * the URL a proof's `htu` must name.
+ */
+import type { TLSSocket } from 'node:tls';
+import { DPOP_ALGORITHMS, acceptedAlgorithms, type DpopAlgorithm } from '../../protocol/dpop.js';
+import type { DpopRequestLike, HandshakeRequestLike } from '../express-request.js';
+import { checkInteger, describe, optionError } from '../options.js';
+import { absoluteFormOrigin, requestPath } from '../request-path.js';
+import { nonceSource, type NonceOptions } from './nonce.js';
+import { asAtomicStore, defaultStore } from './replay-store.js';
+import type { DpopVerifyOptions } from './verify.js';
+
+/** process.emitWarning's code when a production start builds htu from the Host header. */
+export const HOST_FALLBACK_WARNING = 'TOKENSEC_HTU_FROM_HOST';
+let hostFallbackWarned = false;
+
+/** An origin as the option may give it: http(s), no path (a trailing slash is fine), query, fragment or credentials. */
+function checkOrigin(fn: string, name: string, value: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (
+    !url ||
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.pathname !== '/' ||
+    url.search ||
+    url.hash ||
+    url.username ||
+    url.password ||
+    /[?#]/.test(String(value))
+  ) {
+    throw optionError(
+      fn,
+      `option "${name}" must be an origin such as "https://app.example" (scheme, host and port if not the default; no path), got ${typeof value === 'string' ? JSON.stringify(value) : describe(value)}.`,
+    );
+  }
+  return url.origin;
+}
+
+/**
+ * How the URL the proof's `htu` must name is found, from the `url` and `origin` options: `url` (a
+ * function of the request) wins; `origin` + the request path; else the request's own protocol and
+ * Host, with one warning per process when NODE_ENV is production.
+ */
+export function resolveUrl<Req extends DpopRequestLike>(
+  fn: string,
+  given: Partial<Record<string, unknown>>,
+  prefix = '',
+): (req: Req, htu: unknown) => string {
+  const { url, origin } = given;
+  if (url !== undefined && typeof url !== 'function')
+    throw optionError(fn, `option "${prefix}url" must be a function (req) returning the absolute request URL.`);
+  if (origin !== undefined && (Array.isArray(origin) ? origin.length === 0 : typeof origin !== 'string')) {
+    throw optionError(fn, `option "${prefix}origin" must be an origin such as "https://app.example", or a non-empty array of them.`);
+  }
+  const origins =
+    origin === undefined ? [] : (Array.isArray(origin) ? origin : [origin]).map((o: unknown) => checkOrigin(fn, `${prefix}origin`, o));
+  if (url) return url as (req: Req) => string;
+  if (origins.length === 0) {
+    if (process.env.NODE_ENV === 'production' && !hostFallbackWarned) {
+      hostFallbackWarned = true;
+      process.emitWarning(
+        `tokenSec.${fn}(): no "${prefix}origin" option, so a DPoP proof's htu is checked against the request's Host header: behind a proxy that rewrites Host, proofs are refused, and a proof used at another service that accepts the same tokens passes here when sent with its Host. Set "${prefix}origin" to the origin(s) clients address this app at.`,
+        { code: HOST_FALLBACK_WARNING },
+      );
+    }
+    return requestUrl;
+  }
+  const [first = ''] = origins;
+  return (req, htu) => {
+    let named: string | undefined;
+    try {
+      named = typeof htu === 'string' ? new URL(htu).origin : undefined;
+    } catch {
+      named = undefined;
+    }
+    return `${named !== undefined && origins.includes(named) ? named : first}${pathOf(req)}`;
+  };
+}
+
+/** The request's path as sent (Express's originalUrl survives mounting), without query; an absolute-form target's path. */
+const pathOf = (req: DpopRequestLike): string => requestPath(req as HandshakeRequestLike);
+
+/** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
+export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
+  const algorithms = given.algorithms ?? ['ES256'];
+  if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((alg) => !DPOP_ALGORITHMS.includes(alg as DpopAlgorithm))) {
+    throw optionError(
+      fn,
+      `option "${prefix}algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`,
+    );
+  }
+  const replayStore = given.replayStore === undefined ? defaultStore() : asAtomicStore(given.replayStore);
+  if (!replayStore) {
+    throw optionError(
+      fn,
+      `option "${prefix}replayStore" must be a store with addIfAbsent(key, value, ttlSeconds) and delete(key), e.g. memoryStore() or redisStore({ client }) (a 3.0 store with an add method is accepted too), got ${describe(given.replayStore)}.`,
+    );
+  }
+  const nonce = given.nonce;
+  if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
+    throw optionError(fn, `option "${prefix}nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
+  }
+  if (given.now !== undefined && typeof given.now !== 'function')
+    throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
+  return {
+    algorithms: acceptedAlgorithms(algorithms as DpopAlgorithm[]),
+    maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 60, 1, 86_400, 'seconds'),
+    clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
+    replayStore,
+    storeTimeout: checkInteger(fn, `${prefix}storeTimeout`, given.storeTimeout, 1000, 1, 60_000, 'milliseconds'),
+    nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions), fn, `${prefix}nonce.`) : undefined,
+    now: given.now as (() => number) | undefined,
+  };
+}
+
+/**
+ * The URL the client addressed: Express's protocol and host honour `trust proxy`; plain node:http
+ * uses the socket and Host. An absolute-form target (`GET http://host/x`) is that URL itself
+ * (RFC 9112 §3.3). The path is the one the handshake binds (`requestPath`).
+ */
+export function requestUrl(req: DpopRequestLike): string {
+  const absolute = absoluteFormOrigin(req);
+  if (absolute !== undefined) return `${absolute}${requestPath(req)}`;
+  const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
+  const host = req.get?.('host') ?? req.headers.host ?? '';
+  return `${protocol}://${host}${requestPath(req)}`;
+}
