@@ -33,6 +33,7 @@ export {
 export { dpopChannel, handshakeChannel } from './server/events.js';
 export type { DpopEvent, HandshakeEvent } from './server/events.js';
 export type { AtomicStore } from './server/store.js';
+export type { RequestLike } from './server/express-request.js';
 export type { MemoryStoreOptions } from './server/memory-store.js';
 export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';

@@ -47,32 +47,31 @@ export interface DpopRequestInfo {
 }
 
 /**
- * The request as `dpop()` sees it: node:http's, plus Express's fields where present.
+ * The request as TokenSec's middlewares see it: node:http's, plus what Express, a CSRF middleware
+ * and `dpop()` add, where present.
  *
  * @example
  * ```ts
- * const url = (req: DpopRequestLike) => `https://api.example${req.originalUrl ?? req.url}`;
+ * const url = (req: RequestLike) => `https://api.example${req.originalUrl ?? req.url}`;
  * app.use('/api', tokenSec.dpop({ verifyToken, url }));
  * ```
  */
-export interface DpopRequestLike extends IncomingMessage {
+export interface RequestLike extends IncomingMessage {
+  /** Express's: the URL as sent, unchanged by mounting (`req.url` is relative to the mount point). */
   originalUrl?: string;
+  /** Express's, honouring `trust proxy`. */
   protocol?: string;
+  /** Express's header getter (its Host honours `trust proxy`). */
   get?: (name: string) => string | undefined;
-  tokenSec?: DpopRequestInfo;
-}
-
-/**
- * The request as the handshake sees it: node:http's, plus what Express and a CSRF middleware add.
- *
- * @example
- * ```ts
- * const secret = (req: HandshakeRequestLike) => sessions.get(req.headers.cookie ?? '')?.secret;
- * ```
- */
-export interface HandshakeRequestLike extends IncomingMessage {
-  originalUrl?: string;
   /** Set by a CSRF middleware (csrf-sync, csrf-csrf and csurf each type it their own way). */
   csrfToken?: unknown;
   body?: unknown;
+  /** Set by `dpop()`. */
+  tokenSec?: DpopRequestInfo;
 }
+
+/** @deprecated Since 3.1: use {@link RequestLike}, the one request type of every TokenSec middleware. */
+export type DpopRequestLike = RequestLike;
+
+/** @deprecated Since 3.1: use {@link RequestLike}, the one request type of every TokenSec middleware. */
+export type HandshakeRequestLike = RequestLike;

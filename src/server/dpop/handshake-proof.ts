@@ -6,15 +6,13 @@ import { createHash } from 'node:crypto';
 import { TokenSecError } from '../../protocol/errors.js';
 import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { defaultBindingStore } from '../memory-store.js';
-import { checkBoolean, checkInteger, checkOptions, optionError } from '../options.js';
-import { callStore, type AtomicStore } from '../store.js';
-import type { DpopRequestLike } from '../express-request.js';
+import { checkBoolean, checkOptions, optionError, type MaybePromise } from '../options.js';
+import { callStore, checkStore, checkStoreTimeout, DEFAULT_STORE_TIMEOUT, type AtomicStore } from '../store.js';
+import type { RequestLike } from '../express-request.js';
 import { resolveUrl, resolveVerifyOptions } from './options.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
 import { checkDpopProof, readProofHeader, recordProof, withChallenge, type DpopVerifyOptions, type VerifiedProof } from './verify.js';
-
-type MaybePromise<T> = T | Promise<T>;
 
 /**
  * Where a session's DPoP key thumbprint is kept, when the app keeps it itself (say, by user id).
@@ -52,7 +50,7 @@ export interface SessionKeyStore<Req> {
  * tokenSec.handshake({ payload, dpop: { required: true, algorithms: ['ES256', 'EdDSA'], origin: 'https://app.example' } });
  * ```
  */
-export interface HandshakeDpopOptions<Req = DpopRequestLike> {
+export interface HandshakeDpopOptions<Req = RequestLike> {
   /** Refuse handshakes without a proof. Default true; false accepts them (jkt undefined) while you migrate clients. */
   required?: boolean;
   /** Default `['ES256']`. */
@@ -214,33 +212,25 @@ export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDp
       'option "dpop.sessionKey" must be false or an object with get(req), set(req, jkt) and optionally bind(req, jkt).',
     );
   }
-  if (
-    bindingStore !== undefined &&
-    (typeof bindingStore !== 'object' ||
-      bindingStore === null ||
-      typeof (bindingStore as AtomicStore).addIfAbsent !== 'function' ||
-      typeof (bindingStore as AtomicStore).delete !== 'function')
-  ) {
-    throw optionError(
-      'handshake',
-      'option "dpop.bindingStore" must be an AtomicStore: an object with addIfAbsent(key, value, ttlSeconds) and delete(key).',
-    );
-  }
+  const store = checkStore('handshake', 'dpop.bindingStore', bindingStore);
   if (bindingStore !== undefined && sessionKey !== undefined) {
     throw optionError(
       'handshake',
       'options "dpop.bindingStore" and "dpop.sessionKey" do not go together: bindingStore is where the default sessionKey binds.',
     );
   }
-  const timeout = checkInteger('handshake', 'dpop.storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds');
+  const required = checkBoolean('handshake', 'dpop.required', given.required, true);
+  const verify = resolveVerifyOptions('handshake', given, 'dpop.');
+  // dpop.storeTimeout, checked once (with the replay store's options): the binding's limit too.
+  const timeout = verify.storeTimeout ?? DEFAULT_STORE_TIMEOUT;
   return {
-    required: checkBoolean('handshake', 'dpop.required', given.required, true),
-    verify: resolveVerifyOptions('handshake', given, 'dpop.'),
+    required,
+    verify,
     binding:
       sessionKey === false
         ? undefined
         : sessionKey === undefined
-          ? sessionBinding<Req>((bindingStore as AtomicStore | undefined) ?? defaultBindingStore, timeout)
+          ? sessionBinding<Req>(store ?? defaultBindingStore, timeout)
           : hookBinding(sessionKey as SessionKeyStore<Req>, timeout),
     url: resolveUrl('handshake', given, 'dpop.') as (req: Req, htu: unknown) => string,
   };
@@ -251,7 +241,7 @@ export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDp
  * undefined when none came and none is required. Its one-time use is recorded by
  * `recordHandshakeProof`, once the binding has shown the client holds the secret.
  */
-export function handshakeProof<Req extends DpopRequestLike>(
+export function handshakeProof<Req extends RequestLike>(
   req: Req,
   header: string,
   method: string,
@@ -334,11 +324,12 @@ export function checkSessionKey<Req>(
  */
 export async function unbind(req: unknown, options: UnbindOptions = {}): Promise<void> {
   const given = checkOptions('unbind', options, ['store', 'storeTimeout']);
-  const store = (given.store as AtomicStore | undefined) ?? defaultBindingStore;
-  if (typeof store !== 'object' || store === null || typeof store.delete !== 'function') {
-    throw optionError('unbind', 'option "store" must be the AtomicStore the handshake binds in (its dpop.bindingStore).');
-  }
-  const timeout = checkInteger('unbind', 'storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds');
+  // Unbinding needs only delete(key).
+  const canDelete = (value: unknown) =>
+    typeof (value as Partial<AtomicStore> | null)?.delete === 'function' ? (value as AtomicStore) : undefined;
+  const what = 'the AtomicStore the handshake binds in (its dpop.bindingStore)';
+  const store = checkStore('unbind', 'store', given.store ?? undefined, what, canDelete) ?? defaultBindingStore;
+  const timeout = checkStoreTimeout('unbind', 'storeTimeout', given.storeTimeout);
   const { session, sessionID } = req as SessionRequest;
   if (typeof session !== 'object' || session === null) return;
   delete session.tokenSecJkt;

@@ -5,9 +5,9 @@
  * the key.
  */
 import type { ServerResponse } from 'node:http';
-import type { DpopRequestInfo, DpopRequestLike, TokenClaims, WithExpressRequest } from '../express-request.js';
-import { DPOP_NONCE_HEADER, type DpopAlgorithm } from '../../protocol/dpop.js';
-import { checkOptions, describe, optionError, type Middleware } from '../options.js';
+import type { DpopRequestInfo, DpopRequestLike, RequestLike, TokenClaims, WithExpressRequest } from '../express-request.js';
+import type { DpopAlgorithm } from '../../protocol/dpop.js';
+import { checkOptions, describe, optionError, type MaybePromise, type Middleware } from '../options.js';
 import { withErrorHeader } from '../error-handler.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
@@ -18,13 +18,11 @@ import { dpopChannel, emitDpopEvent, outcomeOf, requestIdOf, type DpopEvent } fr
 
 export type { DpopRequestInfo, DpopRequestLike, TokenClaims };
 
-type MaybePromise<T> = T | Promise<T>;
-
 /**
  * What `verifyToken` receives unless you say otherwise: node:http's request, plus what your app
  * merged into `Express.Request` (express-session's `req.session`, passport's `req.user`).
  */
-export type DefaultDpopRequest = WithExpressRequest<DpopRequestLike>;
+export type DefaultDpopRequest = WithExpressRequest<RequestLike>;
 
 /**
  * Options of `tokenSec.dpop()`.
@@ -37,7 +35,7 @@ export type DefaultDpopRequest = WithExpressRequest<DpopRequestLike>;
  * }));
  * ```
  */
-export interface DpopOptions<Req extends DpopRequestLike = DefaultDpopRequest> {
+export interface DpopOptions<Req extends RequestLike = DefaultDpopRequest> {
   /** Verifies the access token (signature, expiry, audience: your rules, e.g. with jose) and returns its claims; throw to refuse. */
   verifyToken: (token: string, req: Req) => MaybePromise<TokenClaims>;
   /** Proof algorithms accepted. Default `['ES256']`; `'EdDSA'` may be added. */
@@ -181,5 +179,3 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     );
   };
 }
-
-export { DPOP_NONCE_HEADER };

@@ -5,11 +5,12 @@
  */
 import type { TLSSocket } from 'node:tls';
 import { DPOP_ALGORITHMS, acceptedAlgorithms, type DpopAlgorithm } from '../../protocol/dpop.js';
-import type { DpopRequestLike, HandshakeRequestLike } from '../express-request.js';
+import type { RequestLike } from '../express-request.js';
 import { checkInteger, describe, optionError } from '../options.js';
 import { absoluteFormOrigin, requestPath } from '../request-path.js';
 import { nonceSource, type NonceOptions } from './nonce.js';
 import { asAtomicStore, defaultStore } from './replay-store.js';
+import { checkStore, checkStoreTimeout } from '../store.js';
 import type { DpopVerifyOptions } from './verify.js';
 
 /** process.emitWarning's code when a production start builds htu from the Host header. */
@@ -47,7 +48,7 @@ function checkOrigin(fn: string, name: string, value: unknown): string {
  * function of the request) wins; `origin` + the request path; else the request's own protocol and
  * Host, with one warning per process when NODE_ENV is production.
  */
-export function resolveUrl<Req extends DpopRequestLike>(
+export function resolveUrl<Req extends RequestLike>(
   fn: string,
   given: Partial<Record<string, unknown>>,
   prefix = '',
@@ -84,7 +85,7 @@ export function resolveUrl<Req extends DpopRequestLike>(
 }
 
 /** The request's path as sent (Express's originalUrl survives mounting), without query; an absolute-form target's path. */
-const pathOf = (req: DpopRequestLike): string => requestPath(req as HandshakeRequestLike);
+const pathOf = (req: RequestLike): string => requestPath(req);
 
 /** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
 export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
@@ -95,13 +96,14 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
       `option "${prefix}algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`,
     );
   }
-  const replayStore = given.replayStore === undefined ? defaultStore() : asAtomicStore(given.replayStore);
-  if (!replayStore) {
-    throw optionError(
+  const replayStore =
+    checkStore(
       fn,
-      `option "${prefix}replayStore" must be a store with addIfAbsent(key, value, ttlSeconds) and delete(key), e.g. memoryStore() or redisStore({ client }) (a 3.0 store with an add method is accepted too), got ${describe(given.replayStore)}.`,
-    );
-  }
+      `${prefix}replayStore`,
+      given.replayStore,
+      `a store with addIfAbsent(key, value, ttlSeconds) and delete(key), e.g. memoryStore() or redisStore({ client }) (a 3.0 store with an add method is accepted too), got ${describe(given.replayStore)}`,
+      asAtomicStore,
+    ) ?? defaultStore();
   const nonce = given.nonce;
   if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
     throw optionError(fn, `option "${prefix}nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
@@ -113,7 +115,7 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
     maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 60, 1, 86_400, 'seconds'),
     clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
     replayStore,
-    storeTimeout: checkInteger(fn, `${prefix}storeTimeout`, given.storeTimeout, 1000, 1, 60_000, 'milliseconds'),
+    storeTimeout: checkStoreTimeout(fn, `${prefix}storeTimeout`, given.storeTimeout),
     nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions), fn, `${prefix}nonce.`) : undefined,
     now: given.now as (() => number) | undefined,
   };
@@ -124,7 +126,7 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
  * uses the socket and Host. An absolute-form target (`GET http://host/x`) is that URL itself
  * (RFC 9112 §3.3). The path is the one the handshake binds (`requestPath`).
  */
-export function requestUrl(req: DpopRequestLike): string {
+export function requestUrl(req: RequestLike): string {
   const absolute = absoluteFormOrigin(req);
   if (absolute !== undefined) return `${absolute}${requestPath(req)}`;
   const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');

@@ -16,8 +16,8 @@ import {
 import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from '../dpop/handshake-proof.js';
 import { createCryptoPool, type CryptoPool } from '../crypto/pool.js';
 import type { HandshakeEvent } from '../events.js';
-import type { HandshakeRequestLike, WithExpressRequest } from '../express-request.js';
-import { checkBoolean, checkInteger, checkOptions, describe, optionError } from '../options.js';
+import type { HandshakeRequestLike, RequestLike, WithExpressRequest } from '../express-request.js';
+import { checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
 import { secretProblem } from './secret.js';
 
 export type { HandshakeRequestLike };
@@ -27,9 +27,7 @@ export type { HandshakeRequestLike };
  * plus what your app merged into `Express.Request` (express-session's `req.session`, passport's
  * `req.user`). Annotate the callback's `req` (say, as Express's `Request`) to get that type instead.
  */
-export type DefaultHandshakeRequest = WithExpressRequest<HandshakeRequestLike>;
-
-export type MaybePromise<T> = T | Promise<T>;
+export type DefaultHandshakeRequest = WithExpressRequest<RequestLike>;
 
 /**
  * What the secret and payload functions receive besides the request.
@@ -64,10 +62,7 @@ export interface HandshakeContext {
  * }));
  * ```
  */
-export interface ServerHandshakeOptions<
-  Req extends HandshakeRequestLike = DefaultHandshakeRequest,
-  Res extends ServerResponse = ServerResponse,
-> {
+export interface ServerHandshakeOptions<Req extends RequestLike = DefaultHandshakeRequest, Res extends ServerResponse = ServerResponse> {
   /**
    * The token to deliver: a string, or a function of the request returning one (or a Promise of
    * one). An empty string means "nothing to send": no response header is set.
@@ -170,7 +165,7 @@ function payloadProblem(payload: string): string | undefined {
 }
 
 /** Checks `options` and fills in defaults; throws a TypeError that says how to fix a mistake. */
-export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res extends ServerResponse>(
+export function resolveHandshakeOptions<Req extends RequestLike, Res extends ServerResponse>(
   options: ServerHandshakeOptions<Req, Res>,
 ): ResolvedHandshakeOptions<Req, Res> {
   const given = checkOptions('handshake', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;
