@@ -74,7 +74,6 @@ function protocolProse(): string {
 }
 
 const b64Length = (bytes: number) => Math.ceil((bytes * 4) / 3);
-const count = (n: number) => n.toLocaleString('en-US');
 
 describe('every byte and character count in docs/PROTOCOL.md is computed here, from the grammar, the code or the vectors', () => {
   const prose = protocolProse();
