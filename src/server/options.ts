@@ -85,3 +85,9 @@ export function checkInteger(fn: string, name: string, value: unknown, fallback:
   }
   return value;
 }
+
+/** A `now` option (a clock for tests): a function returning milliseconds, or undefined; else the option's TypeError. */
+export function assertClock(fn: string, name: string, value: unknown): asserts value is (() => number) | undefined {
+  if (value !== undefined && typeof value !== 'function')
+    throw optionError(fn, `option "${name}" must be a function returning milliseconds.`);
+}

@@ -3,7 +3,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { TokenSecError } from '../../protocol/errors.js';
-import { checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
+import { assertClock, checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
 import { checkStore, checkStoreTimeout, type AtomicStore } from '../store.js';
 import { memoryStore } from '../memory-store.js';
 import { DBSC_ALGORITHMS, type DbscAlgorithm, type DbscJwk } from './verify.js';
@@ -196,8 +196,8 @@ export function resolveDbscOptions<Req>(options: unknown): ResolvedDbsc<Req> {
     throw optionError('dbsc', 'option "store" must be an object with get(req) and set(req, binding).');
   }
   const checkedChallengeStore = checkStore('dbsc', 'challengeStore', challengeStore);
-  if (now !== undefined && typeof now !== 'function') throw optionError('dbsc', 'option "now" must be a function returning milliseconds.');
-  const clock = (now as (() => number) | undefined) ?? Date.now;
+  assertClock('dbsc', 'now', now);
+  const clock = now ?? Date.now;
   const nowSeconds = () => Math.floor(clock() / 1000);
   return {
     key: secretKey(given.secret),

@@ -6,7 +6,7 @@
 import type { TLSSocket } from 'node:tls';
 import { DPOP_ALGORITHMS, acceptedAlgorithms, type DpopAlgorithm } from '../../protocol/dpop.js';
 import type { RequestLike } from '../express-request.js';
-import { checkInteger, describe, optionError } from '../options.js';
+import { assertClock, checkInteger, describe, optionError } from '../options.js';
 import { absoluteFormOrigin, requestPath } from '../request-path.js';
 import { nonceSource, type NonceOptions } from './nonce.js';
 import { asAtomicStore, defaultStore } from './replay-store.js';
@@ -108,8 +108,7 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
   if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
     throw optionError(fn, `option "${prefix}nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
   }
-  if (given.now !== undefined && typeof given.now !== 'function')
-    throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
+  assertClock(fn, `${prefix}now`, given.now);
   return {
     algorithms: acceptedAlgorithms(algorithms as DpopAlgorithm[]),
     maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 60, 1, 86_400, 'seconds'),
@@ -117,7 +116,7 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
     replayStore,
     storeTimeout: checkStoreTimeout(fn, `${prefix}storeTimeout`, given.storeTimeout),
     nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions), fn, `${prefix}nonce.`) : undefined,
-    now: given.now as (() => number) | undefined,
+    now: given.now,
   };
 }
 

@@ -19,7 +19,7 @@ import {
   type DpopClaims,
   type PublicJwk,
 } from '../../protocol/dpop.js';
-import { TokenSecError } from '../../protocol/errors.js';
+import { TokenSecError, type TokenSecErrorCode } from '../../protocol/errors.js';
 import { nodeBase64url } from '../base64url.js';
 import type { NonceSource } from './nonce.js';
 import { callStore, type AtomicStore } from '../store.js';
@@ -65,7 +65,15 @@ export interface VerifiedProof {
 /** RFC 9449's error for each failure, for WWW-Authenticate. */
 export type DpopErrorName = 'invalid_dpop_proof' | 'use_dpop_nonce' | 'invalid_token';
 
-export type DpopError = TokenSecError & { dpopError?: DpopErrorName };
+/** A DPoP refusal: a 401 TokenSecError with RFC 9449's error name for `WWW-Authenticate` (none when no credentials came). */
+export class DpopError extends TokenSecError {
+  declare dpopError?: DpopErrorName;
+
+  constructor(code: TokenSecErrorCode, message: string, name: DpopErrorName) {
+    super(code, message, 401);
+    this.dpopError = name;
+  }
+}
 
 const MAX_PROOF_LENGTH = 8192;
 const MAX_JTI_BYTES = 256;
@@ -80,7 +88,7 @@ export function dpopError(
   message: string,
   name: DpopErrorName,
 ): DpopError {
-  return Object.assign(new TokenSecError(code, message, 401), { dpopError: name });
+  return new DpopError(code, message, name);
 }
 
 const invalid = (what: string) => dpopError('ERR_TOKENSEC_DPOP_INVALID_PROOF', `Invalid DPoP proof: ${what}.`, 'invalid_dpop_proof');
@@ -260,8 +268,9 @@ export function wwwAuthenticate(algorithms: readonly string[], error?: DpopError
 /** Puts RFC 9449's challenge (and a fresh nonce when one is asked for) on a 401, in `err.headers`. */
 export function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
   if (!(error instanceof TokenSecError) || error.status !== 401) return error;
-  const name = (error as { dpopError?: DpopErrorName }).dpopError;
+  const name = error instanceof DpopError ? error.dpopError : undefined;
   const headers: Record<string, string> = { 'WWW-Authenticate': wwwAuthenticate(verify.algorithms, name, error.message) };
   if (name === 'use_dpop_nonce' && verify.nonce) headers['DPoP-Nonce'] = verify.nonce.current();
-  return Object.assign(error, { headers: { ...error.headers, ...headers } });
+  error.headers = { ...error.headers, ...headers };
+  return error;
 }
