@@ -145,13 +145,22 @@ function p256KeyPair(privateKey?: Uint8Array): ServerKeyPair {
   };
 }
 
+/** Everything the server does differently per key-agreement algorithm: nothing else names them. */
+const KEY_AGREEMENT: Record<Algorithm, { generate(): ServerKeyPair; import(rawPrivateKey: Uint8Array): ServerKeyPair }> = {
+  x25519: {
+    generate: () => x25519KeyPair(x25519PrivateKey(pooledRandomBytes(32))),
+    import: (raw) => x25519KeyPair(x25519PrivateKey(raw)),
+  },
+  p256: { generate: () => p256KeyPair(), import: (raw) => p256KeyPair(raw) },
+};
+
 export function generateServerKeyPair(algorithm: Algorithm): ServerKeyPair {
-  return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(pooledRandomBytes(32))) : p256KeyPair();
+  return KEY_AGREEMENT[algorithm].generate();
 }
 
 /** A key pair from a fixed private key: for the test vectors of docs/PROTOCOL.md only. */
 export function importServerKeyPair(algorithm: Algorithm, rawPrivateKey: Uint8Array): ServerKeyPair {
-  return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(rawPrivateKey)) : p256KeyPair(rawPrivateKey);
+  return KEY_AGREEMENT[algorithm].import(rawPrivateKey);
 }
 
 /** Checks the request's binding: proof that the client holds the same secret. Throws 403. */
