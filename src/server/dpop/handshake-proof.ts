@@ -195,23 +195,28 @@ function hookBinding<Req>(hooks: SessionKeyStore<Req>, timeout: number): Binding
   };
 }
 
-export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
-  const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
-  const { sessionKey, bindingStore } = given;
+/** The `dpop.sessionKey` option: false, undefined, or hooks with get, set and optionally bind; else its TypeError. */
+function assertSessionKey<Req>(value: unknown): asserts value is false | SessionKeyStore<Req> | undefined {
+  if (value === undefined || value === false) return;
+  const hooks = value as Partial<SessionKeyStore<Req>> | null;
   if (
-    sessionKey !== undefined &&
-    sessionKey !== false &&
-    (typeof sessionKey !== 'object' ||
-      sessionKey === null ||
-      typeof (sessionKey as SessionKeyStore<Req>).get !== 'function' ||
-      typeof (sessionKey as SessionKeyStore<Req>).set !== 'function' ||
-      !['undefined', 'function'].includes(typeof (sessionKey as SessionKeyStore<Req>).bind))
+    typeof hooks !== 'object' ||
+    hooks === null ||
+    typeof hooks.get !== 'function' ||
+    typeof hooks.set !== 'function' ||
+    !['undefined', 'function'].includes(typeof hooks.bind)
   ) {
     throw optionError(
       'handshake',
       'option "dpop.sessionKey" must be false or an object with get(req), set(req, jkt) and optionally bind(req, jkt).',
     );
   }
+}
+
+export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
+  const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
+  const { sessionKey, bindingStore } = given;
+  assertSessionKey<Req>(sessionKey);
   const store = checkStore('handshake', 'dpop.bindingStore', bindingStore);
   if (bindingStore !== undefined && sessionKey !== undefined) {
     throw optionError(
@@ -231,7 +236,7 @@ export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDp
         ? undefined
         : sessionKey === undefined
           ? sessionBinding<Req>(store ?? defaultBindingStore, timeout)
-          : hookBinding(sessionKey as SessionKeyStore<Req>, timeout),
+          : hookBinding(sessionKey, timeout),
     url: resolveUrl('handshake', given, 'dpop.') as (req: Req, htu: unknown) => string,
   };
 }
