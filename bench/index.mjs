@@ -14,7 +14,7 @@ import { handshake as clientHandshake, createDpopProof, rotateDpopKey } from '..
 import { memoryStore } from '../dist/server/memory-store.js';
 import { storeBench } from './store.mjs';
 import { verifyDpopProof } from '../dist/server/dpop/verify.js';
-import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '../dist/server/crypto.js';
+import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '../dist/server/crypto/primitives.js';
 import { bindingInput, utf8 } from '../dist/protocol/context.js';
 import { formatRequest, parseRequest } from '../dist/protocol/wire.js';
 import { nodeBase64url } from '../dist/server/base64url.js';

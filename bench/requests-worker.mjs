@@ -18,7 +18,7 @@ import {
 import { parentPort } from 'node:worker_threads';
 import { bindingInput, keyContext } from '../dist/protocol/context.js';
 import { formatRequest } from '../dist/protocol/wire.js';
-import { hkdfSha256, hmacSha256 } from '../dist/server/crypto.js';
+import { hkdfSha256, hmacSha256 } from '../dist/server/crypto/primitives.js';
 
 const b64 = (bytes) => Buffer.from(bytes).toString('base64url');
 const sha256 = (text) => createHash('sha256').update(text).digest();

@@ -9,7 +9,7 @@ import { dpop } from './server/dpop/middleware.js';
 import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
 import { memoryStore } from './server/memory-store.js';
 import { redisStore } from './server/redis-store.js';
-import { handshake } from './server/handshake.js';
+import { handshake } from './server/handshake/middleware.js';
 import { unbind } from './server/dpop/handshake-proof.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
@@ -33,6 +33,7 @@ export {
 export { dpopChannel, handshakeChannel } from './server/events.js';
 export type { DpopEvent, HandshakeEvent } from './server/events.js';
 export type { AtomicStore } from './server/store.js';
+export type { RequestLike } from './server/express-request.js';
 export type { MemoryStoreOptions } from './server/memory-store.js';
 export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';
@@ -45,7 +46,7 @@ export type {
   HandshakeMiddleware,
   ServerHandshakeOptions,
   HandshakeRequestLike,
-} from './server/handshake.js';
+} from './server/handshake/middleware.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';

@@ -56,12 +56,6 @@ export function acceptedAlgorithms(configured: readonly DpopAlgorithm[]): DpopAl
 
 export type PublicJwk = { kty: 'EC'; crv: 'P-256'; x: string; y: string } | { kty: 'OKP'; crv: 'Ed25519'; x: string };
 
-export interface DpopHeader {
-  typ: typeof DPOP_TYP;
-  alg: DpopAlgorithm;
-  jwk: PublicJwk;
-}
-
 export interface DpopClaims {
   jti: string;
   htm: string;

@@ -79,7 +79,7 @@ export class TokenSecError extends Error {
   /** True for 4xx: the message is safe to show to the client (it never holds a payload or secret). */
   declare readonly expose?: boolean;
   /** Headers the answer must carry (server): `WWW-Authenticate`, `DPoP-Nonce`, `Allow`. */
-  declare readonly headers?: Record<string, string>;
+  declare headers?: Record<string, string>;
 
   constructor(code: TokenSecErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
     super(message, options);

@@ -11,6 +11,8 @@ export const VERSION = 'v3';
 export const DEFAULT_HEADER = 'x-tokensec-handshake';
 /** Where the client sends the CSRF token, and where the server takes its default secret from. */
 export const CSRF_HEADER = 'x-csrf-token';
+/** The cookie `tokenSec.initialize()` puts the CSRF token in, and the client reads it from, by default. */
+export const CSRF_COOKIE = 'tokensec';
 
 export type Algorithm = 'x25519' | 'p256';
 /** Raw public key sizes: X25519 (RFC 7748) and an uncompressed P-256 point (SEC 1: 0x04 || X || Y). */

@@ -27,7 +27,8 @@ export const ERROR_HEADER = 'TokenSec-Error';
  */
 export function withErrorHeader(error: unknown): unknown {
   if (!(error instanceof TokenSecError)) return error;
-  return Object.assign(error, { headers: { ...error.headers, [ERROR_HEADER]: error.code } });
+  error.headers = { ...error.headers, [ERROR_HEADER]: error.code };
+  return error;
 }
 
 type ErrorMiddleware = (err: unknown, req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;

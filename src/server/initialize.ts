@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { CSRF_COOKIE } from '../protocol/wire.js';
 import { checkOptions, describe, optionError, type Middleware } from './options.js';
 
 /**
@@ -42,7 +43,7 @@ interface InitializeRequest extends IncomingMessage {
   secure?: boolean;
 }
 
-export const DEFAULT_COOKIE = 'tokensec';
+export const DEFAULT_COOKIE = CSRF_COOKIE;
 const COOKIE_OPTIONS = ['name', 'path', 'domain', 'sameSite', 'secure', 'httpOnly'] as const;
 // RFC 6265 cookie-name (a token) and the characters allowed in Path and Domain attribute values.
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

@@ -6,7 +6,7 @@
  */
 import { hash, randomBytes } from 'node:crypto';
 import { TokenSecError } from '../protocol/errors.js';
-import { checkInteger, checkOptions, optionError } from './options.js';
+import { assertClock, checkInteger, checkOptions } from './options.js';
 import type { AtomicStore } from './store.js';
 
 /**
@@ -92,9 +92,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
   const given = checkOptions('memoryStore', options, ['max', 'maxPerOwner', 'now']);
   const max = checkInteger('memoryStore', 'max', given.max, 1_000_000, 1, 100_000_000, 'keys');
   const maxPerOwner = checkInteger('memoryStore', 'maxPerOwner', given.maxPerOwner, Math.max(1, Math.floor(max / 64)), 1, max, 'keys');
-  if (given.now !== undefined && typeof given.now !== 'function')
-    throw optionError('memoryStore', 'option "now" must be a function returning milliseconds.');
-  const now = (given.now as (() => number) | undefined) ?? (() => Date.now());
+  assertClock('memoryStore', 'now', given.now);
+  const now = given.now ?? (() => Date.now());
   const newOwnerLimit = Math.max(1, Math.floor(max * NEW_OWNER_SHARE));
 
   const values = new Map<string, string>();

@@ -2,6 +2,9 @@
  * Option checks run when a middleware is created, so a mistake stops the app at startup with a
  * message that says how to fix it, instead of failing on the first request.
  */
+/** A value, or a promise of one: what the app's callbacks and stores may return. */
+export type MaybePromise<T> = T | Promise<T>;
+
 export type Middleware<Req, Res> = (req: Req, res: Res, next: (err?: unknown) => void) => void;
 
 export function optionError(fn: string, message: string): TypeError {
@@ -81,4 +84,10 @@ export function checkInteger(fn: string, name: string, value: unknown, fallback:
     );
   }
   return value;
+}
+
+/** A `now` option (a clock for tests): a function returning milliseconds, or undefined; else the option's TypeError. */
+export function assertClock(fn: string, name: string, value: unknown): asserts value is (() => number) | undefined {
+  if (value !== undefined && typeof value !== 'function')
+    throw optionError(fn, `option "${name}" must be a function returning milliseconds.`);
 }

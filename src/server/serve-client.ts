@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { csrfCookieNames } from './initialize.js';
+import { csrfCookieNames, DEFAULT_COOKIE } from './initialize.js';
 import { checkBoolean, checkInteger, checkOptions, describe, optionError, type Middleware } from './options.js';
 
 /**
@@ -123,7 +123,7 @@ function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
 function guardCookies(res: ServerResponse, publicCache: string, privateCache: string): void {
   const setHeader = res.setHeader;
   const appendHeader = res.appendHeader;
-  const dropped = new Set(['tokensec', csrfCookieNames.get(res)]);
+  const dropped = new Set([DEFAULT_COOKIE, csrfCookieNames.get(res)]);
   const cookieName = (cookie: string) => cookie.slice(0, cookie.indexOf('=')).trim();
   const filter = (value: number | string | readonly string[]) =>
     (Array.isArray(value) ? value : [String(value)]).filter((cookie: string) => !dropped.has(cookieName(cookie)));

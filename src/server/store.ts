@@ -5,8 +5,7 @@
  * for several.
  */
 import { TokenSecError } from '../protocol/errors.js';
-
-type MaybePromise<T> = T | Promise<T>;
+import { checkInteger, optionError, type MaybePromise } from './options.js';
 
 /**
  * Shared state with one atomic operation.
@@ -60,4 +59,36 @@ export function callStore<T>(call: () => MaybePromise<T>, timeoutMs: number): Pr
       },
     );
   });
+}
+
+/** Milliseconds a store call may take by default (option `storeTimeout`). */
+export const DEFAULT_STORE_TIMEOUT = 1000;
+
+/** Whether `value` has an AtomicStore's two methods. */
+export function isAtomicStore(value: unknown): value is AtomicStore {
+  const store = value as Partial<AtomicStore> | null;
+  return typeof store === 'object' && store !== null && typeof store.addIfAbsent === 'function' && typeof store.delete === 'function';
+}
+
+/**
+ * A store option, checked when its middleware is created: undefined stays undefined (the caller
+ * has a default); anything else must be an AtomicStore, or what `adapt` makes of it (the 3.0
+ * ReplayStore), else a TypeError saying that the option must be `what`.
+ */
+export function checkStore(
+  fn: string,
+  name: string,
+  value: unknown,
+  what = 'an AtomicStore: an object with addIfAbsent(key, value, ttlSeconds) and delete(key)',
+  adapt: (value: unknown) => AtomicStore | undefined = (given) => (isAtomicStore(given) ? given : undefined),
+): AtomicStore | undefined {
+  if (value === undefined) return undefined;
+  const store = adapt(value);
+  if (!store) throw optionError(fn, `option "${name}" must be ${what}.`);
+  return store;
+}
+
+/** A `storeTimeout` option: the milliseconds a store call may take, 1 to 60000, default 1000. */
+export function checkStoreTimeout(fn: string, name: string, value: unknown): number {
+  return checkInteger(fn, name, value, DEFAULT_STORE_TIMEOUT, 1, 60_000, 'milliseconds');
 }

@@ -8,7 +8,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { handshake } from '../../client/index.js';
-import { hkdfSha256 } from '../../src/server/crypto.js';
+import { hkdfSha256 } from '../../src/server/crypto/primitives.js';
 import { keyContext, utf8 } from '../../src/protocol/context.js';
 import { decodeBase64url } from '../../src/protocol/base64url.js';
 import { type Algorithm } from '../../src/protocol/wire.js';

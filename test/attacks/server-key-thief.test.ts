@@ -6,7 +6,7 @@
 import { expect, it } from 'vitest';
 import { createKeys, requestHeader } from '../../client/crypto.js';
 import { parseRequest } from '../../src/protocol/wire.js';
-import { generateServerKeyPair, importServerKeyPair, sealPayload } from '../../src/server/crypto.js';
+import { generateServerKeyPair, importServerKeyPair, sealPayload } from '../../src/server/crypto/primitives.js';
 import { createPrivateKey } from 'node:crypto';
 import { openWithSharedSecret, x25519 } from '../support/attackers.js';
 

@@ -1,5 +1,5 @@
 /**
- * `handshake({ workers })`, on the built package (the worker script is dist/server/crypto-worker.js):
+ * `handshake({ workers })`, on the built package (the worker script is dist/server/crypto/worker.js):
  * the vectors' bytes through the worker path and the inline path alike, for both jobs, real handshakes with
  * DPoP through an Express app, refused keys, option checks, and a clean shutdown that leaves no
  * thread behind (counted in /proc/self/task).
@@ -16,9 +16,9 @@ import tokenSec from '../../dist/index.js';
 
 // The built modules (dist/ ships bundled declarations for the public API only), typed as their sources.
 const built = <T>(path: string): Promise<T> => import(new URL(`../../dist/${path}`, import.meta.url).href) as Promise<T>;
-const { agree, agreeAndDerive, agreeAndSeal } = await built<typeof import('../../src/server/crypto-jobs.js')>('server/crypto-jobs.js');
-const { createCryptoPool } = await built<typeof import('../../src/server/crypto-pool.js')>('server/crypto-pool.js');
-const { encryptPayload } = await built<typeof import('../../src/server/crypto.js')>('server/crypto.js');
+const { agree, agreeAndDerive, agreeAndSeal } = await built<typeof import('../../src/server/crypto/jobs.js')>('server/crypto/jobs.js');
+const { createCryptoPool } = await built<typeof import('../../src/server/crypto/pool.js')>('server/crypto/pool.js');
+const { encryptPayload } = await built<typeof import('../../src/server/crypto/primitives.js')>('server/crypto/primitives.js');
 const { formatRequest, joinResponse, parseRequest, splitResponse } =
   await built<typeof import('../../src/protocol/wire.js')>('protocol/wire.js');
 const { bindingInput } = await built<typeof import('../../src/protocol/context.js')>('protocol/context.js');

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createKeys, requestHeader } from '../../client/crypto.js';
 import { TokenSecError, handshake } from '../../src/index.js';
-import { hmacSha256 } from '../../src/server/crypto.js';
+import { hmacSha256 } from '../../src/server/crypto/primitives.js';
 import { bindingInput, utf8 } from '../../src/protocol/context.js';
 import { encodeBase64url } from '../../src/protocol/base64url.js';
 import { formatRequest, type Algorithm } from '../../src/protocol/wire.js';

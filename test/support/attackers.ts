@@ -43,7 +43,7 @@ export interface Target {
   jkt?: Uint8Array | undefined;
 }
 
-/** An X25519 key pair from 32 CSPRNG bytes (no generateKeyPairSync: see src/server/crypto.ts). */
+/** An X25519 key pair from 32 CSPRNG bytes (no generateKeyPairSync: see src/server/crypto/primitives.ts). */
 export function x25519KeyPair(): { privateKey: KeyObject; publicKey: Buffer } {
   const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: b64u(randomBytes(32)), x: '' }, format: 'jwk' });
   const x = createPublicKey(privateKey).export({ format: 'jwk' }).x ?? '';

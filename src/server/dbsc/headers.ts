@@ -80,5 +80,7 @@ export function dbscError(
   status: number,
   headers: Record<string, string> = {},
 ): TokenSecError {
-  return Object.assign(new TokenSecError(code, message, status), { headers: { 'TokenSec-Error': code, ...headers } });
+  const error = new TokenSecError(code, message, status);
+  error.headers = { 'TokenSec-Error': code, ...headers };
+  return error;
 }

@@ -46,7 +46,8 @@ export function dbsc<Req extends IncomingMessage = IncomingMessage>(options: Dbs
   const handle = (run: (req: Req, res: ServerResponse) => Promise<void>, req: Req, res: ServerResponse, next: (err?: unknown) => void) => {
     if ((req.method ?? '').toUpperCase() !== 'POST') {
       const error = dbscError('ERR_TOKENSEC_METHOD_NOT_ALLOWED', 'DBSC registration and refresh are POST requests.', 405);
-      next(Object.assign(error, { headers: { ...error.headers, Allow: 'POST' } }));
+      error.headers = { ...error.headers, Allow: 'POST' };
+      next(error);
       return;
     }
     run(req, res).catch(next);

@@ -3,12 +3,10 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { TokenSecError } from '../../protocol/errors.js';
-import { checkBoolean, checkInteger, checkOptions, describe, optionError } from '../options.js';
-import type { AtomicStore } from '../store.js';
+import { assertClock, checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
+import { checkStore, checkStoreTimeout, type AtomicStore } from '../store.js';
 import { memoryStore } from '../memory-store.js';
 import { DBSC_ALGORITHMS, type DbscAlgorithm, type DbscJwk } from './verify.js';
-
-type MaybePromise<T> = T | Promise<T>;
 
 /**
  * What TokenSec keeps about a login's DBSC session, in the app's session: the registration
@@ -197,20 +195,9 @@ export function resolveDbscOptions<Req>(options: unknown): ResolvedDbsc<Req> {
   ) {
     throw optionError('dbsc', 'option "store" must be an object with get(req) and set(req, binding).');
   }
-  if (
-    challengeStore !== undefined &&
-    (typeof challengeStore !== 'object' ||
-      challengeStore === null ||
-      typeof (challengeStore as AtomicStore).addIfAbsent !== 'function' ||
-      typeof (challengeStore as AtomicStore).delete !== 'function')
-  ) {
-    throw optionError(
-      'dbsc',
-      'option "challengeStore" must be an AtomicStore: an object with addIfAbsent(key, value, ttlSeconds) and delete(key).',
-    );
-  }
-  if (now !== undefined && typeof now !== 'function') throw optionError('dbsc', 'option "now" must be a function returning milliseconds.');
-  const clock = (now as (() => number) | undefined) ?? (() => Date.now());
+  const checkedChallengeStore = checkStore('dbsc', 'challengeStore', challengeStore);
+  assertClock('dbsc', 'now', now);
+  const clock = now ?? (() => Date.now());
   const nowSeconds = () => Math.floor(clock() / 1000);
   return {
     key: secretKey(given.secret),
@@ -222,8 +209,8 @@ export function resolveDbscOptions<Req>(options: unknown): ResolvedDbsc<Req> {
     challengeTtl: checkInteger('dbsc', 'challengeTtl', given.challengeTtl, 300, 1, 86_400, 'seconds'),
     algorithms: algorithms as DbscAlgorithm[],
     store: (store as DbscSessionStore<Req> | undefined) ?? (expressSessionStore as DbscSessionStore<Req>),
-    challengeStore: (challengeStore as AtomicStore | undefined) ?? memoryStore({ now: clock }),
-    storeTimeout: checkInteger('dbsc', 'storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds'),
+    challengeStore: checkedChallengeStore ?? memoryStore({ now: clock }),
+    storeTimeout: checkStoreTimeout('dbsc', 'storeTimeout', given.storeTimeout),
     origins: origins(given.origin),
     handshake: checkBoolean('dbsc', 'handshake', given.handshake, true),
     nowSeconds,

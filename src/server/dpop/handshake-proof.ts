@@ -6,9 +6,10 @@ import { createHash } from 'node:crypto';
 import { TokenSecError } from '../../protocol/errors.js';
 import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
 import { defaultBindingStore } from '../memory-store.js';
-import { checkBoolean, checkInteger, checkOptions, optionError } from '../options.js';
-import { callStore, type AtomicStore } from '../store.js';
-import { resolveUrl, resolveVerifyOptions, withChallenge, type DpopRequestLike, type TargetOf } from './middleware.js';
+import { checkBoolean, checkOptions, optionError, type MaybePromise } from '../options.js';
+import { callStore, checkStore, checkStoreTimeout, DEFAULT_STORE_TIMEOUT, type AtomicStore } from '../store.js';
+import type { RequestLike } from '../express-request.js';
+import { resolveUrl, resolveVerifyOptions, type TargetOf } from './options.js';
 import type { NonceOptions } from './nonce.js';
 import type { RequestTargetParts } from '../request-target.js';
 import type { ReplayStore } from './replay-store.js';
@@ -19,12 +20,11 @@ import {
   readProofHeader,
   recordProof,
   splitProof,
+  withChallenge,
   type DpopVerifyOptions,
   type SplitProof,
   type VerifiedProof,
 } from './verify.js';
-
-type MaybePromise<T> = T | Promise<T>;
 
 /**
  * Where a session's DPoP key thumbprint is kept, when the app keeps it itself (say, by user id).
@@ -62,7 +62,7 @@ export interface SessionKeyStore<Req> {
  * tokenSec.handshake({ payload, dpop: { required: true, algorithms: ['ES256', 'EdDSA'], origin: 'https://app.example' } });
  * ```
  */
-export interface HandshakeDpopOptions<Req = DpopRequestLike> {
+export interface HandshakeDpopOptions<Req = RequestLike> {
   /** Refuse handshakes without a proof. Default true; false accepts them (jkt undefined) while you migrate clients. */
   required?: boolean;
   /** Default `['ES256']`. */
@@ -208,51 +208,48 @@ function hookBinding<Req>(hooks: SessionKeyStore<Req>, timeout: number): Binding
   };
 }
 
-export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
-  const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
-  const { sessionKey, bindingStore } = given;
+/** The `dpop.sessionKey` option: false, undefined, or hooks with get, set and optionally bind; else its TypeError. */
+function assertSessionKey<Req>(value: unknown): asserts value is false | SessionKeyStore<Req> | undefined {
+  if (value === undefined || value === false) return;
+  const hooks = value as Partial<SessionKeyStore<Req>> | null;
   if (
-    sessionKey !== undefined &&
-    sessionKey !== false &&
-    (typeof sessionKey !== 'object' ||
-      sessionKey === null ||
-      typeof (sessionKey as SessionKeyStore<Req>).get !== 'function' ||
-      typeof (sessionKey as SessionKeyStore<Req>).set !== 'function' ||
-      !['undefined', 'function'].includes(typeof (sessionKey as SessionKeyStore<Req>).bind))
+    typeof hooks !== 'object' ||
+    hooks === null ||
+    typeof hooks.get !== 'function' ||
+    typeof hooks.set !== 'function' ||
+    !['undefined', 'function'].includes(typeof hooks.bind)
   ) {
     throw optionError(
       'handshake',
       'option "dpop.sessionKey" must be false or an object with get(req), set(req, jkt) and optionally bind(req, jkt).',
     );
   }
-  if (
-    bindingStore !== undefined &&
-    (typeof bindingStore !== 'object' ||
-      bindingStore === null ||
-      typeof (bindingStore as AtomicStore).addIfAbsent !== 'function' ||
-      typeof (bindingStore as AtomicStore).delete !== 'function')
-  ) {
-    throw optionError(
-      'handshake',
-      'option "dpop.bindingStore" must be an AtomicStore: an object with addIfAbsent(key, value, ttlSeconds) and delete(key).',
-    );
-  }
+}
+
+export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
+  const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
+  const { sessionKey, bindingStore } = given;
+  assertSessionKey<Req>(sessionKey);
+  const store = checkStore('handshake', 'dpop.bindingStore', bindingStore);
   if (bindingStore !== undefined && sessionKey !== undefined) {
     throw optionError(
       'handshake',
       'options "dpop.bindingStore" and "dpop.sessionKey" do not go together: bindingStore is where the default sessionKey binds.',
     );
   }
-  const timeout = checkInteger('handshake', 'dpop.storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds');
+  const required = checkBoolean('handshake', 'dpop.required', given.required, true);
+  const verify = resolveVerifyOptions('handshake', given, 'dpop.');
+  // dpop.storeTimeout, checked once (with the replay store's options): the binding's limit too.
+  const timeout = verify.storeTimeout ?? DEFAULT_STORE_TIMEOUT;
   return {
-    required: checkBoolean('handshake', 'dpop.required', given.required, true),
-    verify: resolveVerifyOptions('handshake', given, 'dpop.'),
+    required,
+    verify,
     binding:
       sessionKey === false
         ? undefined
         : sessionKey === undefined
-          ? sessionBinding<Req>((bindingStore as AtomicStore | undefined) ?? defaultBindingStore, timeout)
-          : hookBinding(sessionKey as SessionKeyStore<Req>, timeout),
+          ? sessionBinding<Req>(store ?? defaultBindingStore, timeout)
+          : hookBinding(sessionKey, timeout),
     url: resolveUrl('handshake', given, 'dpop.') as TargetOf<Req>,
   };
 }
@@ -262,7 +259,7 @@ export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDp
  * undefined when none came and none is required. Its one-time use is recorded by
  * `recordHandshakeProof`, once the binding has shown the client holds the secret.
  */
-export function handshakeProof<Req extends DpopRequestLike>(
+export function handshakeProof<Req extends RequestLike>(
   req: Req,
   header: string,
   method: string,
@@ -284,7 +281,7 @@ export function handshakeProof<Req extends DpopRequestLike>(
  * none came and none is required. With `workers`, the signature is then checked on a worker
  * (handshake.ts) before handshakeProofClaims.
  */
-export function splitHandshakeProof<Req extends DpopRequestLike>(req: Req, dpop: ResolvedHandshakeDpop<Req>): SplitProof | undefined {
+export function splitHandshakeProof<Req extends RequestLike>(req: Req, dpop: ResolvedHandshakeDpop<Req>): SplitProof | undefined {
   try {
     // Inside the try: two DPoP header lines are a refusal that carries the challenge too.
     const proof = readProofHeader(req);
@@ -297,7 +294,7 @@ export function splitHandshakeProof<Req extends DpopRequestLike>(req: Req, dpop:
 }
 
 /** handshakeProof's last part, once the signature verified: the claims, against this request and handshake header. */
-export function handshakeProofClaims<Req extends DpopRequestLike>(
+export function handshakeProofClaims<Req extends RequestLike>(
   req: Req,
   split: SplitProof,
   header: string,
@@ -381,11 +378,12 @@ export function checkSessionKey<Req>(
  */
 export async function unbind(req: unknown, options: UnbindOptions = {}): Promise<void> {
   const given = checkOptions('unbind', options, ['store', 'storeTimeout']);
-  const store = (given.store as AtomicStore | undefined) ?? defaultBindingStore;
-  if (typeof store !== 'object' || store === null || typeof store.delete !== 'function') {
-    throw optionError('unbind', 'option "store" must be the AtomicStore the handshake binds in (its dpop.bindingStore).');
-  }
-  const timeout = checkInteger('unbind', 'storeTimeout', given.storeTimeout, 1000, 1, 60_000, 'milliseconds');
+  // Unbinding needs only delete(key).
+  const canDelete = (value: unknown) =>
+    typeof (value as Partial<AtomicStore> | null)?.delete === 'function' ? (value as AtomicStore) : undefined;
+  const what = 'the AtomicStore the handshake binds in (its dpop.bindingStore)';
+  const store = checkStore('unbind', 'store', given.store ?? undefined, what, canDelete) ?? defaultBindingStore;
+  const timeout = checkStoreTimeout('unbind', 'storeTimeout', given.storeTimeout);
   const { session, sessionID } = req as SessionRequest;
   if (typeof session !== 'object' || session === null) return;
   delete session.tokenSecJkt;

@@ -4,7 +4,7 @@
  * the previous window's nonces are accepted.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { checkInteger, checkOptions, describe, optionError } from '../options.js';
+import { assertClock, checkInteger, checkOptions, describe, optionError } from '../options.js';
 
 export interface NonceSource {
   /** The nonce to hand out now (the `DPoP-Nonce` response header). */
@@ -59,9 +59,8 @@ export function nonceSource(options: NonceOptions = {}, fn = 'dpop', prefix = 'n
       `option "${prefix}key" must be at least ${MIN_KEY_BYTES} bytes, got ${key.length}. Make one with: node -e "console.log(crypto.randomBytes(32).toString('base64url'))", and give every process the same one.`,
     );
   }
-  if (given.now !== undefined && typeof given.now !== 'function')
-    throw optionError(fn, `option "${prefix}now" must be a function returning milliseconds.`);
-  const now = (given.now as (() => number) | undefined) ?? (() => Date.now());
+  assertClock(fn, `${prefix}now`, given.now);
+  const now = given.now ?? (() => Date.now());
   const nonceFor = (slot: number) => createHmac('sha256', key).update(`tokensec dpop nonce ${slot}`).digest('base64url');
   const slot = () => Math.floor(now() / 1000 / window);
   return {

@@ -19,7 +19,7 @@ import {
   type DpopClaims,
   type PublicJwk,
 } from '../../protocol/dpop.js';
-import { TokenSecError } from '../../protocol/errors.js';
+import { TokenSecError, type TokenSecErrorCode } from '../../protocol/errors.js';
 import { nodeBase64url } from '../base64url.js';
 import type { NonceSource } from './nonce.js';
 import { callStore, type AtomicStore } from '../store.js';
@@ -70,7 +70,15 @@ export interface VerifiedProof {
 /** RFC 9449's error for each failure, for WWW-Authenticate. */
 export type DpopErrorName = 'invalid_dpop_proof' | 'use_dpop_nonce' | 'invalid_token';
 
-export type DpopError = TokenSecError & { dpopError?: DpopErrorName };
+/** A DPoP refusal: a 401 TokenSecError with RFC 9449's error name for `WWW-Authenticate` (none when no credentials came). */
+export class DpopError extends TokenSecError {
+  declare dpopError?: DpopErrorName;
+
+  constructor(code: TokenSecErrorCode, message: string, name: DpopErrorName) {
+    super(code, message, 401);
+    this.dpopError = name;
+  }
+}
 
 const MAX_PROOF_LENGTH = 8192;
 const MAX_JTI_BYTES = 256;
@@ -85,7 +93,7 @@ export function dpopError(
   message: string,
   name: DpopErrorName,
 ): DpopError {
-  return Object.assign(new TokenSecError(code, message, 401), { dpopError: name });
+  return new DpopError(code, message, name);
 }
 
 const invalid = (what: string) => dpopError('ERR_TOKENSEC_DPOP_INVALID_PROOF', `Invalid DPoP proof: ${what}.`, 'invalid_dpop_proof');
@@ -364,4 +372,22 @@ export async function verifyDpopProof(
   const verified = checkDpopProof(proof, expected, options);
   await recordProof(verified, options);
   return verified;
+}
+
+/** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */
+export function wwwAuthenticate(algorithms: readonly string[], error?: DpopErrorName, description?: string): string {
+  const parts = [`algs="${algorithms.join(' ')}"`];
+  if (error) parts.unshift(`error="${error}"`);
+  if (error && description) parts.splice(1, 0, `error_description="${description.replace(/["\\]/g, '')}"`);
+  return `DPoP ${parts.join(', ')}`;
+}
+
+/** Puts RFC 9449's challenge (and a fresh nonce when one is asked for) on a 401, in `err.headers`. */
+export function withChallenge(error: unknown, verify: DpopVerifyOptions): unknown {
+  if (!(error instanceof TokenSecError) || error.status !== 401) return error;
+  const name = error instanceof DpopError ? error.dpopError : undefined;
+  const headers: Record<string, string> = { 'WWW-Authenticate': wwwAuthenticate(verify.algorithms, name, error.message) };
+  if (name === 'use_dpop_nonce' && verify.nonce) headers['DPoP-Nonce'] = verify.nonce.current();
+  error.headers = { ...error.headers, ...headers };
+  return error;
 }

@@ -2,7 +2,7 @@
 // keys from generateKeyPairSync exported as JWK deadlocked here within a few thousand rounds
 // (GC finalizing the key-generation job while the export held the key's mutex). Prints the
 // number of rounds and exits; the test gives it a deadline.
-import { generateServerKeyPair } from '../../../dist/server/crypto.js';
+import { generateServerKeyPair } from '../../../dist/server/crypto/primitives.js';
 
 const rounds = Number(process.argv[2] ?? 100_000);
 let junk = [];

@@ -17,7 +17,7 @@ import {
 } from '../../../src/protocol/wire.js';
 import { memoryReplayStore } from '../../../src/server/dpop/replay-store.js';
 import { checkDpopProof } from '../../../src/server/dpop/verify.js';
-import { secretProblem } from '../../../src/server/handshake-options.js';
+import { secretProblem } from '../../../src/server/handshake/secret.js';
 import { defined, protocolVectors } from '../../support/helpers.js';
 import { joseProof, proofKey } from '../../support/proofs.js';
 
@@ -74,7 +74,6 @@ function protocolProse(): string {
 }
 
 const b64Length = (bytes: number) => Math.ceil((bytes * 4) / 3);
-const count = (n: number) => n.toLocaleString('en-US');
 
 describe('every byte and character count in docs/PROTOCOL.md is computed here, from the grammar, the code or the vectors', () => {
   const prose = protocolProse();

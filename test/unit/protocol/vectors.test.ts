@@ -5,10 +5,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeClock } from '../../support/clock.js';
 import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../../../client/crypto.js';
-import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../../../src/server/crypto.js';
+import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../../../src/server/crypto/primitives.js';
 import { bindingInput, keyContext, utf8 } from '../../../src/protocol/context.js';
 import { DEFAULT_HEADER_LIMIT, joinResponse, parseRequest, splitResponse } from '../../../src/protocol/wire.js';
-import { secretProblem } from '../../../src/server/handshake-options.js';
+import { secretProblem } from '../../../src/server/handshake/secret.js';
 import { createHash, createPrivateKey, createPublicKey, sign, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { acceptedAlgorithms, normalizeHtu, type DpopAlgorithm } from '../../../src/protocol/dpop.js';

@@ -44,7 +44,7 @@ describe('build-if-stale', () => {
     expect(staleReason(tree({ 'src/index.ts': 50, ...rest }))).toBe('dist/browser/tokensec.js is missing');
   });
 
-  it.each(['src/server/handshake.ts', 'client/dpop.ts', 'rollup.config.ts', 'tsconfig.build.json'])(
+  it.each(['src/server/handshake/middleware.ts', 'client/dpop.ts', 'rollup.config.ts', 'tsconfig.build.json'])(
     '%s edited after the build: build',
     (file) => {
       expect(staleReason(tree({ 'src/index.ts': 50, ...built, [file]: 1 }))).toBe(`${file} changed since the last build`);

@@ -12,7 +12,7 @@ import {
   generateServerKeyPair,
   hkdfSha256,
   importServerKeyPair,
-} from '../../../../src/server/crypto.js';
+} from '../../../../src/server/crypto/primitives.js';
 import { SMALL_ORDER_POINTS, hex } from '../../../support/helpers.js';
 
 const h = (b: Uint8Array) => Buffer.from(b).toString('hex');

@@ -8,7 +8,7 @@ import express from 'express';
 import { calculateJwkThumbprint } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tokenSec, { type DpopOptions } from '../../../../src/index.js';
-import { HOST_FALLBACK_WARNING } from '../../../../src/server/dpop/middleware.js';
+import { HOST_FALLBACK_WARNING } from '../../../../src/server/dpop/options.js';
 import { listen } from '../../../support/helpers.js';
 import { joseProof, proofKey, sha256, type ProofKey } from '../../../support/proofs.js';
 

@@ -9,7 +9,7 @@ import express from 'express';
 import request from 'supertest';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import tokenSec from '../../../../src/index.js';
-import { HandshakeDeadline } from '../../../../src/server/deadline.js';
+import { HandshakeDeadline } from '../../../../src/server/handshake/deadline.js';
 import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
 import { TOKEN, listen } from '../../../support/helpers.js';
 

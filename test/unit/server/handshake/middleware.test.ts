@@ -469,7 +469,7 @@ function truncateKey(value: string): string {
 
 async function smallOrderHeader(): Promise<string> {
   // A valid binding over an all-zero X25519 key: the refusal must come from the key check.
-  const { hmacSha256 } = await import('../../../../src/server/crypto.js');
+  const { hmacSha256 } = await import('../../../../src/server/crypto/primitives.js');
   const { bindingInput, utf8 } = await import('../../../../src/protocol/context.js');
   const { formatRequest } = await import('../../../../src/protocol/wire.js');
   const publicKey = new Uint8Array(32);

@@ -8,7 +8,7 @@ import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createKeys, requestHeader } from '../../../../client/crypto.js';
 import tokenSec from '../../../../src/index.js';
-import { runSteps } from '../../../../src/server/steps.js';
+import { runSteps } from '../../../../src/server/handshake/steps.js';
 
 function collect<T>(steps: Generator<unknown, T, unknown>) {
   const outcome: { value?: T; error?: unknown; settled: boolean } = { settled: false };

@@ -1,20 +1,11 @@
 /**
- * Worker threads for `handshake({ workers })`: each runs src/server/crypto-worker.ts, which runs
- * the jobs of crypto-jobs.ts (the DPoP proof's signature; key pair, ECDH and HKDF; and the
- * encryption too when the payload is a string option), the crypto that would otherwise hold the
- * main thread.
+ * Worker threads for `handshake({ workers })`: each runs worker.ts, which runs the jobs of
+ * jobs.ts (the DPoP proof's signature; key pair, ECDH and HKDF; and the encryption too when the
+ * payload is a string option), the crypto that would otherwise hold the main thread.
  */
 import { Worker } from 'node:worker_threads';
-import { TokenSecError, type TokenSecErrorCode } from '../protocol/errors.js';
-import { runCryptoJob, unpackResponseKey, type CryptoJob, type CryptoJobResult } from './crypto-jobs.js';
-
-/** Worker to main thread: per job, its result or the TokenSecError it threw. */
-export type CryptoJobAnswer = [
-  id: number,
-  /** The sealed response value, the response key packed (packResponseKey), or whether a proof's signature verifies. */
-  result: string | Uint8Array | boolean | undefined,
-  error: { code: TokenSecErrorCode; message: string; status: number } | undefined,
-];
+import { TokenSecError } from '../../protocol/errors.js';
+import { runCryptoJob, unpackResponseKey, type CryptoJob, type CryptoJobAnswer, type CryptoJobResult } from './jobs.js';
 
 export interface CryptoPool {
   run<J extends CryptoJob>(job: J): Promise<CryptoJobResult<J>>;
@@ -49,7 +40,7 @@ interface Pending {
  * be passed explicitly, so then the worker gets none.
  */
 function startWorker(): Worker {
-  const script = new URL('./crypto-worker.js', import.meta.url);
+  const script = new URL('./worker.js', import.meta.url);
   if (!process.execArgv.some((arg) => arg.startsWith('--input-type'))) return new Worker(script);
   try {
     return new Worker(script, { execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')) });

@@ -13,10 +13,10 @@ import {
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
-import { TokenSecError } from '../protocol/errors.js';
-import { LONE_SURROGATE, bindingInput, keyContext, utf8, type RequestTarget } from '../protocol/context.js';
-import { IV_LENGTH, MAX_PAYLOAD_BYTES, formatResponse, type Algorithm, type HandshakeRequest } from '../protocol/wire.js';
-import { nodeBase64url } from './base64url.js';
+import { TokenSecError } from '../../protocol/errors.js';
+import { LONE_SURROGATE, bindingInput, keyContext, utf8, type RequestTarget } from '../../protocol/context.js';
+import { IV_LENGTH, MAX_PAYLOAD_BYTES, formatResponse, type Algorithm, type HandshakeRequest } from '../../protocol/wire.js';
+import { nodeBase64url } from '../base64url.js';
 
 // Raw X25519 keys go in and out of node:crypto as JWK: measured on Node 20 / OpenSSL 3, a JWK
 // import is ~21 µs where the DER SubjectPublicKeyInfo import is ~210 µs, and exporting a public
@@ -26,7 +26,7 @@ import { nodeBase64url } from './base64url.js';
  * A fresh X25519 private key: 32 bytes from the CSPRNG, which is all an X25519 private key is
  * (RFC 7748 §5 clamps them). Not generateKeyPairSync: on Node 20 a key it made can deadlock the
  * process when exported as JWK, if garbage collection finalizes the key-generation job during
- * the export (both take the key's mutex; seen here, see test/deadlock.test.ts). Node requires an
+ * the export (both take the key's mutex; seen here, see test/stress/deadlock.test.ts). Node requires an
  * `x` member in a private JWK but derives the public key from `d`.
  */
 function x25519PrivateKey(raw: Uint8Array): KeyObject {
@@ -145,13 +145,22 @@ function p256KeyPair(privateKey?: Uint8Array): ServerKeyPair {
   };
 }
 
+/** Everything the server does differently per key-agreement algorithm: nothing else names them. */
+const KEY_AGREEMENT: Record<Algorithm, { generate(): ServerKeyPair; import(rawPrivateKey: Uint8Array): ServerKeyPair }> = {
+  x25519: {
+    generate: () => x25519KeyPair(x25519PrivateKey(pooledRandomBytes(32))),
+    import: (raw) => x25519KeyPair(x25519PrivateKey(raw)),
+  },
+  p256: { generate: () => p256KeyPair(), import: (raw) => p256KeyPair(raw) },
+};
+
 export function generateServerKeyPair(algorithm: Algorithm): ServerKeyPair {
-  return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(pooledRandomBytes(32))) : p256KeyPair();
+  return KEY_AGREEMENT[algorithm].generate();
 }
 
 /** A key pair from a fixed private key: for the test vectors of docs/PROTOCOL.md only. */
 export function importServerKeyPair(algorithm: Algorithm, rawPrivateKey: Uint8Array): ServerKeyPair {
-  return algorithm === 'x25519' ? x25519KeyPair(x25519PrivateKey(rawPrivateKey)) : p256KeyPair(rawPrivateKey);
+  return KEY_AGREEMENT[algorithm].import(rawPrivateKey);
 }
 
 /**

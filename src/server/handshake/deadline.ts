@@ -5,7 +5,7 @@
  * which measured 10 to 30 µs per handshake; the AbortSignal is made only for one that reads it.
  */
 import type { ServerResponse } from 'node:http';
-import { TokenSecError } from '../protocol/errors.js';
+import { TokenSecError } from '../../protocol/errors.js';
 import { isPromiseLike } from './steps.js';
 
 export class HandshakeDeadline {

@@ -1,12 +1,11 @@
 /**
- * A worker thread of `handshake({ workers })`: runs each job of a batch (crypto-jobs.ts) and
+ * A worker thread of `handshake({ workers })`: runs each job of a batch (jobs.ts) and
  * answers the batch in one message. Keys come from CSPRNG bytes imported as JWK, as on the main
- * thread (see crypto.ts: no generateKeyPairSync).
+ * thread (see primitives.ts: no generateKeyPairSync).
  */
 import { parentPort } from 'node:worker_threads';
-import { TokenSecError } from '../protocol/errors.js';
-import { packResponseKey, runCryptoJob, type CryptoJob } from './crypto-jobs.js';
-import type { CryptoJobAnswer } from './crypto-pool.js';
+import { TokenSecError } from '../../protocol/errors.js';
+import { packResponseKey, runCryptoJob, type CryptoJob, type CryptoJobAnswer } from './jobs.js';
 
 parentPort?.on('message', (jobs: [number, CryptoJob][]) => {
   const moved: ArrayBuffer[] = [];

@@ -1,13 +1,14 @@
 /**
  * The costly part of a handshake's crypto, as jobs that run inline or on worker threads
- * (`handshake({ workers })`, crypto-pool.ts). Both paths call these same functions, so their bytes
+ * (`handshake({ workers })`, pool.ts). Both paths call these same functions, so their bytes
  * are the same; the test vectors pass through each.
  */
-import type { RequestTarget } from '../protocol/context.js';
-import { PUBLIC_KEY_LENGTH, type Algorithm } from '../protocol/wire.js';
-import { deriveResponseKey, encryptPayload, generateServerKeyPair, importServerKeyPair, type ResponseKey } from './crypto.js';
-import type { DpopAlgorithm, PublicJwk } from '../protocol/dpop.js';
-import { proofSignatureProblem } from './dpop/verify.js';
+import type { RequestTarget } from '../../protocol/context.js';
+import type { TokenSecErrorCode } from '../../protocol/errors.js';
+import { PUBLIC_KEY_LENGTH, type Algorithm } from '../../protocol/wire.js';
+import { deriveResponseKey, encryptPayload, generateServerKeyPair, importServerKeyPair, type ResponseKey } from './primitives.js';
+import type { DpopAlgorithm, PublicJwk } from '../../protocol/dpop.js';
+import { proofSignatureProblem } from '../dpop/verify.js';
 
 export interface AgreeInput {
   algorithm: Algorithm;
@@ -104,3 +105,11 @@ export function runCryptoJob(job: CryptoJob): ResponseKey | string | boolean {
   if (job.kind === 'proof') return proofSignatureValid(job.input);
   return job.kind === 'derive' ? agreeAndDerive(job.input) : agreeAndSeal(job.input);
 }
+
+/** Worker to main thread: per job, its result or the TokenSecError it threw. */
+export type CryptoJobAnswer = [
+  id: number,
+  /** The sealed response value, the response key packed (packResponseKey), or whether a proof's signature verifies. */
+  result: string | Uint8Array | boolean | undefined,
+  error: { code: TokenSecErrorCode; message: string; status: number } | undefined,
+];

@@ -3,8 +3,8 @@
  * one typed object when the middleware is created, so the per-request pipeline never re-checks or
  * casts them.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { LONE_SURROGATE } from '../protocol/context.js';
+import type { ServerResponse } from 'node:http';
+import { LONE_SURROGATE } from '../../protocol/context.js';
 import {
   CSRF_HEADER,
   DEFAULT_HEADER,
@@ -12,36 +12,22 @@ import {
   HEADER_NAME,
   MAX_PAYLOAD_BYTES,
   MAX_RESPONSE_LENGTH,
-} from '../protocol/wire.js';
-import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from './dpop/handshake-proof.js';
-import { createCryptoPool, type CryptoPool } from './crypto-pool.js';
-import type { HandshakeEvent } from './events.js';
-import type { WithExpressRequest } from './express-request.js';
-import { checkBoolean, checkInteger, checkOptions, describe, optionError } from './options.js';
+} from '../../protocol/wire.js';
+import { resolveHandshakeDpop, type HandshakeDpopOptions, type ResolvedHandshakeDpop } from '../dpop/handshake-proof.js';
+import { createCryptoPool, type CryptoPool } from '../crypto/pool.js';
+import type { HandshakeEvent } from '../events.js';
+import type { HandshakeRequestLike, RequestLike, WithExpressRequest } from '../express-request.js';
+import { checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
+import { secretProblem } from './secret.js';
 
-/**
- * The request as the handshake sees it: node:http's, plus what Express and a CSRF middleware add.
- *
- * @example
- * ```ts
- * const secret = (req: HandshakeRequestLike) => sessions.get(req.headers.cookie ?? '')?.secret;
- * ```
- */
-export interface HandshakeRequestLike extends IncomingMessage {
-  originalUrl?: string;
-  /** Set by a CSRF middleware (csrf-sync, csrf-csrf and csurf each type it their own way). */
-  csrfToken?: unknown;
-  body?: unknown;
-}
+export type { HandshakeRequestLike };
 
 /**
  * What the secret and payload functions receive unless you say otherwise: node:http's request,
  * plus what your app merged into `Express.Request` (express-session's `req.session`, passport's
  * `req.user`). Annotate the callback's `req` (say, as Express's `Request`) to get that type instead.
  */
-export type DefaultHandshakeRequest = WithExpressRequest<HandshakeRequestLike>;
-
-export type MaybePromise<T> = T | Promise<T>;
+export type DefaultHandshakeRequest = WithExpressRequest<RequestLike>;
 
 /**
  * What the secret and payload functions receive besides the request.
@@ -76,10 +62,7 @@ export interface HandshakeContext {
  * }));
  * ```
  */
-export interface ServerHandshakeOptions<
-  Req extends HandshakeRequestLike = DefaultHandshakeRequest,
-  Res extends ServerResponse = ServerResponse,
-> {
+export interface ServerHandshakeOptions<Req extends RequestLike = DefaultHandshakeRequest, Res extends ServerResponse = ServerResponse> {
   /**
    * The token to deliver: a string, or a function of the request returning one (or a Promise of
    * one). An empty string means "nothing to send": no response header is set.
@@ -173,20 +156,6 @@ const KNOWN = [
   'onEvent',
 ] as const;
 
-/** Secrets are HMAC keys: at least 16 bytes, and no U+0000 (RFC 2104 pads keys with zero bytes). */
-export const MIN_SECRET_BYTES = 16;
-export const MAX_SECRET_BYTES = 1024;
-
-/** Why a secret is unusable as a TokenSec HMAC key, or undefined when it is fine. */
-export function secretProblem(secret: string): string | undefined {
-  const bytes = Buffer.byteLength(secret);
-  if (bytes < MIN_SECRET_BYTES) return `is ${bytes} bytes; it must be at least ${MIN_SECRET_BYTES}`;
-  if (bytes > MAX_SECRET_BYTES) return `is ${bytes} bytes; it must be at most ${MAX_SECRET_BYTES}`;
-  if (secret.includes('\0')) return 'contains U+0000, which would make it equal to a shorter secret as an HMAC key';
-  if (LONE_SURROGATE.test(secret)) return 'contains an unpaired surrogate, which has no UTF-8 encoding';
-  return undefined;
-}
-
 /** Why a payload cannot be sealed, or undefined when it can (the same checks as sealPayload's). */
 function payloadProblem(payload: string): string | undefined {
   if (LONE_SURROGATE.test(payload)) return 'has an unpaired surrogate, which has no exact UTF-8 encoding';
@@ -196,7 +165,7 @@ function payloadProblem(payload: string): string | undefined {
 }
 
 /** Checks `options` and fills in defaults; throws a TypeError that says how to fix a mistake. */
-export function resolveHandshakeOptions<Req extends HandshakeRequestLike, Res extends ServerResponse>(
+export function resolveHandshakeOptions<Req extends RequestLike, Res extends ServerResponse>(
   options: ServerHandshakeOptions<Req, Res>,
 ): ResolvedHandshakeOptions<Req, Res> {
   const given = checkOptions('handshake', options, KNOWN) as Partial<Record<(typeof KNOWN)[number], unknown>>;

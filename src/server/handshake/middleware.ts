@@ -7,21 +7,23 @@
  *     → resolvePayload → encryptPayload → respond
  *
  * verifyBinding, keyAgreement (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
- * of crypto.ts. With `workers`, keyAgreement runs on a worker thread, and so does encryptPayload
- * when the payload is a string option (agreeAndSealValue); so does the proof's signature check
- * (pooledHandshakeProof), between its header check and its claims check, as inline. Requests without the handshake header pass straight through. Every failure is a TokenSecError with `status` and a
+ * of ../crypto/primitives.ts. With `workers`, keyAgreement runs on a worker thread, and so does
+ * encryptPayload when the payload is a string option (agreeAndSealValue); so does the proof's
+ * signature check (pooledHandshakeProof), between its header check and its claims check, as
+ * inline. Requests without the handshake header pass straight through. Every failure is a
+ * TokenSecError with `status` and a
  * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
  */
-import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from './events.js';
+import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from '../events.js';
 import { isPromiseLike, runSteps } from './steps.js';
 import type { ServerResponse } from 'node:http';
-import type { RequestTarget } from '../protocol/context.js';
-import { TokenSecError } from '../protocol/errors.js';
-import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../protocol/wire.js';
-import { nodeBase64url } from './base64url.js';
-import { agreeAndDerive, agreeAndSeal, type DeriveInput } from './crypto-jobs.js';
-import type { CryptoPool } from './crypto-pool.js';
-import { encryptPayload, verifyBinding, type ResponseKey } from './crypto.js';
+import type { RequestTarget } from '../../protocol/context.js';
+import { TokenSecError } from '../../protocol/errors.js';
+import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../../protocol/wire.js';
+import { nodeBase64url } from '../base64url.js';
+import { agreeAndDerive, agreeAndSeal, type DeriveInput } from '../crypto/jobs.js';
+import type { CryptoPool } from '../crypto/pool.js';
+import { encryptPayload, verifyBinding, type ResponseKey } from '../crypto/primitives.js';
 import { HandshakeDeadline } from './deadline.js';
 import {
   badProofSignature,
@@ -30,27 +32,27 @@ import {
   handshakeProofClaims,
   recordHandshakeProof,
   splitHandshakeProof,
-} from './dpop/handshake-proof.js';
-import type { VerifiedProof } from './dpop/verify.js';
-import { utf8 } from '../protocol/context.js';
-import { dbscHandshakeCheck } from './dbsc/handshake-hook.js';
-import { withErrorHeader } from './error-handler.js';
+} from '../dpop/handshake-proof.js';
+import type { VerifiedProof } from '../dpop/verify.js';
+import { utf8 } from '../../protocol/context.js';
+import { dbscHandshakeCheck } from '../dbsc/handshake-hook.js';
+import { withErrorHeader } from '../error-handler.js';
 import {
   type HandshakeContext,
   resolveHandshakeOptions,
   type DefaultHandshakeRequest,
-  secretProblem,
   type HandshakeRequestLike,
   type PayloadSource,
   type ResolvedHandshakeOptions,
   type SecretSource,
   type ServerHandshakeOptions,
-} from './handshake-options.js';
-import { describe, type Middleware } from './options.js';
+} from './options.js';
+import { describe, type Middleware } from '../options.js';
 import { noStore } from './no-store.js';
-import { readRequestTarget, type RequestTargetParts } from './request-target.js';
+import { secretProblem } from './secret.js';
+import { readRequestTarget, type RequestTargetParts } from '../request-target.js';
 
-export type { DefaultHandshakeRequest, HandshakeContext, HandshakeRequestLike, ServerHandshakeOptions } from './handshake-options.js';
+export type { DefaultHandshakeRequest, HandshakeContext, HandshakeRequestLike, ServerHandshakeOptions } from './options.js';
 
 /** RFC 9110 §9.2.1: CSRF middlewares let these through unchecked. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);

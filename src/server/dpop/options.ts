@@ -1,0 +1,133 @@
+/**
+ * The DPoP options that `tokenSec.dpop()` and the handshake's `dpop` option share (algorithms,
+ * maxAge, clockSkew, replayStore, storeTimeout, nonce, origin, url), checked once at creation, and
+ * the URL a proof's `htu` must name.
+ */
+import type { TLSSocket } from 'node:tls';
+import { DPOP_ALGORITHMS, acceptedAlgorithms, normalizeHtu, type DpopAlgorithm } from '../../protocol/dpop.js';
+import type { RequestLike } from '../express-request.js';
+import { assertClock, checkInteger, describe, optionError } from '../options.js';
+import { namedOrigin, readRequestTarget, targetUrl, type RequestTargetParts } from '../request-target.js';
+import { nonceSource, type NonceOptions } from './nonce.js';
+import { asAtomicStore, defaultStore } from './replay-store.js';
+import { checkStore, checkStoreTimeout } from '../store.js';
+import type { DpopVerifyOptions } from './verify.js';
+
+/** process.emitWarning's code when a production start builds htu from the Host header. */
+export const HOST_FALLBACK_WARNING = 'TOKENSEC_HTU_FROM_HOST';
+let hostFallbackWarned = false;
+
+/** An origin as the option may give it: http(s), no path (a trailing slash is fine), query, fragment or credentials. */
+function checkOrigin(fn: string, name: string, value: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (
+    !url ||
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.pathname !== '/' ||
+    url.search ||
+    url.hash ||
+    url.username ||
+    url.password ||
+    /[?#]/.test(String(value))
+  ) {
+    throw optionError(
+      fn,
+      `option "${name}" must be an origin such as "https://app.example" (scheme, host and port if not the default; no path), got ${typeof value === 'string' ? JSON.stringify(value) : describe(value)}.`,
+    );
+  }
+  return url.origin;
+}
+
+/**
+ * The URL a proof's `htu` must name, normalised (normalizeHtu), or undefined when the request has
+ * no absolute http(s) URL. `parts`: the request target when the caller has read it already.
+ */
+export type TargetOf<Req> = (req: Req, htu: unknown, parts?: RequestTargetParts) => string | undefined;
+
+/**
+ * How the URL the proof's `htu` must name is found, from the `url` and `origin` options: `url` (a
+ * function of the request) wins; `origin` + the request path; else the request's own protocol and
+ * Host, with one warning per process when NODE_ENV is production. Returns it normalised: from
+ * `origin` or Host, without a URL parse when the path is plain (request-target.ts).
+ */
+export function resolveUrl<Req extends RequestLike>(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): TargetOf<Req> {
+  const { url, origin } = given;
+  if (url !== undefined && typeof url !== 'function')
+    throw optionError(fn, `option "${prefix}url" must be a function (req) returning the absolute request URL.`);
+  if (origin !== undefined && (Array.isArray(origin) ? origin.length === 0 : typeof origin !== 'string')) {
+    throw optionError(fn, `option "${prefix}origin" must be an origin such as "https://app.example", or a non-empty array of them.`);
+  }
+  const origins =
+    origin === undefined ? [] : (Array.isArray(origin) ? origin : [origin]).map((o: unknown) => checkOrigin(fn, `${prefix}origin`, o));
+  if (url) return (req) => normalizeHtu((url as (req: Req) => string)(req));
+  if (origins.length === 0) {
+    if (process.env.NODE_ENV === 'production' && !hostFallbackWarned) {
+      hostFallbackWarned = true;
+      process.emitWarning(
+        `tokenSec.${fn}(): no "${prefix}origin" option, so a DPoP proof's htu is checked against the request's Host header: behind a proxy that rewrites Host, proofs are refused, and a proof used at another service that accepts the same tokens passes here when sent with its Host. Set "${prefix}origin" to the origin(s) clients address this app at.`,
+        { code: HOST_FALLBACK_WARNING },
+      );
+    }
+    return (req, _htu, parts = readRequestTarget(req)) => targetUrl(requestOrigin(req, parts), parts.path);
+  }
+  const [first = ''] = origins;
+  // With one origin, the proof's htu need not be read to choose.
+  if (origins.length === 1) return (req, _htu, parts = readRequestTarget(req)) => targetUrl(first, parts.path);
+  return (req, htu, parts = readRequestTarget(req)) => targetUrl(namedOrigin(htu, origins) ?? first, parts.path);
+}
+
+/** Resolves the proof-checking options shared by `dpop()` and the handshake's `dpop` option. */
+export function resolveVerifyOptions(fn: string, given: Partial<Record<string, unknown>>, prefix = ''): DpopVerifyOptions {
+  const algorithms = given.algorithms ?? ['ES256'];
+  if (!Array.isArray(algorithms) || algorithms.length === 0 || algorithms.some((alg) => !DPOP_ALGORITHMS.includes(alg as DpopAlgorithm))) {
+    throw optionError(
+      fn,
+      `option "${prefix}algorithms" must be a non-empty array of ${DPOP_ALGORITHMS.map((a) => `"${a}"`).join(' and ')}.`,
+    );
+  }
+  const replayStore =
+    checkStore(
+      fn,
+      `${prefix}replayStore`,
+      given.replayStore,
+      `a store with addIfAbsent(key, value, ttlSeconds) and delete(key), e.g. memoryStore() or redisStore({ client }) (a 3.0 store with an add method is accepted too), got ${describe(given.replayStore)}`,
+      asAtomicStore,
+    ) ?? defaultStore();
+  const nonce = given.nonce;
+  if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
+    throw optionError(fn, `option "${prefix}nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
+  }
+  assertClock(fn, `${prefix}now`, given.now);
+  return {
+    algorithms: acceptedAlgorithms(algorithms as DpopAlgorithm[]),
+    maxAge: checkInteger(fn, `${prefix}maxAge`, given.maxAge, 60, 1, 86_400, 'seconds'),
+    clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
+    replayStore,
+    storeTimeout: checkStoreTimeout(fn, `${prefix}storeTimeout`, given.storeTimeout),
+    nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions), fn, `${prefix}nonce.`) : undefined,
+    now: given.now,
+  };
+}
+
+/**
+ * The URL the client addressed: Express's protocol and host honour `trust proxy`; plain node:http
+ * uses the socket and Host. An absolute-form target (`GET http://host/x`) is that URL itself
+ * (RFC 9112 §3.3). The path is the one the handshake binds (`requestPath`).
+ */
+export function requestUrl(req: RequestLike): string {
+  const parts = readRequestTarget(req);
+  return `${requestOrigin(req, parts)}${parts.path}`;
+}
+
+/** The scheme and authority of requestUrl. */
+function requestOrigin(req: RequestLike, parts: RequestTargetParts): string {
+  if (parts.absoluteOrigin !== undefined) return parts.absoluteOrigin;
+  const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
+  const host = req.get?.('host') ?? req.headers.host ?? '';
+  return `${protocol}://${host}`;
+}
