@@ -13,8 +13,8 @@ import { EmbeddedJWK, jwtVerify } from 'jose';
 import { handshake as clientHandshake, createDpopProof, rotateDpopKey } from '../dist/browser/tokensec.mjs';
 import { memoryStore } from '../dist/server/memory-store.js';
 import { storeBench } from './store.mjs';
-import { verifyDpopProof } from '../dist/server/dpop/verify.js';
-import { generateServerKeyPair, hmacSha256, sealPayload, verifyBinding } from '../dist/server/crypto/primitives.js';
+import { checkDpopProof, recordProof } from '../dist/server/dpop/verify.js';
+import { deriveResponseKey, encryptPayload, generateServerKeyPair, hmacSha256, verifyBinding } from '../dist/server/crypto/primitives.js';
 import { bindingInput, utf8 } from '../dist/protocol/context.js';
 import { formatRequest, parseRequest } from '../dist/protocol/wire.js';
 import { nodeBase64url } from '../dist/server/base64url.js';
@@ -166,7 +166,10 @@ console.log('\n2. Server crypto per handshake (parse, verify binding, key pair, 
         const t3 = process.hrtime.bigint();
         const shared = keys.deriveSharedSecret(request.publicKey, request.publicKeyBase64url);
         const t4 = process.hrtime.bigint();
-        sealPayload({ request, serverPublicKey: keys.publicKey, sharedSecret: shared, secret: SECRET, target: TARGET, payload });
+        encryptPayload(
+          deriveResponseKey({ request, serverPublicKey: keys.publicKey, sharedSecret: shared, secret: SECRET, target: TARGET }),
+          payload,
+        );
         const t5 = process.hrtime.bigint();
         if (round === 0) continue; // warm-up
         const us = (a, b) => Number(b - a) / 1000;
@@ -362,8 +365,8 @@ console.log('\n7. DPoP proof check per API call (ES256, proof with ath), µs (on
   const ours = options();
   const oursNew = options();
   const variants = {
-    'tokenSec verifier, cached key': await time(sameKey, (p) => verifyDpopProof(p, expected, ours)),
-    'tokenSec verifier, new key each time': await time(newKeys, (p) => verifyDpopProof(p, expected, oursNew)),
+    'tokenSec verifier, cached key': await time(sameKey, (p) => recordProof(checkDpopProof(p, expected, ours), ours)),
+    'tokenSec verifier, new key each time': await time(newKeys, (p) => recordProof(checkDpopProof(p, expected, oursNew), oursNew)),
     'jose jwtVerify(EmbeddedJWK), signature and typ only': await time(sameKey, (p) =>
       jwtVerify(p, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] }),
     ),

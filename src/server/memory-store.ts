@@ -23,7 +23,7 @@ export interface MemoryStoreOptions {
   max?: number;
   /** Most unexpired keys one owner (a DPoP key's thumbprint) may hold: 429 ERR_TOKENSEC_DPOP_RATE_LIMITED beyond. Default `max / 64`. */
   maxPerOwner?: number;
-  /** For tests only: the clock, in milliseconds. */
+  /** @deprecated Still accepted, undocumented, removed in 4.0: tests freeze the clock with vitest's fake timers (test/support/clock.ts). */
   now?: () => number;
 }
 

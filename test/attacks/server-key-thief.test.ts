@@ -6,7 +6,8 @@
 import { expect, it } from 'vitest';
 import { createKeys, requestHeader } from '../../client/crypto.js';
 import { parseRequest } from '../../src/protocol/wire.js';
-import { generateServerKeyPair, importServerKeyPair, sealPayload } from '../../src/server/crypto/primitives.js';
+import { generateServerKeyPair, importServerKeyPair } from '../../src/server/crypto/primitives.js';
+import { sealPayload } from '../support/helpers.js';
 import { createPrivateKey } from 'node:crypto';
 import { openWithSharedSecret, x25519 } from '../support/attackers.js';
 

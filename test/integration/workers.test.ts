@@ -13,12 +13,15 @@ import express from 'express';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openResponse } from '../../client/crypto.js';
 import tokenSec from '../../dist/index.js';
+import type { CryptoJob } from '../../src/server/crypto/jobs.js';
+import type { ResponseKey } from '../../src/server/crypto/primitives.js';
 
 // The built modules (dist/ ships bundled declarations for the public API only), typed as their sources.
 const built = <T>(path: string): Promise<T> => import(new URL(`../../dist/${path}`, import.meta.url).href) as Promise<T>;
-const { agree, agreeAndDerive, agreeAndSeal } = await built<typeof import('../../src/server/crypto/jobs.js')>('server/crypto/jobs.js');
+const { deriveWith } = await built<typeof import('../../src/server/crypto/jobs.js')>('server/crypto/jobs.js');
 const { createCryptoPool } = await built<typeof import('../../src/server/crypto/pool.js')>('server/crypto/pool.js');
-const { encryptPayload } = await built<typeof import('../../src/server/crypto/primitives.js')>('server/crypto/primitives.js');
+const { encryptPayload, importServerKeyPair } =
+  await built<typeof import('../../src/server/crypto/primitives.js')>('server/crypto/primitives.js');
 const { formatRequest, joinResponse, parseRequest, splitResponse } =
   await built<typeof import('../../src/protocol/wire.js')>('protocol/wire.js');
 const { bindingInput } = await built<typeof import('../../src/protocol/context.js')>('protocol/context.js');
@@ -28,13 +31,19 @@ const threads = () => readdirSync('/proc/self/task').length;
 const SECRET = 'workers-secret-0123456789';
 const h = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
+/** A pool whose worker takes the vectors' fixed server key and IV (test/support/vector-worker.mjs). */
+const vectorPool = () => createCryptoPool(1, new URL('../support/vector-worker.mjs', import.meta.url));
+/** A job for that worker: a production job's kind and input, plus the vector's key and IV. */
+type VectorJob = CryptoJob & { vector: { serverPrivateKey: Uint8Array; iv: Uint8Array } };
+
 describe('the vectors of docs/PROTOCOL.md through both paths', () => {
-  const pool = createCryptoPool(1);
+  const pool = vectorPool();
   afterAll(() => pool.close());
 
   it.each(protocolVectors().map((v) => [v.name, v] as const))('%s', async (_, v) => {
     const request = parseRequest(v.requestHeader);
-    const input = { algorithm: v.algorithm, publicKey: request.publicKey, serverPrivateKey: hex(v.serverPrivateKey) };
+    const input = { algorithm: v.algorithm, publicKey: request.publicKey };
+    const vector = { serverPrivateKey: hex(v.serverPrivateKey), iv: hex(v.iv) };
     const target = {
       header: v.header,
       method: v.method,
@@ -42,30 +51,31 @@ describe('the vectors of docs/PROTOCOL.md through both paths', () => {
       jkt: v.jkt ? new Uint8Array(Buffer.from(v.jkt, 'base64url')) : undefined,
     };
     const response = joinResponse(v.responseHeader, v.responseBody ?? '');
-    const agreement = agree(input);
+    const pair = importServerKeyPair(v.algorithm, vector.serverPrivateKey);
+    const agreement = { serverPublicKey: pair.publicKey, sharedSecret: pair.deriveSharedSecret(request.publicKey) };
     expect(h(agreement.serverPublicKey)).toBe(v.serverPublicKey);
     expect(h(agreement.sharedSecret)).toBe(v.sharedSecret);
     // The key first, the payload later (a payload function's path): here, and on the worker.
     const deriveInput = { ...input, secret: v.secret, target };
-    for (const key of [agreeAndDerive(deriveInput), await pool.run({ kind: 'derive', input: deriveInput })]) {
+    const onWorker = await pool.run({ kind: 'derive', input: deriveInput, vector } as VectorJob);
+    for (const key of [deriveWith(agreement, deriveInput), onWorker as ResponseKey]) {
       expect(h(key.serverPublicKey)).toBe(v.serverPublicKey);
       expect(h(key.key)).toBe(v.aesKey);
       expect(h(key.context)).toBe(v.keyContext);
-      const sealed = encryptPayload(key, v.payload, hex(v.iv));
+      const sealed = encryptPayload(key, v.payload, vector.iv);
       expect(sealed).toBe(response);
       expect(h(key.key)).toBe('00'.repeat(32)); // wiped once used
       if (v.responseBody) expect(splitResponse(sealed)).toEqual({ header: v.responseHeader, body: v.responseBody });
     }
-    // All of it as one job (a string payload's path): here, and on the worker.
-    const sealInput = { ...deriveInput, payload: v.payload, iv: hex(v.iv) };
-    expect(agreeAndSeal(sealInput)).toBe(response);
-    expect(await pool.run({ kind: 'seal', input: sealInput })).toBe(response);
+    // All of it as one job (a string payload's path), on the worker.
+    const sealInput = { ...deriveInput, payload: v.payload };
+    expect(await pool.run({ kind: 'seal', input: sealInput, vector } as VectorJob)).toBe(response);
   });
 });
 
 describe('batching', () => {
   it('a job goes at once to an idle worker; under load, jobs go in batches of at most 8, every one answered', async () => {
-    const pool = createCryptoPool(1);
+    const pool = vectorPool();
     const sent: number[] = [];
     // Counts the jobs in each message the pool sends, and sends it on.
     const original = Worker.prototype.postMessage;
@@ -77,14 +87,11 @@ describe('batching', () => {
       const [v] = protocolVectors();
       const request = parseRequest(v!.requestHeader);
       const target = { header: v!.header, method: v!.method, path: v!.path, jkt: new Uint8Array(Buffer.from(v!.jkt!, 'base64url')) };
-      const input = {
-        algorithm: v!.algorithm,
-        publicKey: request.publicKey,
-        serverPrivateKey: hex(v!.serverPrivateKey),
-        secret: v!.secret,
-        target,
-      };
-      const keys = await Promise.all(Array.from({ length: 20 }, () => pool.run({ kind: 'derive', input })));
+      const input = { algorithm: v!.algorithm, publicKey: request.publicKey, secret: v!.secret, target };
+      const vector = { serverPrivateKey: hex(v!.serverPrivateKey), iv: hex(v!.iv) };
+      const keys = (await Promise.all(
+        Array.from({ length: 20 }, () => pool.run({ kind: 'derive', input, vector } as VectorJob)),
+      )) as ResponseKey[];
       expect(keys.map((key) => h(key.key))).toEqual(keys.map(() => v!.aesKey));
       expect(sent[0]).toBe(1);
       expect(Math.max(...sent)).toBe(8);

@@ -5,6 +5,7 @@ import cookieParser from 'cookie-parser';
 import csurf from 'csurf';
 import express, { type ErrorRequestHandler, type Express } from 'express';
 import tokenSec, { type ServerHandshakeOptions } from '../../src/index.js';
+import { deriveResponseKey, encryptPayload, type KeyInput } from '../../src/server/crypto/primitives.js';
 
 export interface Vector {
   name: string;
@@ -148,3 +149,10 @@ export async function visit(origin: string): Promise<{ cookie: string; csrfToken
   if (!tokensec) throw new Error('no tokensec cookie');
   return { cookie: cookies.join('; '), csrfToken: decodeURIComponent(tokensec.slice('tokensec='.length)) };
 }
+
+/**
+ * The server's seal, as the handshake makes it: deriveResponseKey, then encryptPayload (which wipes
+ * the key). `iv`: fixed only by the vectors.
+ */
+export const sealPayload = (input: KeyInput & { payload: string; iv?: Uint8Array }): string =>
+  encryptPayload(deriveResponseKey(input), input.payload, input.iv);

@@ -2,6 +2,13 @@
  * DPoP proofs made by code nobody here wrote (jose's SignJWT), including deliberately bad ones,
  * for the verifier's tests.
  */
+import {
+  checkDpopProof,
+  recordProof,
+  type DpopExpectation,
+  type DpopVerifyOptions,
+  type VerifiedProof,
+} from '../../src/server/dpop/verify.js';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 
 export interface ProofKey {
@@ -50,3 +57,17 @@ export async function signedProof(key: ProofKey, header: Record<string, unknown>
 
 export const sha256 = async (text: string) =>
   Buffer.from(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))).toString('base64url');
+
+/**
+ * What tokenSec.dpop() does with a proof, as its two production calls: checkDpopProof (header,
+ * signature, claims) then recordProof (the replay store).
+ */
+export async function checkAndRecordProof(
+  proof: string | undefined,
+  expected: DpopExpectation,
+  options: DpopVerifyOptions,
+): Promise<VerifiedProof> {
+  const verified = checkDpopProof(proof, expected, options);
+  await recordProof(verified, options);
+  return verified;
+}

@@ -15,8 +15,8 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { openResponse } from '../../client/crypto.js';
 import { normalizeHtu } from '../../src/protocol/dpop.js';
 import { parseRequest } from '../../src/protocol/wire.js';
-import { agreeAndDerive } from '../../src/server/crypto/jobs.js';
-import { verifyBinding } from '../../src/server/crypto/primitives.js';
+import { deriveWith } from '../../src/server/crypto/jobs.js';
+import { importServerKeyPair, verifyBinding } from '../../src/server/crypto/primitives.js';
 import { HandshakeDeadline } from '../../src/server/handshake/deadline.js';
 import { memoryReplayStore } from '../../src/server/dpop/replay-store.js';
 import { checkDpopProof, headerCacheForTests, type DpopVerifyOptions } from '../../src/server/dpop/verify.js';
@@ -311,9 +311,13 @@ describe('the secret encoded once', () => {
       const bytes = new TextEncoder().encode(v.secret);
       expect(() => verifyBinding(request, bytes, target)).not.toThrow();
       expect(() => verifyBinding(request, v.secret, target)).not.toThrow();
-      const input = { algorithm: v.algorithm, publicKey: request.publicKey, serverPrivateKey: hex(v.serverPrivateKey), target };
-      expect(Buffer.from(agreeAndDerive({ ...input, secret: bytes }).key).toString('hex')).toBe(v.aesKey);
-      expect(Buffer.from(agreeAndDerive({ ...input, secret: v.secret }).key).toString('hex')).toBe(v.aesKey);
+      const input = { algorithm: v.algorithm, publicKey: request.publicKey, target };
+      const agreement = () => {
+        const pair = importServerKeyPair(v.algorithm, hex(v.serverPrivateKey));
+        return { serverPublicKey: pair.publicKey, sharedSecret: pair.deriveSharedSecret(request.publicKey) };
+      };
+      expect(Buffer.from(deriveWith(agreement(), { ...input, secret: bytes }).key).toString('hex')).toBe(v.aesKey);
+      expect(Buffer.from(deriveWith(agreement(), { ...input, secret: v.secret }).key).toString('hex')).toBe(v.aesKey);
       expect(new TextDecoder().decode(bytes)).toBe(v.secret);
     },
   );

@@ -6,7 +6,7 @@
 import type { RequestTarget } from '../../protocol/context.js';
 import type { TokenSecErrorCode } from '../../protocol/errors.js';
 import { PUBLIC_KEY_LENGTH, type Algorithm } from '../../protocol/wire.js';
-import { deriveResponseKey, encryptPayload, generateServerKeyPair, importServerKeyPair, type ResponseKey } from './primitives.js';
+import { deriveResponseKey, encryptPayload, generateServerKeyPair, type ResponseKey } from './primitives.js';
 import type { DpopAlgorithm, PublicJwk } from '../../protocol/dpop.js';
 import { proofSignatureProblem } from '../dpop/verify.js';
 
@@ -15,8 +15,6 @@ export interface AgreeInput {
   publicKey: Uint8Array;
   /** The same key as canonical base64url (the header's), which X25519 imports as it is. */
   publicKeyBase64url?: string | undefined;
-  /** A fixed server private key: for the test vectors only. */
-  serverPrivateKey?: Uint8Array | undefined;
 }
 
 export interface Agreement {
@@ -25,8 +23,8 @@ export interface Agreement {
 }
 
 /** A fresh server key pair and ECDH with the client's key. Throws ERR_TOKENSEC_INVALID_PUBLIC_KEY (400). */
-export function agree({ algorithm, publicKey, publicKeyBase64url, serverPrivateKey }: AgreeInput): Agreement {
-  const pair = serverPrivateKey ? importServerKeyPair(algorithm, serverPrivateKey) : generateServerKeyPair(algorithm);
+export function agree({ algorithm, publicKey, publicKeyBase64url }: AgreeInput): Agreement {
+  const pair = generateServerKeyPair(algorithm);
   return { serverPublicKey: pair.publicKey, sharedSecret: pair.deriveSharedSecret(publicKey, publicKeyBase64url) };
 }
 
@@ -41,20 +39,22 @@ export interface DeriveInput extends AgreeInput {
  * runs before a payload function. The shared secret never leaves this thread (derivation wipes it).
  */
 export function agreeAndDerive(input: DeriveInput): ResponseKey {
-  const { serverPublicKey, sharedSecret } = agree(input);
+  return deriveWith(agree(input), input);
+}
+
+/** The response key from an agreement (HKDF over it, bound to the request), which it wipes. */
+export function deriveWith({ serverPublicKey, sharedSecret }: Agreement, input: DeriveInput): ResponseKey {
   return deriveResponseKey({ request: input, serverPublicKey, sharedSecret, secret: input.secret, target: input.target });
 }
 
 export interface AgreeAndSealInput extends DeriveInput {
   /** A non-empty payload of at most MAX_PAYLOAD_BYTES, checked when the middleware was made. */
   payload: string;
-  /** A fixed AES-GCM IV: for the test vectors only. */
-  iv?: Uint8Array | undefined;
 }
 
 /** The whole seal as one job, for a payload known before the request (a string option). Returns the response value. */
 export function agreeAndSeal(input: AgreeAndSealInput): string {
-  return encryptPayload(agreeAndDerive(input), input.payload, input.iv);
+  return encryptPayload(agreeAndDerive(input), input.payload);
 }
 
 /**

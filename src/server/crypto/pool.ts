@@ -39,8 +39,7 @@ interface Pending {
  * script, it would stop the worker from loading its own); a V8 option such as --expose-gc cannot
  * be passed explicitly, so then the worker gets none.
  */
-function startWorker(): Worker {
-  const script = new URL('./worker.js', import.meta.url);
+function startWorker(script: URL): Worker {
   if (!process.execArgv.some((arg) => arg.startsWith('--input-type'))) return new Worker(script);
   try {
     return new Worker(script, { execArgv: process.execArgv.filter((arg) => !arg.startsWith('--input-type')) });
@@ -64,7 +63,8 @@ function runInline(pending: Pending): void {
  * message. Threads are unref'd while idle, so they never keep a process alive. A worker that
  * dies has its jobs redone inline, and is replaced.
  */
-export function createCryptoPool(size: number): CryptoPool {
+/** `script`: the worker entry; the protocol vectors' test gives its fixed-key one (test/support/vector-worker.mjs). */
+export function createCryptoPool(size: number, script = new URL('./worker.js', import.meta.url)): CryptoPool {
   const workers: PoolWorker[] = [];
   let queue: [number, Pending][] = [];
   let nextId = 0;
@@ -72,7 +72,7 @@ export function createCryptoPool(size: number): CryptoPool {
   let closed = false;
 
   const spawn = (): PoolWorker => {
-    const entry: PoolWorker = { worker: startWorker(), inFlight: new Map(), ready: false };
+    const entry: PoolWorker = { worker: startWorker(script), inFlight: new Map(), ready: false };
     entry.worker.on('message', (answers: CryptoJobAnswer[] | 'ready') => {
       if (answers === 'ready') return void (entry.ready = true);
       for (const [id, result, error] of answers) {

@@ -261,16 +261,3 @@ export function encryptPayload(
   const ciphertext = Buffer.concat([cipher.update(payload, 'utf8'), cipher.final(), cipher.getAuthTag()]);
   return formatResponse({ publicKey: serverPublicKey, iv, ciphertext }, nodeBase64url);
 }
-
-/** What `sealPayload` encrypts, and what it binds the ciphertext to. */
-export interface SealInput extends KeyInput {
-  /** The token; at most MAX_PAYLOAD_BYTES of UTF-8. */
-  payload: string;
-  /** The AES-GCM IV: fresh random bytes, fixed only by the test vectors. */
-  iv?: Uint8Array;
-}
-
-/** deriveResponseKey then encryptPayload: the payload encrypted to the client. */
-export function sealPayload(input: SealInput): string {
-  return encryptPayload(deriveResponseKey(input), input.payload, input.iv);
-}

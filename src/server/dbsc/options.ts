@@ -74,7 +74,7 @@ export interface DbscOptions<Req = IncomingMessage> {
   origin?: string | string[];
   /** Refuse tokenSec.handshake() on a bound session without a live bound cookie (401). Default true. */
   handshake?: boolean;
-  /** For tests only: the clock, in milliseconds. */
+  /** @deprecated Still accepted, undocumented, removed in 4.0: tests freeze the clock with vitest's fake timers (test/support/clock.ts). */
   now?: () => number;
 }
 

@@ -105,7 +105,7 @@ export interface HandshakeDpopOptions<Req = RequestLike> {
   origin?: string | string[];
   /** The request's absolute URL as the browser addressed it. Wins over `origin` when both are given. */
   url?: (req: Req) => string;
-  /** For tests only: the clock, in milliseconds. */
+  /** @deprecated Still accepted, undocumented, removed in 4.0: tests freeze the clock with vitest's fake timers (test/support/clock.ts). */
   now?: () => number;
 }
 

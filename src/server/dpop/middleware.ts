@@ -66,7 +66,7 @@ export interface DpopOptions<Req extends RequestLike = DefaultDpopRequest> {
   origin?: string | string[];
   /** The request's absolute URL as the client addressed it, for what `origin` cannot say (a proxy that strips a path prefix). Wins over `origin`. */
   url?: (req: Req) => string;
-  /** For tests only: the clock, in milliseconds. */
+  /** @deprecated Still accepted, undocumented, removed in 4.0: tests freeze the clock with vitest's fake timers (test/support/clock.ts). */
   now?: () => number;
 }
 

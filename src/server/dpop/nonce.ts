@@ -30,7 +30,7 @@ export interface NonceOptions {
    * or a nonce one process handed out is refused by another. Default: random per process.
    */
   key?: string | Uint8Array;
-  /** For tests only: the clock, in milliseconds. */
+  /** @deprecated Still accepted, undocumented, removed in 4.0: tests freeze the clock with vitest's fake timers (test/support/clock.ts). */
   now?: () => number;
 }
 

@@ -37,7 +37,7 @@ export interface DpopVerifyOptions {
   /** Milliseconds a store call may take before the request gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
   storeTimeout?: number | undefined;
   nonce?: NonceSource | undefined;
-  /** For tests only: the clock, in milliseconds. */
+  /** @deprecated Still accepted, undocumented, removed in 4.0: tests freeze the clock with vitest's fake timers (test/support/clock.ts). */
   now?: (() => number) | undefined;
 }
 
@@ -354,24 +354,6 @@ export async function recordProof(proof: VerifiedProof, options: DpopVerifyOptio
   if (earlier !== undefined) {
     throw dpopError('ERR_TOKENSEC_DPOP_REPLAYED_PROOF', 'DPoP proof already used (same jti).', 'invalid_dpop_proof');
   }
-}
-
-/**
- * `checkDpopProof` then `recordProof`: for callers with nothing to check in between.
- *
- * @example
- * ```ts
- * const { jkt } = await verifyDpopProof(readProofHeader(req), { method: 'POST', url }, options);
- * ```
- */
-export async function verifyDpopProof(
-  proof: string | undefined,
-  expected: DpopExpectation,
-  options: DpopVerifyOptions,
-): Promise<VerifiedProof> {
-  const verified = checkDpopProof(proof, expected, options);
-  await recordProof(verified, options);
-  return verified;
 }
 
 /** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */

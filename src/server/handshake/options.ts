@@ -156,7 +156,7 @@ const KNOWN = [
   'onEvent',
 ] as const;
 
-/** Why a payload cannot be sealed, or undefined when it can (the same checks as sealPayload's). */
+/** Why a payload cannot be sealed, or undefined when it can (the same checks as encryptPayload's). */
 function payloadProblem(payload: string): string | undefined {
   if (LONE_SURROGATE.test(payload)) return 'has an unpaired surrogate, which has no exact UTF-8 encoding';
   const bytes = Buffer.byteLength(payload);

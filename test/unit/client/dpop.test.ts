@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { checkAndRecordProof } from '../../support/proofs.js';
 import { createDpopProof, deleteDpopKey, getDpopKey, rotateDpopKey } from '../../../client/dpop.js';
 import { memoryReplayStore } from '../../../src/server/dpop/replay-store.js';
-import { verifyDpopProof } from '../../../src/server/dpop/verify.js';
 
 beforeEach(() => deleteDpopKey());
 
@@ -61,10 +61,10 @@ describe('proofs', () => {
     const url = 'https://api.example/me';
     const options = { algorithms: ['ES256'] as const, maxAge: 300, clockSkew: 5, replayStore };
     const proofs = await Promise.all([1, 2, 3].map(() => createDpopProof({ method: 'GET', url, nonce: 'n-1' })));
-    const verified = await Promise.all(proofs.map((p) => verifyDpopProof(p, { method: 'GET', url }, options)));
+    const verified = await Promise.all(proofs.map((p) => checkAndRecordProof(p, { method: 'GET', url }, options)));
     expect(new Set(verified.map((v) => v.claims.jti)).size).toBe(3);
     expect(verified.every((v) => v.claims.nonce === 'n-1' && v.jkt === verified[0]?.jkt)).toBe(true);
-    await expect(verifyDpopProof(proofs[0], { method: 'GET', url }, options)).rejects.toMatchObject({
+    await expect(checkAndRecordProof(proofs[0], { method: 'GET', url }, options)).rejects.toMatchObject({
       code: 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF',
     });
   });

@@ -16,7 +16,8 @@ describe('client errors', () => {
     // A well-formed response that was made for another handshake (a replay).
     app.post('/replayed', (_req, res) => res.set('x-tokensec-handshake', realResponse).end());
     server = await listen(app);
-    const { importServerKeyPair, sealPayload } = await import('../../../src/server/crypto/primitives.js');
+    const { importServerKeyPair } = await import('../../../src/server/crypto/primitives.js');
+    const { sealPayload } = await import('../../support/helpers.js');
     const { parseRequest } = await import('../../../src/protocol/wire.js');
     const { requestHeader, createKeys } = await import('../../../client/crypto.js');
     const target = { header: 'x-tokensec-handshake', method: 'POST', path: '/replayed' };

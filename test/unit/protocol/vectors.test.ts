@@ -5,18 +5,18 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeClock } from '../../support/clock.js';
 import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../../../client/crypto.js';
-import { hkdfSha256, hmacSha256, importServerKeyPair, sealPayload, verifyBinding } from '../../../src/server/crypto/primitives.js';
+import { hkdfSha256, hmacSha256, importServerKeyPair, verifyBinding } from '../../../src/server/crypto/primitives.js';
 import { bindingInput, keyContext, utf8 } from '../../../src/protocol/context.js';
 import { DEFAULT_HEADER_LIMIT, joinResponse, parseRequest, splitResponse } from '../../../src/protocol/wire.js';
 import { secretProblem } from '../../../src/server/handshake/secret.js';
 import { createHash, createPrivateKey, createPublicKey, sign, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { acceptedAlgorithms, normalizeHtu, type DpopAlgorithm } from '../../../src/protocol/dpop.js';
-import { joseProof, proofKey } from '../../support/proofs.js';
+import { checkAndRecordProof, joseProof, proofKey } from '../../support/proofs.js';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { memoryReplayStore } from '../../../src/server/dpop/replay-store.js';
-import { checkDpopProof, verifyDpopProof } from '../../../src/server/dpop/verify.js';
-import { defined, hex, protocolVectors, type Vector } from '../../support/helpers.js';
+import { checkDpopProof } from '../../../src/server/dpop/verify.js';
+import { defined, hex, protocolVectors, sealPayload, type Vector } from '../../support/helpers.js';
 
 const h = (b: Uint8Array | ArrayBuffer) => Buffer.from(b instanceof ArrayBuffer ? new Uint8Array(b) : b).toString('hex');
 const b64u = (text: string) => Buffer.from(text, 'hex').toString('base64url');
@@ -80,7 +80,7 @@ describe.each(vectors.map((v) => [v.name, v] as const))('%s', (_, v) => {
       expect(v.tsh).toBe(createHash('sha256').update(v.requestHeader).digest('base64url'));
       const dpop = defined(v.dpop, 'dpop inputs');
       fakeClock(dpop.iat * 1000);
-      const verified = await verifyDpopProof(
+      const verified = await checkAndRecordProof(
         proof,
         { method: v.method, url: dpop.htu, handshake: v.requestHeader },
         { algorithms: ['ES256'], maxAge: 60, clockSkew: 5, replayStore: memoryReplayStore() },
@@ -234,7 +234,7 @@ describe('DPoP vectors', () => {
     // Ours, for a server that lists the algorithm by either of its names.
     fakeClock(p.claims.iat * 1000);
     for (const listed of p.alg === 'ES256' ? (['ES256'] as const) : (['EdDSA', 'Ed25519'] as const)) {
-      const verified = await verifyDpopProof(
+      const verified = await checkAndRecordProof(
         p.proof,
         { method: p.method, url: p.url, accessToken: p.accessToken, handshake: p.handshake },
         verifyOptions([listed]),

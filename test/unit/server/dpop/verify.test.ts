@@ -5,9 +5,9 @@ import { calculateJwkThumbprint } from 'jose';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeClock } from '../../../support/clock.js';
 import { memoryReplayStore } from '../../../../src/server/dpop/replay-store.js';
-import { verifyDpopProof, type DpopVerifyOptions } from '../../../../src/server/dpop/verify.js';
+import type { DpopVerifyOptions } from '../../../../src/server/dpop/verify.js';
 import { nonceSource } from '../../../../src/server/dpop/nonce.js';
-import { joseProof, proofKey, sha256, signedProof, unsignedProof } from '../../../support/proofs.js';
+import { checkAndRecordProof, joseProof, proofKey, sha256, signedProof, unsignedProof } from '../../../support/proofs.js';
 
 const URL_ = 'https://api.example/resource';
 const options = (extra: Partial<DpopVerifyOptions> = {}): DpopVerifyOptions => ({
@@ -32,7 +32,7 @@ describe('accepts proofs made by code nobody here wrote', () => {
     const proof =
       'eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBzOi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiMLvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg';
     fakeClock(1_562_262_616_000);
-    const verified = await verifyDpopProof(proof, { method: 'POST', url: 'https://server.example.com/token' }, options());
+    const verified = await checkAndRecordProof(proof, { method: 'POST', url: 'https://server.example.com/token' }, options());
     expect(verified.claims).toEqual({ jti: '-BwC3ESc6acc2lTc', htm: 'POST', htu: 'https://server.example.com/token', iat: 1562262616 });
     expect(verified.jkt).toBe(await calculateJwkThumbprint(verified.jwk));
   });
@@ -44,7 +44,7 @@ describe('accepts proofs made by code nobody here wrote', () => {
     const keyPair = await dpopPackage.generateKeyPair(packageAlg);
     const proof = await dpopPackage.generateProof(keyPair, `${URL_}?page=2`, 'GET', 'n-1', 'the-access-token');
     const nonce = { current: () => 'n-1', isValid: (n: unknown) => n === 'n-1' };
-    const verified = await verifyDpopProof(proof, { method: 'GET', url: URL_, accessToken: 'the-access-token' }, options({ nonce }));
+    const verified = await checkAndRecordProof(proof, { method: 'GET', url: URL_, accessToken: 'the-access-token' }, options({ nonce }));
     expect(verified.jkt).toBe(await dpopPackage.calculateThumbprint(keyPair.publicKey));
     expect(verified.alg).toBe(alg);
   });
@@ -57,7 +57,7 @@ describe('accepts proofs made by code nobody here wrote', () => {
       ['http://api.example:80/', 'http://api.example'],
     ]) {
       const proof = await joseProof(key, { htm: 'POST', htu: sent ?? '' });
-      await expect(verifyDpopProof(proof, { method: 'POST', url: seen ?? '' }, options())).resolves.toMatchObject({
+      await expect(checkAndRecordProof(proof, { method: 'POST', url: seen ?? '' }, options())).resolves.toMatchObject({
         jkt: await calculateJwkThumbprint(key.jwk),
       });
     }
@@ -69,12 +69,12 @@ describe('refuses, with the right code', () => {
     const key = await proofKey();
     const opts = options();
     const proof = await joseProof(key, { htm: 'GET', htu: URL_ });
-    expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_ }, opts))).toBe('accepted');
-    expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_REPLAYED_PROOF');
+    expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_ }, opts))).toBe('accepted');
+    expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_REPLAYED_PROOF');
   });
 
   it('no proof', async () => {
-    expect(await codeOf(verifyDpopProof(undefined, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_MISSING_PROOF');
+    expect(await codeOf(checkAndRecordProof(undefined, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_MISSING_PROOF');
   });
 
   const now = Math.floor(Date.now() / 1000);
@@ -90,7 +90,7 @@ describe('refuses, with the right code', () => {
     ['a lower-case method', { htm: 'get', htu: URL_ }, {}],
   ])('%s', async (_, claims, header) => {
     const proof = await joseProof(await proofKey(), claims, header);
-    expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
+    expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
   });
 
   it('a signed proof with a crit header', async () => {
@@ -100,10 +100,10 @@ describe('refuses, with the right code', () => {
       { typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk, crit: ['exp'], exp: 1 },
       { jti: 'j', htm: 'GET', htu: URL_, iat: now },
     );
-    expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
+    expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
     // The same without crit passes: the refusal is the crit header's.
     const plain = await signedProof(key, { typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk }, { jti: 'j2', htm: 'GET', htu: URL_, iat: now });
-    expect(await codeOf(verifyDpopProof(plain, { method: 'GET', url: URL_ }, options()))).toBe('accepted');
+    expect(await codeOf(checkAndRecordProof(plain, { method: 'GET', url: URL_ }, options()))).toBe('accepted');
   });
 
   it('a jwk that holds the private key (d)', async () => {
@@ -111,7 +111,7 @@ describe('refuses, with the right code', () => {
     const { exportJWK } = await import('jose');
     const privateJwk = await exportJWK(key.privateKey);
     const proof = await joseProof(key, { htm: 'GET', htu: URL_ }, { jwk: privateJwk });
-    expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
+    expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
   });
 
   it('alg none and HS256 (a MAC "signed" with the public key), and an algorithm not allowed', async () => {
@@ -122,9 +122,9 @@ describe('refuses, with the right code', () => {
     const input = `${Buffer.from(JSON.stringify(headerHs)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
     const hs256 = `${input}.${createHmac('sha256', JSON.stringify(key.jwk)).update(input).digest('base64url')}`;
     for (const proof of [none, hs256])
-      expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
+      expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
     const ed = await joseProof(await proofKey('EdDSA'), { htm: 'GET', htu: URL_ });
-    expect(await codeOf(verifyDpopProof(ed, { method: 'GET', url: URL_ }, options({ algorithms: ['ES256'] })))).toBe(
+    expect(await codeOf(checkAndRecordProof(ed, { method: 'GET', url: URL_ }, options({ algorithms: ['ES256'] })))).toBe(
       'ERR_TOKENSEC_DPOP_INVALID_PROOF',
     );
   });
@@ -133,12 +133,12 @@ describe('refuses, with the right code', () => {
     const key = await proofKey();
     const other = await proofKey();
     const forged = await joseProof({ ...other, jwk: key.jwk }, { htm: 'GET', htu: URL_ });
-    expect(await codeOf(verifyDpopProof(forged, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
+    expect(await codeOf(checkAndRecordProof(forged, { method: 'GET', url: URL_ }, options()))).toBe('ERR_TOKENSEC_DPOP_INVALID_PROOF');
     const good = await joseProof(key, { htm: 'GET', htu: URL_ });
     const [h, c, s = ''] = good.split('.');
     const bytes = Buffer.from(s, 'base64url');
     bytes.set([(bytes[10] ?? 0) ^ 1], 10);
-    expect(await codeOf(verifyDpopProof(`${h}.${c}.${bytes.toString('base64url')}`, { method: 'GET', url: URL_ }, options()))).toBe(
+    expect(await codeOf(checkAndRecordProof(`${h}.${c}.${bytes.toString('base64url')}`, { method: 'GET', url: URL_ }, options()))).toBe(
       'ERR_TOKENSEC_DPOP_INVALID_PROOF',
     );
   });
@@ -148,12 +148,12 @@ describe('refuses, with the right code', () => {
     const wrongAth = await joseProof(key, { htm: 'GET', htu: URL_, ath: await sha256('another token') });
     const noAth = await joseProof(key, { htm: 'GET', htu: URL_ });
     for (const proof of [wrongAth, noAth]) {
-      expect(await codeOf(verifyDpopProof(proof, { method: 'GET', url: URL_, accessToken: 'the token' }, options()))).toBe(
+      expect(await codeOf(checkAndRecordProof(proof, { method: 'GET', url: URL_, accessToken: 'the token' }, options()))).toBe(
         'ERR_TOKENSEC_DPOP_INVALID_PROOF',
       );
     }
     const tsh = await joseProof(key, { htm: 'POST', htu: URL_, tsh: await sha256('v3.x25519.AAAA.BBBB') });
-    expect(await codeOf(verifyDpopProof(tsh, { method: 'POST', url: URL_, handshake: 'v3.x25519.AAAA.CCCC' }, options()))).toBe(
+    expect(await codeOf(checkAndRecordProof(tsh, { method: 'POST', url: URL_, handshake: 'v3.x25519.AAAA.CCCC' }, options()))).toBe(
       'ERR_TOKENSEC_DPOP_INVALID_PROOF',
     );
   });
@@ -164,13 +164,15 @@ describe('refuses, with the right code', () => {
     const key = await proofKey();
     const opts = options({ nonce });
     const make = (n?: string) => joseProof(key, { htm: 'GET', htu: URL_, iat: Math.floor(Date.now() / 1000), ...(n ? { nonce: n } : {}) });
-    expect(await codeOf(verifyDpopProof(await make(), { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
+    expect(await codeOf(checkAndRecordProof(await make(), { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
     const issued = nonce.current();
-    expect(await codeOf(verifyDpopProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
+    expect(await codeOf(checkAndRecordProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
     clock.advance(60_000);
-    expect(await codeOf(verifyDpopProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
+    expect(await codeOf(checkAndRecordProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
     clock.advance(60_000);
-    expect(await codeOf(verifyDpopProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_NONCE_REQUIRED');
+    expect(await codeOf(checkAndRecordProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe(
+      'ERR_TOKENSEC_DPOP_NONCE_REQUIRED',
+    );
   });
 
   it('a replay store that is full refuses rather than forgets', () => {
