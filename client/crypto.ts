@@ -2,6 +2,7 @@
  * The browser's half of protocol v3 (docs/PROTOCOL.md), on Web Crypto. Private keys are created
  * non-extractable: script can use them through crypto.subtle but never read their bytes.
  */
+import { KEY_AGREEMENT, type WebCryptoParams } from './algorithms.js';
 import { fail } from './fail.js';
 import { bindingInput, keyContext, utf8, type RequestTarget } from '../src/protocol/context.js';
 import { formatRequest, parseResponse, type Algorithm } from '../src/protocol/wire.js';
@@ -20,12 +21,15 @@ export interface ClientKeys {
   publicKey: Uint8Array<ArrayBuffer>;
 }
 
-export const webCryptoAlgorithm = (algorithm: Algorithm): { name: string; namedCurve?: string } =>
-  algorithm === 'x25519' ? { name: 'X25519' } : { name: 'ECDH', namedCurve: 'P-256' };
+/** Web Crypto's parameters for a key-agreement algorithm (its row in KEY_AGREEMENT). */
+export const webCryptoAlgorithm = (algorithm: Algorithm): WebCryptoParams => KEY_AGREEMENT[algorithm];
 
-/** A fresh key pair: the given algorithm, or X25519 where the browser has it (Chrome 133, Firefox 130, Safari 17) and P-256 otherwise. */
+/**
+ * A fresh key pair: the given algorithm, or the first of KEY_AGREEMENT's the browser has: X25519
+ * (Chrome 133, Firefox 130, Safari 17), else P-256.
+ */
 export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): Promise<ClientKeys> {
-  for (const candidate of algorithm ? [algorithm] : (['x25519', 'p256'] as const)) {
+  for (const candidate of algorithm ? [algorithm] : (Object.keys(KEY_AGREEMENT) as Algorithm[])) {
     try {
       const pair = (await subtle.generateKey(webCryptoAlgorithm(candidate), false, ['deriveBits'])) as CryptoKeyPair;
       return {
