@@ -10,7 +10,7 @@ import { utf8 } from '../src/protocol/context.js';
 import { BIND_CLAIM, DPOP_HEADER, DPOP_NONCE_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
 import { isRow, KEY_AGREEMENT } from './algorithms.js';
 import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
-import { readCookie } from './cookie.js';
+import { csrfTokenOf } from './csrf-token.js';
 import { fail } from './fail.js';
 import { createDpopProof, getDpopKey, madeHere, rotateDpopKey, syncClock, type DpopKey } from './dpop.js';
 
@@ -80,26 +80,29 @@ function httpError(response: Response, body: string): TokenSecError {
 
 const isErrorCode = (code: unknown): code is TokenSecErrorCode => typeof code === 'string' && /^ERR_TOKENSEC_\w+$/.test(code);
 
+/** The URL `uri` names, a relative one resolved against the page's; undefined when it names none. */
+function resolveUrl(uri: string): URL | undefined {
+  try {
+    return new URL(uri, globalThis.location?.href);
+  } catch {
+    return undefined;
+  }
+}
+
 async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
   const subtle = subtleCrypto();
   const { uri = '/', header = DEFAULT_HEADER, algorithm } = options;
   const method = (options.method ?? 'POST').toUpperCase();
-  let url: URL | undefined;
-  try {
-    url = new URL(uri, globalThis.location?.href);
-  } catch {
-    // reported below
-  }
+  const url = resolveUrl(uri);
   // (header: 'x-csrf-token' is refused by the server at startup, so it is not checked here too.)
   if (!url || !HEADER_NAME.test(header) || (algorithm && !isRow(KEY_AGREEMENT, algorithm))) {
     throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad uri, header or algorithm');
   }
-  const csrfToken = options.csrfToken ?? readCookie(options.cookie ?? 'tokensec');
+  const csrfToken = csrfTokenOf(options);
   const secret = options.secret || csrfToken;
   if (!secret) {
     throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
   }
-  const endpoint: URL = url;
   const dpop = options.dpop !== false;
   const keys = await createKeys(subtle, algorithm);
 
@@ -116,7 +119,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
     let nonce: string | undefined;
     const retried: string[] = [];
     for (;;) {
-      const target = { header, method, path: endpoint.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
+      const target = { header, method, path: url.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
       const value = await requestHeader(subtle, keys, secret, target);
       const headers: Record<string, string> = { ...options.headers, [header]: value };
       if (csrfToken) headers[CSRF_HEADER] = csrfToken;
@@ -127,12 +130,12 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         };
         // A key made in this run may be bound to a session that has none yet.
         if (madeHere.has(key.thumbprint)) claims[BIND_CLAIM] = true;
-        headers[DPOP_HEADER] = await createDpopProof({ method, url: endpoint, key, nonce, claims });
+        headers[DPOP_HEADER] = await createDpopProof({ method, url, key, nonce, claims });
       }
       let response: Response;
       try {
         // fetch's own default credentials mode is 'same-origin'.
-        response = await fetch(endpoint, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
+        response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
       } catch (cause) {
         throw abort.signal.reason ?? fail('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
       }
@@ -177,9 +180,8 @@ function guarded(options: ClientHandshakeOptions): Promise<string> {
   if (!(options instanceof Object) || typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
     return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad options, timeout or signal'));
   const abort = new AbortController();
-  const stop = (error: TokenSecError) => {
-    if (!abort.signal.aborted) abort.abort(error);
-  };
+  // (Whichever comes first: abort() on an aborted signal does nothing, the first reason stays.)
+  const stop = (error: TokenSecError) => abort.abort(error);
   const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
   const timer = setTimeout(() => stop(fail('ERR_TOKENSEC_TIMEOUT', 'Timed out')), timeout);
   if (signal?.aborted) onAbort();

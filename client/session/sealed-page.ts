@@ -3,7 +3,7 @@
  * dedicated Worker from the sealed bundle's own script and talks to it. Requests go in, responses
  * and events come out; the token never does. The worker's side is sealed-worker.ts.
  */
-import { readCookie } from '../cookie.js';
+import { csrfTokenOf } from '../csrf-token.js';
 import { fail } from '../fail.js';
 import type { FetchCall, PageToWorker, Reply, WorkerToPage } from './messages.js';
 import { sessionOptions, type SessionSettings } from './options.js';
@@ -66,7 +66,7 @@ function sealedSession(settings: SessionSettings, url: string | URL): SealedSess
       keepalive,
       body,
       // The worker has no document.cookie: the page reads the CSRF token for each call.
-      csrfToken: settings.csrfToken ?? readCookie(settings.cookie ?? 'tokensec'),
+      csrfToken: csrfTokenOf(settings),
     };
     const reply =
       broken ??

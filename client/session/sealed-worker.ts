@@ -1,66 +1,68 @@
 /**
  * The worker's side of a sealed session: the sealed bundle run as a dedicated Worker serves the
  * session itself, driven by the page's messages. It never posts the token anywhere, not even to
- * the other tabs. It starts itself only in a worker (the last line); in a page it does nothing.
+ * the other tabs. It listens only in a worker (the last line); in a page it does nothing.
  */
-import type { Detail, EventMessage, FetchCall, PageToWorker, Reply, WorkerToPage } from './messages.js';
+import type { Detail, FetchCall, PageToWorker, Reply, WorkerToPage } from './messages.js';
 import type { SessionSettings } from './options.js';
 import { TokenSession } from './token-session.js';
 
-/** The events the page re-dispatches, with their detail less the token. */
+/** The events the page re-dispatches: each detail's expiresAt, code, status and state, never its token. */
 const EVENTS = ['token', 'refresh', 'error', 'expired', 'state'];
 
-function serveSealed(): void {
-  let served: TokenSession | undefined;
-  /** The CSRF token the page sent with its latest call (the worker has no document.cookie). */
-  let csrfToken: string | undefined;
-  const aborts: AbortController[] = [];
-  const reply = (message: WorkerToPage, transfer: Transferable[] = []) => postMessage(message, { transfer });
+let served: TokenSession | undefined;
+/** The CSRF token the page sent with its latest call (a worker has no document.cookie). */
+let csrfToken: string | undefined;
+/** The fetches in flight, by call id, for the page's aborts. */
+const aborts: AbortController[] = [];
 
-  const start = (settings: SessionSettings) => {
-    csrfToken = settings.csrfToken;
-    served = new TokenSession(settings, true, () => csrfToken);
-    for (const type of EVENTS)
-      served.events.addEventListener(type, (event) => {
-        const { expiresAt, code, status, state } = ((event as CustomEvent<Detail | undefined>).detail ?? {}) as Detail;
-        reply(['event', 0, { type, expiresAt, code, status, state } satisfies EventMessage]);
-      });
-  };
+const reply = (message: WorkerToPage, transfer: Transferable[] = []) => postMessage(message, { transfer });
 
-  /** Runs one fetch for the page and answers with the response's parts, or the error's. */
-  const serveFetch = async (session: TokenSession, id: number, { url, csrfToken: token, body, ...init }: FetchCall) => {
-    csrfToken = token;
-    let answer: Reply;
-    try {
-      const response = await session.fetch(url, {
-        ...init,
-        body: body.byteLength ? body : undefined,
-        signal: (aborts[id] = new AbortController()).signal,
-      });
-      const { redirected, type, status, ok, statusText } = response;
-      answer = {
-        meta: { url: response.url, redirected, type, status, ok, statusText },
-        headers: [...response.headers],
-        body: await response.arrayBuffer(),
-      };
-    } catch (error) {
-      // A TokenSecError's code and status; fetch's own errors (TypeError, AbortError) by name.
-      const { code, status, name, message } = error as Reply;
-      answer = code ? { code, status } : { name, message };
-    }
-    reply(['fetch', id, answer], answer.body ? [answer.body] : []);
-    delete aborts[id];
-  };
+function start(settings: SessionSettings): void {
+  csrfToken = settings.csrfToken;
+  const session = new TokenSession(settings, () => csrfToken);
+  for (const type of EVENTS)
+    session.events.addEventListener(type, (event) => {
+      const { expiresAt, code, status, state }: Detail = (event as CustomEvent<Detail | undefined>).detail ?? {};
+      reply(['event', 0, { type, expiresAt, code, status, state }]);
+    });
+  served = session;
+}
 
-  addEventListener('message', ({ data: message }: MessageEvent<PageToWorker>) => {
-    const [kind] = message;
-    if (kind === 'init' && !served) start(message[2]);
-    else if (kind === 'hidden') served?.setHidden(message[2]);
-    else if (kind === 'clear') served?.clear();
-    else if (kind === 'abort') aborts[message[1]]?.abort();
-    else if (kind === 'fetch' && served) serveFetch(served, message[1], message[2]);
-  });
+/** Runs one fetch for the page; answers with the response's parts, or the error's. */
+async function serveFetch(session: TokenSession, id: number, { url, csrfToken: token, body, ...init }: FetchCall): Promise<void> {
+  csrfToken = token;
+  let answer: Reply;
+  try {
+    const response = await session.fetch(url, {
+      ...init,
+      body: body.byteLength ? body : undefined,
+      signal: (aborts[id] = new AbortController()).signal,
+    });
+    const { redirected, type, status, ok, statusText } = response;
+    answer = {
+      meta: { url: response.url, redirected, type, status, ok, statusText },
+      headers: [...response.headers],
+      body: await response.arrayBuffer(),
+    };
+  } catch (error) {
+    // A TokenSecError's code and status; fetch's own errors (TypeError, AbortError) by name.
+    const { code, status, name, message } = error as Reply;
+    answer = code ? { code, status } : { name, message };
+  }
+  reply(['fetch', id, answer], answer.body ? [answer.body] : []);
+  delete aborts[id];
+}
+
+function onMessage({ data: message }: MessageEvent<PageToWorker>): void {
+  const [kind] = message;
+  if (kind === 'init' && !served) start(message[2]);
+  else if (kind === 'hidden') served?.setHidden(message[2]);
+  else if (kind === 'clear') served?.clear();
+  else if (kind === 'abort') aborts[message[1]]?.abort();
+  else if (kind === 'fetch' && served) serveFetch(served, message[1], message[2]);
 }
 
 // Loaded as the worker script (by the page's sealed session): serve.
-if (!globalThis.document && typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === 'function') serveSealed();
+if (!globalThis.document && typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === 'function')
+  addEventListener('message', onMessage);

@@ -6,7 +6,7 @@
  */
 import { DPOP_NONCE_HEADER } from '../../src/protocol/dpop.js';
 import { TokenSecError } from '../../src/protocol/errors.js';
-import { readCookie } from '../cookie.js';
+import { csrfTokenOf } from '../csrf-token.js';
 import { createDpopProof, syncClock } from '../dpop.js';
 import { fail } from '../fail.js';
 import { handshake } from '../handshake.js';
@@ -25,25 +25,16 @@ const MAX_DELAY = 2 ** 31 - 1;
  * its `exp`, else `lifetime`.
  */
 function expiryOf(token: string, expiresIn: unknown, lifetime: number): number {
-  if (typeof expiresIn === 'number') return Date.now() + expiresIn * 1000;
-  try {
-    const { exp, iat } = JSON.parse(atob((token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/')));
-    if (typeof exp === 'number') return typeof iat === 'number' ? Date.now() + (exp - iat) * 1000 : exp * 1000;
-  } catch {
-    // not a JWT
+  if (typeof expiresIn === 'number') lifetime = expiresIn;
+  else {
+    try {
+      const { exp, iat } = JSON.parse(atob((token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/')));
+      if (typeof exp === 'number') return typeof iat === 'number' ? Date.now() + (exp - iat) * 1000 : exp * 1000;
+    } catch {
+      // not a JWT
+    }
   }
   return Date.now() + lifetime * 1000;
-}
-
-/** The handshake's answer: a bare token, or an OAuth-style token response `{ "access_token": "...", "expires_in": 300 }`. */
-function readAnswer(answer: string): { token: string; expiresIn?: unknown } {
-  try {
-    const parsed = JSON.parse(answer);
-    if (typeof parsed.access_token === 'string') return { token: parsed.access_token, expiresIn: parsed.expires_in };
-  } catch {
-    // a bare token
-  }
-  return { token: answer };
 }
 
 /** Full jitter: a random wait up to a ceiling that doubles per retry, at most 10 s. */
@@ -57,8 +48,6 @@ export class TokenSession {
   /** The session's events (the in-page session object is this EventTarget). */
   readonly events = new EventTarget();
   readonly #settings: SessionSettings;
-  /** In a sealed session's worker: events never carry the token. */
-  readonly #sealed: boolean;
   /** The CSRF token for the next handshake. */
   readonly #csrfToken: () => string | undefined;
   /**
@@ -86,13 +75,8 @@ export class TokenSession {
    * `csrfToken`: where each handshake's CSRF token comes from; by default the option, else the
    * cookie. A sealed session's worker, which has no cookies, passes the one the page sent last.
    */
-  constructor(
-    settings: SessionSettings,
-    sealed = false,
-    csrfToken = () => settings.csrfToken ?? readCookie(settings.cookie ?? 'tokensec'),
-  ) {
+  constructor(settings: SessionSettings, csrfToken = () => csrfTokenOf(settings)) {
     this.#settings = settings;
-    this.#sealed = sealed;
     this.#csrfToken = csrfToken;
     this.#name = `tokensec:${settings.uri}`;
     this.#channel = globalThis.BroadcastChannel && new BroadcastChannel(this.#name);
@@ -164,16 +148,15 @@ export class TokenSession {
     this.#token = token;
     this.#expiresAt = expiresAt;
     this.#refreshAt = Math.max(expiresAt - this.#settings.leeway * 1000, (Date.now() + expiresAt) / 2);
-    this.#emit('token', this.#sealed ? { expiresAt } : { token, expiresAt });
+    // (A sealed session's worker passes on every event's detail but the token: see sealed-worker.ts.)
+    this.#emit('token', { token, expiresAt });
     this.#setState('token');
     this.#schedule();
   }
 
   #forget(share?: boolean): void {
-    this.#token = undefined;
-    this.#pending = undefined;
-    this.#expiresAt = 0;
-    this.#refreshAt = 0;
+    this.#token = this.#pending = undefined;
+    this.#expiresAt = this.#refreshAt = 0;
     clearTimeout(this.#timer);
     this.#controller.abort();
     this.#controller = new AbortController();
@@ -245,7 +228,18 @@ export class TokenSession {
     const { retries, retryDelay, lifetime } = this.#settings;
     for (let attempt = 0; ; attempt++) {
       try {
-        const { token, expiresIn } = readAnswer(await handshake({ ...this.#settings, csrfToken: this.#csrfToken(), signal }));
+        let token = await handshake({ ...this.#settings, csrfToken: this.#csrfToken(), signal });
+        let expiresIn: unknown;
+        try {
+          // An OAuth-style token response: { "access_token": "...", "expires_in": 300 }
+          const answer = JSON.parse(token);
+          if (typeof answer.access_token === 'string') {
+            token = answer.access_token;
+            expiresIn = answer.expires_in;
+          }
+        } catch {
+          // a bare token
+        }
         if (!signal.aborted) this.#keep(token, expiryOf(token, expiresIn, lifetime));
         return token;
       } catch (error) {
