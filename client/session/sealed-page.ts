@@ -30,16 +30,15 @@ function sealedSession(settings: SessionSettings, url: string | URL): SealedSess
       call(broken);
     });
   };
-  worker.onmessage = ({ data: message }: MessageEvent<WorkerToPage>) => {
-    if (message[0] === 'event') {
-      const { type, ...detail } = message[2];
+  worker.onmessage = ({ data: [kind, id, data] }: MessageEvent<WorkerToPage>) => {
+    if (kind === 'event') {
+      const { type, ...detail } = data;
       // The worker's state and expiry, kept here before the event so that listeners read them current.
       if (detail.state) session.state = detail.state;
       if (detail.expiresAt !== undefined) session.expiresAt = detail.expiresAt;
       session.dispatchEvent(new CustomEvent(type, { detail }));
     } else {
-      const [, id, reply] = message;
-      calls[id]?.(reply);
+      calls[id]?.(data);
       delete calls[id];
     }
   };

@@ -20,19 +20,17 @@ const reply = (message: WorkerToPage, transfer: Transferable[] = []) => postMess
 
 function start(settings: SessionSettings): void {
   csrfToken = settings.csrfToken;
-  const session = new TokenSession(settings, () => csrfToken);
+  served = new TokenSession(settings, () => csrfToken);
   for (const type of EVENTS)
-    session.events.addEventListener(type, (event) => {
+    served.events.addEventListener(type, (event) => {
       const { expiresAt, code, status, state }: Detail = (event as CustomEvent<Detail | undefined>).detail ?? {};
       reply(['event', 0, { type, expiresAt, code, status, state }]);
     });
-  served = session;
 }
 
 /** Runs one fetch for the page; answers with the response's parts, or the error's. */
 async function serveFetch(session: TokenSession, id: number, { url, csrfToken: token, body, ...init }: FetchCall): Promise<void> {
   csrfToken = token;
-  let answer: Reply;
   try {
     const response = await session.fetch(url, {
       ...init,
@@ -40,27 +38,23 @@ async function serveFetch(session: TokenSession, id: number, { url, csrfToken: t
       signal: (aborts[id] = new AbortController()).signal,
     });
     const { redirected, type, status, ok, statusText } = response;
-    answer = {
-      meta: { url: response.url, redirected, type, status, ok, statusText },
-      headers: [...response.headers],
-      body: await response.arrayBuffer(),
-    };
+    const meta = { url: response.url, redirected, type, status, ok, statusText };
+    const answer = { meta, headers: [...response.headers], body: await response.arrayBuffer() };
+    reply(['fetch', id, answer], [answer.body]);
   } catch (error) {
     // A TokenSecError's code and status; fetch's own errors (TypeError, AbortError) by name.
     const { code, status, name, message } = error as Reply;
-    answer = code ? { code, status } : { name, message };
+    reply(['fetch', id, code ? { code, status } : { name, message }]);
   }
-  reply(['fetch', id, answer], answer.body ? [answer.body] : []);
   delete aborts[id];
 }
 
-function onMessage({ data: message }: MessageEvent<PageToWorker>): void {
-  const [kind] = message;
-  if (kind === 'init' && !served) start(message[2]);
-  else if (kind === 'hidden') served?.setHidden(message[2]);
+function onMessage({ data: [kind, id, data] }: MessageEvent<PageToWorker>): void {
+  if (kind === 'init' && !served) start(data);
+  else if (kind === 'hidden') served?.setHidden(data);
   else if (kind === 'clear') served?.clear();
-  else if (kind === 'abort') aborts[message[1]]?.abort();
-  else if (kind === 'fetch' && served) serveFetch(served, message[1], message[2]);
+  else if (kind === 'abort') aborts[id]?.abort();
+  else if (kind === 'fetch' && served) serveFetch(served, id, data);
 }
 
 // Loaded as the worker script (by the page's sealed session): serve.
