@@ -24,9 +24,6 @@ export const KEY_AGREEMENT: Readonly<Record<Algorithm, WebCryptoParams>> = {
   p256: { name: 'ECDH', namedCurve: 'P-256' },
 };
 
-/** The DPoP key `getDpopKey()` and `rotateDpopKey()` make unless told otherwise. */
-export const DEFAULT_DPOP_ALGORITHM: ClientDpopAlgorithm = 'ES256';
-
 /** DPoP signatures, by JWS `alg`. */
 export const DPOP_SIGNATURE: Readonly<Record<ClientDpopAlgorithm, WebCryptoParams>> = {
   ES256: { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' },

@@ -13,7 +13,7 @@ import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
 import { DPOP_TYP, encodeJson, normalizeHtu, thumbprintInput, type PublicJwk } from '../src/protocol/dpop.js';
 import { TokenSecError } from '../src/protocol/errors.js';
-import { DEFAULT_DPOP_ALGORITHM, DPOP_SIGNATURE, isRow, type ClientDpopAlgorithm } from './algorithms.js';
+import { DPOP_SIGNATURE, isRow, type ClientDpopAlgorithm } from './algorithms.js';
 import { subtleCrypto } from './crypto.js';
 import { fail } from './fail.js';
 
@@ -222,7 +222,7 @@ export function getDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
     // (A record that is not even a key pair makes usable() throw: unusable too.)
     if (stored && (await usable(stored).catch(() => false))) return describeKey(stored);
     // None yet (if another tab stores one meanwhile, that one wins), or a bad record: replaced.
-    return create(options.algorithm ?? DEFAULT_DPOP_ALGORITHM, !!stored);
+    return create(options.algorithm ?? 'ES256', !!stored);
   });
 }
 
@@ -237,7 +237,7 @@ export function getDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
  * ```
  */
 export function rotateDpopKey(options: DpopKeyOptions = {}): Promise<DpopKey> {
-  return serially(() => create(options.algorithm ?? DEFAULT_DPOP_ALGORITHM, true));
+  return serially(() => create(options.algorithm ?? 'ES256', true));
 }
 
 /**
