@@ -2,6 +2,7 @@
  * The browser's half of protocol v3 (docs/PROTOCOL.md), on Web Crypto. Private keys are created
  * non-extractable: script can use them through crypto.subtle but never read their bytes.
  */
+import { KEY_AGREEMENT } from './algorithms.js';
 import { fail } from './fail.js';
 import { bindingInput, keyContext, utf8, type RequestTarget } from '../src/protocol/context.js';
 import { formatRequest, parseResponse, type Algorithm } from '../src/protocol/wire.js';
@@ -20,14 +21,14 @@ export interface ClientKeys {
   publicKey: Uint8Array<ArrayBuffer>;
 }
 
-export const webCryptoAlgorithm = (algorithm: Algorithm): { name: string; namedCurve?: string } =>
-  algorithm === 'x25519' ? { name: 'X25519' } : { name: 'ECDH', namedCurve: 'P-256' };
-
-/** A fresh key pair: the given algorithm, or X25519 where the browser has it (Chrome 133, Firefox 130, Safari 17) and P-256 otherwise. */
+/**
+ * A fresh key pair: the given algorithm, or the first of KEY_AGREEMENT's the browser has: X25519
+ * (Chrome 133, Firefox 130, Safari 17), else P-256.
+ */
 export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): Promise<ClientKeys> {
-  for (const candidate of algorithm ? [algorithm] : (['x25519', 'p256'] as const)) {
+  for (const candidate of algorithm ? [algorithm] : (Object.keys(KEY_AGREEMENT) as Algorithm[])) {
     try {
-      const pair = (await subtle.generateKey(webCryptoAlgorithm(candidate), false, ['deriveBits'])) as CryptoKeyPair;
+      const pair = (await subtle.generateKey(KEY_AGREEMENT[candidate], false, ['deriveBits'])) as CryptoKeyPair;
       return {
         algorithm: candidate,
         privateKey: pair.privateKey,
@@ -68,7 +69,7 @@ export async function openResponse(
   const response = parseResponse(value, keys.algorithm);
   if (!response) throw fail('ERR_TOKENSEC_MALFORMED_RESPONSE', 'Malformed response');
   try {
-    const algorithm = webCryptoAlgorithm(keys.algorithm);
+    const algorithm = KEY_AGREEMENT[keys.algorithm];
     const serverKey = await subtle.importKey('raw', response.publicKey, algorithm, false, []);
     // Web Crypto refuses an all-zero X25519 result (small-order server key) with an OperationError.
     const shared = await subtle.deriveBits({ name: algorithm.name, public: serverKey } as EcdhKeyDeriveParams, keys.privateKey, 256);

@@ -13,18 +13,17 @@ import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
 import { DPOP_TYP, encodeJson, normalizeHtu, thumbprintInput, type PublicJwk } from '../src/protocol/dpop.js';
 import { TokenSecError } from '../src/protocol/errors.js';
+import { DPOP_SIGNATURE, isRow, type ClientDpopAlgorithm } from './algorithms.js';
 import { subtleCrypto } from './crypto.js';
 import { fail } from './fail.js';
 
+export type { ClientDpopAlgorithm };
+
 /**
- * The algorithms the browser client signs with: ES256 (default) or EdDSA (Ed25519).
- *
- * @example
- * ```js
- * await TokenSec.rotateDpopKey({ algorithm: 'EdDSA' });
- * ```
+ * Web Crypto's `CryptoKey` where the DOM lib is loaded; an opaque object otherwise, so that these
+ * types compile in a project without the DOM lib (a server that also imports the client).
  */
-export type ClientDpopAlgorithm = 'ES256' | 'EdDSA';
+export type WebCryptoKey = typeof globalThis extends { CryptoKey: { prototype: infer Key } } ? Key : object;
 
 /**
  * The page's DPoP key.
@@ -34,12 +33,6 @@ export type ClientDpopAlgorithm = 'ES256' | 'EdDSA';
  * const { thumbprint, algorithm } = await TokenSec.getDpopKey();
  * ```
  */
-/**
- * Web Crypto's `CryptoKey` where the DOM lib is loaded; an opaque object otherwise, so that these
- * types compile in a project without the DOM lib (a server that also imports the client).
- */
-export type WebCryptoKey = typeof globalThis extends { CryptoKey: { prototype: infer Key } } ? Key : object;
-
 export interface DpopKey {
   algorithm: ClientDpopAlgorithm;
   /** Non-extractable: script can sign with it, never read it. */
@@ -89,7 +82,12 @@ export interface DpopProofInput {
 
 const STORE = 'keys';
 const RECORD = 'dpop';
-let memory: { algorithm: ClientDpopAlgorithm; pair: CryptoKeyPair } | undefined;
+/** A key pair as stored in IndexedDB (or in memory without it). */
+interface KeyRecord {
+  algorithm: ClientDpopAlgorithm;
+  pair: CryptoKeyPair;
+}
+let memory: KeyRecord | undefined;
 let pending: Promise<unknown> | undefined;
 /** Thumbprints of the keys this run of the client made: the only ones it asks a server to bind. */
 export const madeHere = new Set<string>();
@@ -133,37 +131,32 @@ function withStore<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore)
 
 const hasIndexedDb = () => typeof indexedDB !== 'undefined';
 
-async function load(): Promise<typeof memory> {
+/** The stored record: whatever script of the origin wrote there, checked by `usable` before use. */
+async function load(): Promise<KeyRecord | undefined> {
   if (!hasIndexedDb()) return memory;
-  return withStore('readonly', (store) => store.get(RECORD)) as Promise<typeof memory>;
+  return withStore<KeyRecord | undefined>('readonly', (store) => store.get(RECORD));
 }
-
-/** Web Crypto's parameters for each algorithm, for generateKey and sign alike (each reads the members it needs). */
-const PARAMS: Record<string, EcKeyGenParams & EcdsaParams> = {
-  ES256: { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' },
-  EdDSA: { name: 'Ed25519' } as EcKeyGenParams & EcdsaParams,
-};
 
 /**
  * Whether a stored record is a key pair as `create` makes it: a non-extractable private key of the
  * record's algorithm (and curve) and the public key that verifies its signature. Web Crypto refuses
  * to sign or verify with anything but CryptoKeys of the right type, algorithm and usage, and with
- * the parameters PARAMS gives another algorithm name (none, or an inherited member). Anything
+ * the parameters DPOP_SIGNATURE gives another algorithm name (none, or an inherited member). Anything
  * else, written by other script, is replaced by a new key. A well-formed record is used as it is:
  * who wrote it cannot be told, which is why a stored key is never sent with `tsb`.
  */
-async function usable({ algorithm, pair: { privateKey, publicKey } }: NonNullable<typeof memory>): Promise<boolean> {
-  const params = PARAMS[algorithm]!;
+async function usable({ algorithm, pair: { privateKey, publicKey } }: KeyRecord): Promise<boolean> {
+  const params = DPOP_SIGNATURE[algorithm];
   const data = utf8('');
   return (
     !privateKey.extractable &&
-    (privateKey.algorithm as EcKeyAlgorithm).namedCurve == params.namedCurve &&
+    (privateKey.algorithm as Partial<EcKeyAlgorithm>).namedCurve === params.namedCurve &&
     (await subtle().verify(params, publicKey, await subtle().sign(params, privateKey, data), data))
   );
 }
 
 /** Stores a new key; with `replace: false` an existing one wins (another tab made it first). */
-async function save(record: NonNullable<typeof memory>, replace: boolean): Promise<NonNullable<typeof memory>> {
+async function save(record: KeyRecord, replace: boolean): Promise<KeyRecord> {
   if (!hasIndexedDb()) return (memory = replace ? record : (memory ?? record));
   try {
     await withStore('readwrite', (store) => (replace ? store.put(record, RECORD) : store.add(record, RECORD)));
@@ -174,7 +167,7 @@ async function save(record: NonNullable<typeof memory>, replace: boolean): Promi
   }
 }
 
-async function describeKey(record: NonNullable<typeof memory>): Promise<DpopKey> {
+async function describeKey(record: KeyRecord): Promise<DpopKey> {
   // The members RFC 7638 hashes (y only for EC); usable() has checked the key's algorithm and curve.
   const { kty, crv, x, y } = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
   const jwk = { kty, crv, x, y } as PublicJwk;
@@ -189,10 +182,10 @@ async function describeKey(record: NonNullable<typeof memory>): Promise<DpopKey>
 }
 
 async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise<DpopKey> {
-  if (algorithm !== 'ES256' && algorithm !== 'EdDSA') throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP algorithm');
+  if (!isRow(DPOP_SIGNATURE, algorithm)) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP algorithm');
   let pair: CryptoKeyPair;
   try {
-    pair = (await subtle().generateKey(PARAMS[algorithm]!, false, ['sign', 'verify'])) as CryptoKeyPair;
+    pair = (await subtle().generateKey(DPOP_SIGNATURE[algorithm], false, ['sign', 'verify'])) as CryptoKeyPair;
   } catch (cause) {
     if (cause instanceof TokenSecError) throw cause;
     throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, undefined, { cause });
@@ -201,7 +194,7 @@ async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise
   const saved = await save(record, replace);
   const key = await describeKey(saved);
   // With replace false, another tab's key may have won: that one was not made here.
-  if (saved == record) madeHere.add(key.thumbprint);
+  if (saved === record) madeHere.add(key.thumbprint);
   return key;
 }
 
@@ -294,6 +287,6 @@ export async function createDpopProof(input: DpopProofInput): Promise<string> {
     claims.ath = portableBase64url.encode(new Uint8Array(await subtle().digest('SHA-256', utf8(input.accessToken))));
   const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;
   // Web Crypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4).
-  const signature = await subtle().sign(PARAMS[key.algorithm]!, key.privateKey, utf8(signingInput));
+  const signature = await subtle().sign(DPOP_SIGNATURE[key.algorithm], key.privateKey, utf8(signingInput));
   return `${signingInput}.${portableBase64url.encode(new Uint8Array(signature))}`;
 }

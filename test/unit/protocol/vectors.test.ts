@@ -4,7 +4,8 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeClock } from '../../support/clock.js';
-import { openResponse, requestHeader, webCryptoAlgorithm, type ClientKeys } from '../../../client/crypto.js';
+import { KEY_AGREEMENT } from '../../../client/algorithms.js';
+import { openResponse, requestHeader, type ClientKeys } from '../../../client/crypto.js';
 import { hkdfSha256, hmacSha256, importServerKeyPair, verifyBinding } from '../../../src/server/crypto/primitives.js';
 import { bindingInput, keyContext, utf8 } from '../../../src/protocol/context.js';
 import { DEFAULT_HEADER_LIMIT, joinResponse, parseRequest, splitResponse } from '../../../src/protocol/wire.js';
@@ -34,7 +35,7 @@ async function clientKeys(v: Vector): Promise<ClientKeys> {
           x: b64u(v.clientPublicKey.slice(2, 66)),
           y: b64u(v.clientPublicKey.slice(66)),
         };
-  const privateKey = await crypto.subtle.importKey('jwk', jwk, webCryptoAlgorithm(v.algorithm), false, ['deriveBits']);
+  const privateKey = await crypto.subtle.importKey('jwk', jwk, KEY_AGREEMENT[v.algorithm], false, ['deriveBits']);
   return { algorithm: v.algorithm, privateKey, publicKey };
 }
 

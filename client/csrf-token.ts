@@ -1,5 +1,9 @@
+/** The CSRF token a handshake sends: the `csrfToken` option, else the cookie `initialize` set (`cookie`, default `tokensec`). */
+export const csrfTokenOf = (options: { csrfToken?: string; cookie?: string }): string | undefined =>
+  options.csrfToken ?? readCookie(options.cookie ?? 'tokensec');
+
 /** The first cookie of that name, its value unquoted and decoded, as the `cookie` package parses it. */
-export function readCookie(name: string): string | undefined {
+function readCookie(name: string): string | undefined {
   const pair = globalThis.document?.cookie
     .split(';')
     .map((part) => part.split('='))
