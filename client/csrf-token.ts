@@ -1,6 +1,8 @@
+import { CSRF_COOKIE } from '../src/protocol/wire.js';
+
 /** The CSRF token a handshake sends: the `csrfToken` option, else the cookie `initialize` set (`cookie`, default `tokensec`). */
 export const csrfTokenOf = (options: { csrfToken?: string; cookie?: string }): string | undefined =>
-  options.csrfToken ?? readCookie(options.cookie ?? 'tokensec');
+  options.csrfToken ?? readCookie(options.cookie ?? CSRF_COOKIE);
 
 /** The first cookie of that name, its value unquoted and decoded, as the `cookie` package parses it. */
 function readCookie(name: string): string | undefined {

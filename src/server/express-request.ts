@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 
 declare global {
-  // eslint-disable-next-line @typescript-eslint/no-namespace -- Express's own extension point
+  // A namespace, because that is how Express declares its extension point.
   namespace Express {
     interface Request {
       /** What tokenSec.dpop() verified: the token's claims and the DPoP key's thumbprint. */
@@ -63,6 +63,8 @@ export interface RequestLike extends IncomingMessage {
   protocol?: string;
   /** Express's header getter (its Host honours `trust proxy`). */
   get?: (name: string) => string | undefined;
+  /** Express's: the request came over HTTPS (honouring `trust proxy`). */
+  secure?: boolean;
   /** Set by a CSRF middleware (csrf-sync, csrf-csrf and csurf each type it their own way). */
   csrfToken?: unknown;
   body?: unknown;

@@ -1,7 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { CSRF_COOKIE } from '../protocol/wire.js';
 import { checkOptions, describe, optionError, type Middleware } from './options.js';
+import type { RequestLike } from './express-request.js';
 
 /**
  * Settings of the script-readable cookie that carries the CSRF token to the browser client.
@@ -36,11 +37,6 @@ export interface CookieOptions {
 export interface InitializeOptions {
   /** Put the CSRF token in a cookie for the browser client: `true` for the defaults, or an object merged over them. */
   cookie?: boolean | CookieOptions;
-}
-
-interface InitializeRequest extends IncomingMessage {
-  csrfToken?: () => string;
-  secure?: boolean;
 }
 
 export const DEFAULT_COOKIE = CSRF_COOKIE;
@@ -98,7 +94,7 @@ function appendSetCookie(res: ServerResponse, cookie: string): void {
  * app.use(tokenSec.initialize({ cookie: true })); // the page's TokenSec.handshake() reads it
  * ```
  */
-export function initialize<Req extends InitializeRequest = InitializeRequest, Res extends ServerResponse = ServerResponse>(
+export function initialize<Req extends RequestLike = RequestLike, Res extends ServerResponse = ServerResponse>(
   options: InitializeOptions = {},
 ): Middleware<Req, Res> {
   const { cookie } = checkOptions('initialize', options, ['cookie']);

@@ -67,7 +67,7 @@ function normalOrigin(origin: string): string | undefined {
 /**
  * `normalizeHtu(origin + path)`, without a URL parse when both parts are in normal form (a plain
  * origin seen before, a path of plain characters): the bytes are the same either way, which
- * test/unit/fast-paths.test.ts checks over every path form the slow path handles.
+ * test/unit/server/request-target.test.ts checks over every path form the slow path handles.
  */
 export function targetUrl(origin: string, path: string): string | undefined {
   if (NORMAL_PATH.test(path) && !DOT_SEGMENT.test(path)) {

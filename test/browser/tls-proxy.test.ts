@@ -92,7 +92,15 @@ afterAll(async () => {
 function tokenAndApiCall(route: string, bytes: number) {
   return page.evaluate(
     async ({ route, bytes }) => {
-      const w = window as unknown as { TokenSec: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const w = window as unknown as {
+        TokenSec: {
+          session(o: { uri: string; retries: number }): {
+            getToken(): Promise<string>;
+            fetch(input: string): Promise<Response>;
+            clear(): void;
+          };
+        };
+      };
       const s = w.TokenSec.session({ uri: `${route}/${bytes}`, retries: 0 });
       try {
         const token: string = await s.getToken();
@@ -118,7 +126,10 @@ describe('behind nginx terminating TLS, in Chromium under a non-localhost name',
   });
 
   it('the handshake and a DPoP-protected API call go through it', async () => {
-    const jkt = await page.evaluate(async () => (await (window as any).TokenSec.getDpopKey()).thumbprint); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const jkt = await page.evaluate(
+      async () =>
+        (await (window as unknown as { TokenSec: { getDpopKey(): Promise<{ thumbprint: string }> } }).TokenSec.getDpopKey()).thumbprint,
+    );
     const result = await tokenAndApiCall('/api/token', 900);
     expect(result).toMatchObject({ ok: true, api: { status: 200, body: { jkt, protocol: 'https' } } });
     expect(result.ok && result.length).toBeGreaterThanOrEqual(898);

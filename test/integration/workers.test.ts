@@ -18,9 +18,8 @@ import type { ResponseKey } from '../../src/server/crypto/primitives.js';
 
 // The built modules (dist/ ships bundled declarations for the public API only), typed as their sources.
 const built = <T>(path: string): Promise<T> => import(new URL(`../../dist/${path}`, import.meta.url).href) as Promise<T>;
-const { deriveWith } = await built<typeof import('../../src/server/crypto/jobs.js')>('server/crypto/jobs.js');
 const { createCryptoPool } = await built<typeof import('../../src/server/crypto/pool.js')>('server/crypto/pool.js');
-const { encryptPayload, importServerKeyPair } =
+const { deriveResponseKey, encryptPayload, importServerKeyPair } =
   await built<typeof import('../../src/server/crypto/primitives.js')>('server/crypto/primitives.js');
 const { formatRequest, joinResponse, parseRequest, splitResponse } =
   await built<typeof import('../../src/protocol/wire.js')>('protocol/wire.js');
@@ -58,7 +57,8 @@ describe('the vectors of docs/PROTOCOL.md through both paths', () => {
     // The key first, the payload later (a payload function's path): here, and on the worker.
     const deriveInput = { ...input, secret: v.secret, target };
     const onWorker = await pool.run({ kind: 'derive', input: deriveInput, vector } as VectorJob);
-    for (const key of [deriveWith(agreement, deriveInput), onWorker as ResponseKey]) {
+    const inline = deriveResponseKey({ request: input, ...agreement, secret: v.secret, target });
+    for (const key of [inline, onWorker as ResponseKey]) {
       expect(h(key.serverPublicKey)).toBe(v.serverPublicKey);
       expect(h(key.key)).toBe(v.aesKey);
       expect(h(key.context)).toBe(v.keyContext);

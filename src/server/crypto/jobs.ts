@@ -10,51 +10,35 @@ import { deriveResponseKey, encryptPayload, generateServerKeyPair, type Response
 import type { DpopAlgorithm, PublicJwk } from '../../protocol/dpop.js';
 import { proofSignatureProblem } from '../dpop/verify.js';
 
-export interface AgreeInput {
+export interface DeriveKeyInput {
   algorithm: Algorithm;
   publicKey: Uint8Array;
   /** The same key as canonical base64url (the header's), which X25519 imports as it is. */
   publicKeyBase64url?: string | undefined;
-}
-
-export interface Agreement {
-  serverPublicKey: Uint8Array;
-  sharedSecret: Uint8Array;
-}
-
-/** A fresh server key pair and ECDH with the client's key. Throws ERR_TOKENSEC_INVALID_PUBLIC_KEY (400). */
-export function agree({ algorithm, publicKey, publicKeyBase64url }: AgreeInput): Agreement {
-  const pair = generateServerKeyPair(algorithm);
-  return { serverPublicKey: pair.publicKey, sharedSecret: pair.deriveSharedSecret(publicKey, publicKeyBase64url) };
-}
-
-export interface DeriveInput extends AgreeInput {
   /** The secret the binding was checked with; it salts HKDF. As UTF-8 bytes (inline only), the caller's to wipe. */
   secret: string | Uint8Array;
   target: RequestTarget;
 }
 
 /**
- * `agree`, then the response key derived from it: everything but the payload's encryption, so it
- * runs before a payload function. The shared secret never leaves this thread (derivation wipes it).
+ * The response key: a fresh server key pair, ECDH with the client's key, HKDF. Everything but the
+ * payload's encryption, so it runs before a payload function. The shared secret never leaves this
+ * thread (deriveResponseKey wipes it). Throws ERR_TOKENSEC_INVALID_PUBLIC_KEY (400).
  */
-export function agreeAndDerive(input: DeriveInput): ResponseKey {
-  return deriveWith(agree(input), input);
+export function deriveKey(input: DeriveKeyInput): ResponseKey {
+  const pair = generateServerKeyPair(input.algorithm);
+  const sharedSecret = pair.deriveSharedSecret(input.publicKey, input.publicKeyBase64url);
+  return deriveResponseKey({ request: input, serverPublicKey: pair.publicKey, sharedSecret, secret: input.secret, target: input.target });
 }
 
-/** The response key from an agreement (HKDF over it, bound to the request), which it wipes. */
-export function deriveWith({ serverPublicKey, sharedSecret }: Agreement, input: DeriveInput): ResponseKey {
-  return deriveResponseKey({ request: input, serverPublicKey, sharedSecret, secret: input.secret, target: input.target });
-}
-
-export interface AgreeAndSealInput extends DeriveInput {
+export interface SealValueInput extends DeriveKeyInput {
   /** A non-empty payload of at most MAX_PAYLOAD_BYTES, checked when the middleware was made. */
   payload: string;
 }
 
-/** The whole seal as one job, for a payload known before the request (a string option). Returns the response value. */
-export function agreeAndSeal(input: AgreeAndSealInput): string {
-  return encryptPayload(agreeAndDerive(input), input.payload);
+/** deriveKey and encryptPayload as one job, for a payload known before the request (a string option). Returns the response value. */
+export function sealValue(input: SealValueInput): string {
+  return encryptPayload(deriveKey(input), input.payload);
 }
 
 /**
@@ -94,7 +78,7 @@ export const proofSignatureValid = (input: ProofSignatureInput): boolean =>
 
 /** A job for a worker thread, and what it answers. */
 export type CryptoJob =
-  { kind: 'derive'; input: DeriveInput } | { kind: 'seal'; input: AgreeAndSealInput } | { kind: 'proof'; input: ProofSignatureInput };
+  { kind: 'derive'; input: DeriveKeyInput } | { kind: 'seal'; input: SealValueInput } | { kind: 'proof'; input: ProofSignatureInput };
 export type CryptoJobResult<J extends CryptoJob> = J extends { kind: 'derive' }
   ? ResponseKey
   : J extends { kind: 'proof' }
@@ -103,7 +87,7 @@ export type CryptoJobResult<J extends CryptoJob> = J extends { kind: 'derive' }
 
 export function runCryptoJob(job: CryptoJob): ResponseKey | string | boolean {
   if (job.kind === 'proof') return proofSignatureValid(job.input);
-  return job.kind === 'derive' ? agreeAndDerive(job.input) : agreeAndSeal(job.input);
+  return job.kind === 'derive' ? deriveKey(job.input) : sealValue(job.input);
 }
 
 /** Worker to main thread: per job, its result or the TokenSecError it threw. */

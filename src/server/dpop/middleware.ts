@@ -127,7 +127,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
         'This API requires Authorization: DPoP <token> with a DPoP proof.',
         'invalid_token',
       );
-      if (!authorization) delete (error as { dpopError?: unknown }).dpopError;
+      if (!authorization) delete error.dpopError;
       throw error;
     }
     const token = match[1] ?? '';
@@ -142,7 +142,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     try {
       claims = await verifyToken(token, req);
     } catch (cause) {
-      throw Object.assign(dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token was refused.', 'invalid_token'), { cause });
+      throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token was refused.', 'invalid_token', cause);
     }
     if (typeof claims !== 'object' || claims === null || claims.cnf?.jkt !== proof.jkt) {
       throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'The access token is not bound to the DPoP proof key (cnf.jkt).', 'invalid_token');

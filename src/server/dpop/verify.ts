@@ -74,8 +74,8 @@ export type DpopErrorName = 'invalid_dpop_proof' | 'use_dpop_nonce' | 'invalid_t
 export class DpopError extends TokenSecError {
   declare dpopError?: DpopErrorName;
 
-  constructor(code: TokenSecErrorCode, message: string, name: DpopErrorName) {
-    super(code, message, 401);
+  constructor(code: TokenSecErrorCode, message: string, name: DpopErrorName, cause?: unknown) {
+    super(code, message, 401, cause === undefined ? undefined : { cause });
     this.dpopError = name;
   }
 }
@@ -92,8 +92,9 @@ export function dpopError(
     | 'ERR_TOKENSEC_DPOP_INVALID_TOKEN',
   message: string,
   name: DpopErrorName,
+  cause?: unknown,
 ): DpopError {
-  return new DpopError(code, message, name);
+  return new DpopError(code, message, name, cause);
 }
 
 const invalid = (what: string) => dpopError('ERR_TOKENSEC_DPOP_INVALID_PROOF', `Invalid DPoP proof: ${what}.`, 'invalid_dpop_proof');
@@ -150,11 +151,18 @@ function publicKeyFor(jkt: string, jwk: PublicJwk): KeyObject {
   return key;
 }
 
+const verifyEd25519 = (key: KeyObject, data: Buffer, signature: Uint8Array) => verify(null, data, key, signature);
+
+/** Everything the verifier does differently per DPoP algorithm: nothing else here names one. */
+const SIGNATURE: Record<DpopAlgorithm, { curve: string; verify(key: KeyObject, data: Buffer, signature: Uint8Array): boolean }> = {
+  ES256: { curve: 'P-256', verify: (key, data, signature) => verify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature) },
+  EdDSA: { curve: 'Ed25519', verify: verifyEd25519 },
+  Ed25519: { curve: 'Ed25519', verify: verifyEd25519 },
+};
+
 function signatureValid(alg: DpopAlgorithm, key: KeyObject, input: string, signature: Uint8Array): boolean {
   try {
-    return alg === 'ES256'
-      ? verify('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' }, signature)
-      : verify(null, Buffer.from(input), key, signature);
+    return SIGNATURE[alg].verify(key, Buffer.from(input), signature);
   } catch {
     return false;
   }
@@ -207,7 +215,7 @@ export function checkProofHeader(encodedHeader: string, algorithms: readonly Dpo
   }
   if ('crit' in header) throw invalid('crit is not supported');
   const jwk = publicJwk(alg as DpopAlgorithm, header.jwk, nodeBase64url);
-  if (!jwk) throw invalid(`jwk must be exactly the public ${alg === 'ES256' ? 'P-256' : 'Ed25519'} key (no private member)`);
+  if (!jwk) throw invalid(`jwk must be exactly the public ${SIGNATURE[alg as DpopAlgorithm].curve} key (no private member)`);
   const jkt = jwkThumbprint(jwk);
   let key: KeyObject | undefined;
   try {

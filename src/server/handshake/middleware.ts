@@ -3,12 +3,12 @@
  * browser sent. Each request runs one straight pipeline of named steps:
  *
  *   checkMethod → parseHeader → requestTarget → handshakeProof → resolveSecret → verifyBinding
- *     → recordHandshakeProof → checkSessionKey (check, or bind atomically) → keyAgreement
+ *     → recordHandshakeProof → checkSessionKey (check, or bind atomically) → deriveKey
  *     → resolvePayload → encryptPayload → respond
  *
- * verifyBinding, keyAgreement (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
- * of ../crypto/primitives.ts. With `workers`, keyAgreement runs on a worker thread, and so does
- * encryptPayload when the payload is a string option (agreeAndSealValue); so does the proof's
+ * verifyBinding, deriveKey (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
+ * of ../crypto/primitives.ts. With `workers`, deriveKey runs on a worker thread, and so does
+ * encryptPayload when the payload is a string option (sealValue); so does the proof's
  * signature check (pooledHandshakeProof), between its header check and its claims check, as
  * inline. Requests without the handshake header pass straight through. Every failure is a
  * TokenSecError with `status` and a
@@ -21,7 +21,7 @@ import type { RequestTarget } from '../../protocol/context.js';
 import { TokenSecError } from '../../protocol/errors.js';
 import { CSRF_HEADER, parseRequest, splitResponse, type HandshakeRequest } from '../../protocol/wire.js';
 import { nodeBase64url } from '../base64url.js';
-import { agreeAndDerive, agreeAndSeal, type DeriveInput } from '../crypto/jobs.js';
+import { deriveKey, sealValue, type DeriveKeyInput } from '../crypto/jobs.js';
 import type { CryptoPool } from '../crypto/pool.js';
 import { encryptPayload, verifyBinding, type ResponseKey } from '../crypto/primitives.js';
 import { HandshakeDeadline } from './deadline.js';
@@ -69,7 +69,8 @@ function checkMethod(method: string, allowSafeMethods: boolean): void {
       `TokenSec handshake sent with ${method}: CSRF middlewares do not check ${method} requests, so handshakes are answered on POST (or another unsafe method) only.`,
       405,
     );
-    throw Object.assign(error, { headers: { Allow: 'POST' } });
+    error.headers = { Allow: 'POST' };
+    throw error;
   }
 }
 
@@ -93,14 +94,17 @@ function requestTarget(parts: RequestTargetParts, header: string, method: string
  */
 export type SecretRefusal = 'no-secret' | 'ambiguous-csrf-token' | 'weak-csrf-token' | 'binding-mismatch';
 
-export function secretRefused(reason: SecretRefusal): TokenSecError {
-  const error = new TokenSecError(
-    'ERR_TOKENSEC_SECRET_MISMATCH',
-    'TokenSec handshake refused: it was not made with the secret this server expects.',
-    403,
-  );
-  return Object.assign(error, { reason });
+/** 403 ERR_TOKENSEC_SECRET_MISMATCH, with why (for logs) in `reason`. */
+export class SecretRefusedError extends TokenSecError {
+  declare reason: SecretRefusal;
+
+  constructor(reason: SecretRefusal) {
+    super('ERR_TOKENSEC_SECRET_MISMATCH', 'TokenSec handshake refused: it was not made with the secret this server expects.', 403);
+    this.reason = reason;
+  }
 }
+
+export const secretRefused = (reason: SecretRefusal): TokenSecError => new SecretRefusedError(reason);
 
 /** Places csurf reads a CSRF token from, in its order; csrf-sync and csrf-csrf read x-csrf-token by default. */
 const CSRF_TOKEN_HEADERS = ['csrf-token', 'xsrf-token', CSRF_HEADER, 'x-xsrf-token'];
@@ -195,7 +199,7 @@ function callAppFunction<T>(
 }
 
 /** What the key agreement needs from the request, the secret and the target. */
-const deriveInput = (request: HandshakeRequest, secret: string | Uint8Array, target: RequestTarget): DeriveInput => ({
+const deriveKeyInput = (request: HandshakeRequest, secret: string | Uint8Array, target: RequestTarget): DeriveKeyInput => ({
   algorithm: request.algorithm,
   publicKey: request.publicKey,
   publicKeyBase64url: request.publicKeyBase64url,
@@ -207,29 +211,29 @@ const deriveInput = (request: HandshakeRequest, secret: string | Uint8Array, tar
  * a fresh server key pair, ECDH and the response key, before any payload is produced: inline, or
  * on a worker. Only the key (single use, wiped once used) comes back, never the shared secret.
  */
-function keyAgreement(
+function runDeriveKey(
   request: HandshakeRequest,
   secret: string | Uint8Array,
   target: RequestTarget,
   pool: CryptoPool | undefined,
 ): ResponseKey | Promise<ResponseKey> {
-  const input = deriveInput(request, secret, target);
-  return pool ? pool.run({ kind: 'derive', input }) : agreeAndDerive(input);
+  const input = deriveKeyInput(request, secret, target);
+  return pool ? pool.run({ kind: 'derive', input }) : deriveKey(input);
 }
 
 /**
- * keyAgreement, resolvePayload and encryptPayload at once, for a payload given as a string option:
+ * deriveKey, resolvePayload and encryptPayload at once, for a payload given as a string option:
  * with workers, one job on a worker thread. The order of the steps and the bytes are the same.
  */
-function agreeAndSealValue(
+function runSealValue(
   request: HandshakeRequest,
   secret: string,
   target: RequestTarget,
   payload: string,
   pool: CryptoPool | undefined,
 ): string | Promise<string> {
-  const input = { ...deriveInput(request, secret, target), payload };
-  return pool ? pool.run({ kind: 'seal', input }) : agreeAndSeal(input);
+  const input = { ...deriveKeyInput(request, secret, target), payload };
+  return pool ? pool.run({ kind: 'seal', input }) : sealValue(input);
 }
 
 /** the token to deliver: at once, unless it comes from a function. */
@@ -339,10 +343,10 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
     yield checkSessionKey(req, proof, options.dpop);
     let sealed: string | undefined;
     if (options.payload.kind === 'value' && options.payload.value !== '') {
-      sealed = (yield agreeAndSealValue(request, secret, target, options.payload.value, options.pool)) as string;
+      sealed = (yield runSealValue(request, secret, target, options.payload.value, options.pool)) as string;
     } else {
       // A worker gets the string (its own copy, encoded and wiped there); inline, the bytes made above.
-      const key = (yield keyAgreement(request, options.pool ? secret : secretBytes, target, options.pool)) as ResponseKey;
+      const key = (yield runDeriveKey(request, options.pool ? secret : secretBytes, target, options.pool)) as ResponseKey;
       let payload: string;
       try {
         payload = (yield resolvePayload(req, res, options.payload, getDeadline, proof?.jkt)) as string;

@@ -4,6 +4,7 @@ import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import tokenSec, { initialize } from '../../../src/index.js';
+import { holdsCookie } from '../../../src/server/initialize.js';
 
 function app(options: Parameters<typeof initialize>[0], { csrf = true, trustProxy = false } = {}) {
   const a = express();
@@ -71,5 +72,40 @@ describe('initialize', () => {
           .expect(200, 'page'),
       ),
     ).toBeUndefined();
+  });
+});
+
+describe('initialize() sets its cookie only when the browser does not hold it', () => {
+  const app = (token: string) => {
+    const a = express();
+    a.use((req, _res, next) => {
+      (req as unknown as { csrfToken: () => string }).csrfToken = () => token;
+      next();
+    });
+    a.use(tokenSec.initialize({ cookie: true }));
+    a.get('/', (_req, res) => res.send('page'));
+    return a;
+  };
+  const TOKEN_A = 'a+b/c=d-0123456789abcdef';
+  const held = `tokensec=${encodeURIComponent(TOKEN_A)}`;
+
+  it.each([
+    ['no cookie', undefined, true],
+    ['the same cookie', held, false],
+    ['the same cookie among others', `sid=1; ${held}; x=y`, false],
+    ['another value (a new token)', 'tokensec=old', true],
+    ['the value not URI-encoded', `tokensec=${TOKEN_A}`, true],
+    ['two cookies of that name (another path)', `${held}; tokensec=old`, true],
+  ])('%s: set %s', async (_, cookie, set) => {
+    const req = request(app(TOKEN_A)).get('/');
+    const res = await (cookie === undefined ? req : req.set('cookie', cookie)).expect(200);
+    const cookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
+    expect(cookies).toEqual(set ? [`${held}; Path=/; SameSite=Strict`] : []);
+  });
+
+  it('holdsCookie reads names exactly', () => {
+    expect(holdsCookie('xtokensec=v', 'tokensec', 'v')).toBe(false);
+    expect(holdsCookie(' tokensec = v ', 'tokensec', 'v')).toBe(true);
+    expect(holdsCookie('tokensec', 'tokensec', 'v')).toBe(false);
   });
 });

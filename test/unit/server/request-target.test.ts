@@ -9,6 +9,9 @@ import { openResponse } from '../../../client/crypto.js';
 import tokenSec, { TokenSecError } from '../../../src/index.js';
 import { handshakeApp, handshakeHeader } from '../../support/handshake.js';
 import { TOKEN, defined, listen } from '../../support/helpers.js';
+import { randomBytes } from 'node:crypto';
+import { normalizeHtu } from '../../../src/protocol/dpop.js';
+import { namedOrigin, readRequestTarget, targetUrl } from '../../../src/server/request-target.js';
 
 const SECRET = 'hardening-secret-0123456789';
 
@@ -70,5 +73,109 @@ describe('the answer', () => {
     expect(raw).toMatch(/^HTTP\/1\.1 200/);
     const sealed = defined(/x-tokensec-handshake: (\S+)/i.exec(raw)?.[1], 'response header');
     expect(await openResponse(crypto.subtle, keys, SECRET, target, sealed)).toBe(TOKEN);
+  });
+});
+
+describe('the request target, read once; htu without a URL parse', () => {
+  it('the bound path and the absolute-form origin', () => {
+    expect(readRequestTarget({ url: '/a/b?x=1#f' })).toEqual({ path: '/a/b', absoluteOrigin: undefined });
+    expect(readRequestTarget({ originalUrl: '/api/me', url: '/me' })).toEqual({ path: '/api/me', absoluteOrigin: undefined });
+    expect(readRequestTarget({ url: 'http://App.Example:8080/token?x' })).toEqual({
+      path: '/token',
+      absoluteOrigin: 'http://App.Example:8080',
+    });
+    expect(readRequestTarget({ url: 'http://host' })).toEqual({ path: '/', absoluteOrigin: 'http://host' });
+    expect(readRequestTarget({ url: '' })).toEqual({ path: '/', absoluteOrigin: undefined });
+    expect(readRequestTarget({})).toEqual({ path: '/', absoluteOrigin: undefined });
+  });
+
+  const origins = [
+    'https://app.example',
+    'https://APP.Example',
+    'https://app.example:443',
+    'http://app.example:80',
+    'http://127.0.0.1:8080',
+    'http://[::1]:3000',
+    'https://0x7f.1',
+    'https://xn--nxasmq6b.example',
+    'https://app.example.',
+    'https://h:99999',
+    'ftp://app.example',
+    'https://user@app.example',
+    'https://app.example?q',
+    'https://bücher.example',
+    'http://',
+  ];
+  const paths = [
+    '/',
+    '/token',
+    '/a/b/c',
+    "/a-._~!$&'()*+,;=:@b",
+    '//double',
+    '/a/./b',
+    '/a/../b',
+    '/a/.',
+    '/a/..',
+    '/.a/..b/...',
+    '/%7e%41%2f%2e%2E/x',
+    '/a%2e%2e/%2e%2e/b',
+    '/a b',
+    '/é',
+    '/a\\b',
+    '/a|b{c}`d^e"f<g>',
+    '/%zz%4',
+    'noslash',
+    '*',
+  ];
+  const alphabet = ['a', 'Z', '0', '-', '.', '_', '~', '/', '%', '2', 'e', 'E', 'f', '\\', ' ', 'é', ':', '@', "'", '|', '"', '[', ']'];
+  const random = Array.from({ length: 2000 }, () => {
+    const bytes = randomBytes(1 + (randomBytes(1)[0]! % 12));
+    return `/${Array.from(bytes, (b) => alphabet[b % alphabet.length]).join('')}`;
+  });
+
+  it('targetUrl(origin, path) is exactly normalizeHtu(origin + path), on the fast path and off it', () => {
+    for (const origin of origins) {
+      for (const path of [...paths, ...random]) expect(targetUrl(origin, path), `${origin} ${path}`).toBe(normalizeHtu(origin + path));
+      // Seen before (the origin cache), still the same.
+      for (const path of paths) expect(targetUrl(origin, path)).toBe(normalizeHtu(origin + path));
+    }
+  });
+
+  it('a normalised URL is its own normalisation, so an htu equal to it needs no parse', () => {
+    for (const origin of origins) {
+      for (const path of [...paths, ...random]) {
+        const normal = normalizeHtu(origin + path);
+        if (normal !== undefined) expect(normalizeHtu(normal), normal).toBe(normal);
+      }
+    }
+  });
+
+  it('namedOrigin picks the origin a parse of htu names, if listed', () => {
+    const listed = ['https://app.example', 'https://app.example:8443', 'http://[::1]:3000'];
+    const parsed = (htu: unknown) => {
+      try {
+        const origin = typeof htu === 'string' ? new URL(htu).origin : undefined;
+        return origin !== undefined && listed.includes(origin) ? origin : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    for (const htu of [
+      'https://app.example/x',
+      'https://app.example',
+      'https://app.example:8443/x',
+      'https://APP.example/x',
+      'https://app.example:443/x',
+      'https://app.example.evil/x',
+      'https://app.example@evil/x',
+      'https://app.example\\x',
+      'http://[::1]:3000/t',
+      'https://other.example/x',
+      'not a url',
+      42,
+      undefined,
+    ]) {
+      expect(namedOrigin(htu, listed), String(htu)).toBe(parsed(htu));
+    }
   });
 });

@@ -12,8 +12,10 @@ import {
   generateServerKeyPair,
   hkdfSha256,
   importServerKeyPair,
+  verifyBinding,
 } from '../../../../src/server/crypto/primitives.js';
-import { SMALL_ORDER_POINTS, hex } from '../../../support/helpers.js';
+import { SMALL_ORDER_POINTS, hex, protocolVectors } from '../../../support/helpers.js';
+import { parseRequest } from '../../../../src/protocol/wire.js';
 
 const h = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -178,4 +180,32 @@ describe('key material does not outlive its use on the server', () => {
     expect(() => encryptPayload(key, 'x'.repeat(6145))).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_PAYLOAD_TOO_LARGE' }));
     expect(key.key.every((byte) => byte === 0)).toBe(true);
   });
+});
+
+describe('the secret encoded once', () => {
+  it.each(protocolVectors().map((v) => [v.name, v] as const))(
+    '%s: as bytes, the same binding and key as a string; the bytes left to the caller',
+    (_, v) => {
+      const request = parseRequest(v.requestHeader);
+      const target = {
+        header: v.header,
+        method: v.method,
+        path: v.path,
+        jkt: v.jkt ? new Uint8Array(Buffer.from(v.jkt, 'base64url')) : undefined,
+      };
+      const bytes = new TextEncoder().encode(v.secret);
+      expect(() => verifyBinding(request, bytes, target)).not.toThrow();
+      expect(() => verifyBinding(request, v.secret, target)).not.toThrow();
+      const input = { algorithm: v.algorithm, publicKey: request.publicKey, target };
+      const agreement = () => {
+        const pair = importServerKeyPair(v.algorithm, hex(v.serverPrivateKey));
+        return { serverPublicKey: pair.publicKey, sharedSecret: pair.deriveSharedSecret(request.publicKey) };
+      };
+      expect(Buffer.from(deriveResponseKey({ request: input, ...agreement(), secret: bytes, target }).key).toString('hex')).toBe(v.aesKey);
+      expect(Buffer.from(deriveResponseKey({ request: input, ...agreement(), secret: v.secret, target }).key).toString('hex')).toBe(
+        v.aesKey,
+      );
+      expect(new TextDecoder().decode(bytes)).toBe(v.secret);
+    },
+  );
 });

@@ -121,3 +121,40 @@ describe('the deadline, made only when an app function waits', () => {
     ).toThrow('db down');
   });
 });
+
+describe('the deadline arms only what waits', () => {
+  const response = () => new ServerResponse(new IncomingMessage(new Socket()));
+
+  it('a value: nothing armed; a promise: the disconnect listener until dispose()', async () => {
+    const res = response();
+    const deadline = new HandshakeDeadline(res, 1000);
+    expect(deadline.call(() => 'now')).toBe('now');
+    expect(res.listenerCount('close')).toBe(0);
+    const waiting = deadline.call(() => Promise.resolve('later'));
+    expect(res.listenerCount('close')).toBe(1);
+    await expect(waiting).resolves.toBe('later');
+    deadline.dispose();
+    expect(res.listenerCount('close')).toBe(0);
+  });
+
+  it('a disconnect rejects the call waiting, aborts the signal read later, and refuses further calls', async () => {
+    const res = response();
+    const deadline = new HandshakeDeadline(res, 60_000);
+    const waiting = deadline.call(() => new Promise(() => {}));
+    res.emit('close');
+    await expect(waiting).rejects.toMatchObject({ code: 'ERR_TOKENSEC_ABORTED', status: 499 });
+    expect(deadline.signal.aborted).toBe(true);
+    expect(deadline.signal.reason).toMatchObject({ code: 'ERR_TOKENSEC_ABORTED' });
+    expect(() => deadline.call(() => 'x')).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_ABORTED' }));
+    deadline.dispose();
+  });
+
+  it('a signal read before the time-out aborts with ERR_TOKENSEC_TIMEOUT', async () => {
+    const deadline = new HandshakeDeadline(response(), 5);
+    const reason = await new Promise((resolve) => {
+      deadline.call(({ signal } = deadline) => signal.addEventListener('abort', () => resolve(signal.reason)));
+    });
+    expect(reason).toMatchObject({ code: 'ERR_TOKENSEC_TIMEOUT', status: 503 });
+    deadline.dispose();
+  });
+});

@@ -489,3 +489,37 @@ async function listenOnce(app: express.Express) {
 afterAll(async () => {
   await Promise.all(listening.map((s) => s.close()));
 });
+
+describe('the CSRF token is read from the query only when the query may name it', () => {
+  const TOKEN_CSRF = 'csrf-token-0123456789abcdefghij';
+  const app = () => {
+    const a = express();
+    a.use((req, _res, next) => {
+      (req as unknown as { csrfToken: () => string }).csrfToken = () => TOKEN_CSRF;
+      next();
+    });
+    a.post('/token', tokenSec.handshake({ payload: TOKEN, terminate: true }));
+    a.use(tokenSec.errorHandler());
+    return a;
+  };
+
+  it.each([
+    ['', 200],
+    ['?x=1', 200],
+    [`?_csrf=${TOKEN_CSRF}`, 200],
+    ['?_csrf=other-token-0123456789abcdef', 403],
+    ['?%5Fcsrf=other-token-0123456789abcdef', 403],
+    ['?%5fcsrf=other-token-0123456789abcdef', 403],
+  ])('header token, query %j: %i', async (query, status) => {
+    const server = await listen(app());
+    try {
+      const url = `${server.origin}/token${query}`;
+      const made = await signedHandshake(url, TOKEN_CSRF);
+      const response = await fetch(url, { method: 'POST', headers: { ...made.headers, 'x-csrf-token': TOKEN_CSRF } });
+      expect(response.status).toBe(status);
+      if (status === 403) expect(await response.json()).toMatchObject({ code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
+    } finally {
+      await server.close();
+    }
+  });
+});
