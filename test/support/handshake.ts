@@ -7,6 +7,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import session from 'express-session';
 import { createKeys, requestHeader, type ClientKeys } from '../../client/crypto.js';
 import tokenSec, { type ServerHandshakeOptions, type TokenSecError } from '../../src/index.js';
+import { TOKEN } from './helpers.js';
 
 export interface HandshakeAppSetup {
   /** The handshake's path, or several paths each with a handshake of its own (default '/token'). */
@@ -91,4 +92,23 @@ export async function handshakeHeader(
   const keys = await createKeys(crypto.subtle, algorithm);
   const target = { header: 'x-tokensec-handshake', method, path, ...(jkt ? { jkt } : {}) };
   return { keys, target, value: await requestHeader(crypto.subtle, keys, secret, target) };
+}
+
+/** The secret of plainHandshakeApp. */
+export const PLAIN_SECRET = 'hardening-secret-0123456789';
+
+/** A handshake header made with PLAIN_SECRET's kind of secret, over X25519. */
+export const x25519Header = (secret: string, method = 'POST', path = '/token') =>
+  handshakeHeader(secret, { method, path, algorithm: 'x25519' });
+
+/**
+ * The handshake the middleware's own checks run against: the payload TOKEN, PLAIN_SECRET, DPoP
+ * off, mounted on every path, and next() answered `{ next: true }` (or by `after`).
+ */
+export function plainHandshakeApp(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: RequestHandler) {
+  const { app, errors: seen } = handshakeApp(
+    { payload: TOKEN, secret: PLAIN_SECRET, dpop: { required: false }, ...options },
+    { mount: 'all', after: after ?? ((_req, res) => res.json({ next: true })) },
+  );
+  return { app, seen };
 }

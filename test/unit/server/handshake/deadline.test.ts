@@ -5,25 +5,11 @@
  */
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
-import express from 'express';
 import request from 'supertest';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import tokenSec from '../../../../src/index.js';
 import { HandshakeDeadline } from '../../../../src/server/handshake/deadline.js';
-import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
-import { TOKEN, listen } from '../../../support/helpers.js';
-
-const SECRET = 'hardening-secret-0123456789';
-
-const header = (secret: string, method = 'POST', path = '/token') => handshakeHeader(secret, { method, path, algorithm: 'x25519' });
-
-function app(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: express.RequestHandler) {
-  const { app: a, errors: seen } = handshakeApp(
-    { payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options },
-    { mount: 'all', after: after ?? ((_req, res) => res.json({ next: true })) },
-  );
-  return { app: a, seen };
-}
+import { plainHandshakeApp as app, PLAIN_SECRET as SECRET, x25519Header as header } from '../../../support/handshake.js';
+import { listen } from '../../../support/helpers.js';
 
 const servers: { close(): Promise<void> }[] = [];
 afterAll(() => Promise.all(servers.map((s) => s.close())));

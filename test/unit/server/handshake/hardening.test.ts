@@ -2,25 +2,12 @@
  * The handshake middleware fails closed: safe methods refused, the secret's rules, strict UTF-8
  * payloads. Beside it: deadline.test.ts, no-store.test.ts, ../request-target.test.ts.
  */
-import express from 'express';
 import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openResponse } from '../../../../client/crypto.js';
 import tokenSec from '../../../../src/index.js';
-import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
+import { plainHandshakeApp as app, PLAIN_SECRET as SECRET, x25519Header as header } from '../../../support/handshake.js';
 import { TOKEN, csrfApp, defined, listen, visit } from '../../../support/helpers.js';
-
-const SECRET = 'hardening-secret-0123456789';
-
-const header = (secret: string, method = 'POST', path = '/token') => handshakeHeader(secret, { method, path, algorithm: 'x25519' });
-
-function app(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: express.RequestHandler) {
-  const { app: a, errors: seen } = handshakeApp(
-    { payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options },
-    { mount: 'all', after: after ?? ((_req, res) => res.json({ next: true })) },
-  );
-  return { app: a, seen };
-}
 
 const servers: { close(): Promise<void> }[] = [];
 afterAll(() => Promise.all(servers.map((s) => s.close())));

@@ -5,21 +5,7 @@
 import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import tokenSec from '../../../../src/index.js';
-import { handshakeApp, handshakeHeader } from '../../../support/handshake.js';
-import { TOKEN } from '../../../support/helpers.js';
-
-const SECRET = 'hardening-secret-0123456789';
-
-const header = (secret: string, method = 'POST', path = '/token') => handshakeHeader(secret, { method, path, algorithm: 'x25519' });
-
-function app(options: Partial<Parameters<typeof tokenSec.handshake>[0]> = {}, after?: express.RequestHandler) {
-  const { app: a, errors: seen } = handshakeApp(
-    { payload: TOKEN, secret: SECRET, dpop: { required: false }, ...options },
-    { mount: 'all', after: after ?? ((_req, res) => res.json({ next: true })) },
-  );
-  return { app: a, seen };
-}
+import { plainHandshakeApp as app, PLAIN_SECRET as SECRET, x25519Header as header } from '../../../support/handshake.js';
 
 describe('the answer', () => {
   it('keeps Cache-Control: no-store when a later handler (terminate: false) sets caching headers', async () => {
