@@ -100,6 +100,10 @@ export const RENAMED = [
     'every failure is a TokenSecError with a code > a response header of 200 KB → ERR_TOKENSEC_MALFORMED_RESPONSE, refused before decoding (no RangeError)',
   ],
   [
+    '10,000 handshakes at concurrency 100 on 127.0.0.1: all succeed, no unhandled rejections, memory settles',
+    'up to 10,000 handshakes at concurrency 100 on 127.0.0.1 (120 s bound): every one succeeds, no unhandled rejections, memory settles',
+  ],
+  [
     'logout and login: the server unbinds > without the server step, the same session stays bound: 403 KEY_MISMATCH (what README 3.0 left users with)',
     'logout and login: the server unbinds > without the server step, the same session stays bound: 403 KEY_MISMATCH',
   ],

@@ -25,10 +25,9 @@ function sealedSession(settings: SessionSettings, url: string | URL): SealedSess
   // A worker that cannot start (a wrong URL, a CSP without worker-src) fails every call, now and later.
   let broken: Reply | undefined;
   worker.onerror = () => {
-    calls.forEach((call) => {
-      broken = { code: 'ERR_TOKENSEC_SESSION_WORKER' };
-      call(broken);
-    });
+    const reply: Reply = { code: 'ERR_TOKENSEC_SESSION_WORKER' };
+    broken = reply; // also when no call waits: the next one must not wait for a worker that never answers
+    calls.forEach((call) => call(reply));
   };
   worker.onmessage = ({ data: [kind, id, data] }: MessageEvent<WorkerToPage>) => {
     if (kind === 'event') {

@@ -107,7 +107,9 @@ export function initialize<Req extends RequestLike = RequestLike, Res extends Se
     if (settings && typeof req.csrfToken === 'function') {
       const value = encodeURIComponent(req.csrfToken());
       // The browser already holds this very cookie (a session cookie, no expiry to refresh): the
-      // 256-character header would change nothing. A missing, changed or duplicated one is set.
+      // 256-character header would change nothing. A missing or changed one, or one beside another
+      // value of the same name, is set. The Cookie header carries no attributes: changed cookie
+      // options reach a browser with its next token.
       if (!holdsCookie(req.headers.cookie, settings.name, value)) {
         const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket).encrypted === true;
         csrfCookieNames.set(res, settings.name);
@@ -119,7 +121,7 @@ export function initialize<Req extends RequestLike = RequestLike, Res extends Se
 }
 
 /**
- * Whether the request's Cookie header carries `name` with exactly `value`, and no other cookie of
+ * Whether the request's Cookie header carries `name` with exactly `value`, and no other value under
  * that name (one of another path or domain would leave the client reading either).
  */
 export function holdsCookie(header: string | undefined, name: string, value: string): boolean {

@@ -626,6 +626,24 @@ describe.each(engines)('sealed mode in %s', (engine) => {
       await context.close();
     }
   });
+
+  it('a worker that failed to start before any call: the first call fails with ERR_TOKENSEC_SESSION_WORKER, no wait', async () => {
+    const { context, page } = await open('/sealed');
+    try {
+      const code = await page.evaluate(async () => {
+        const session = (window as any).TokenSec.session({ uri: '/token', sealed: '/no-such-worker.js' });
+        // Time for the worker's load error to arrive while no call waits (if it comes later, the call gets it then).
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        return session.fetch('/api/me').then(
+          () => 'ok',
+          (e: any) => e.code,
+        );
+      });
+      expect(code).toBe('ERR_TOKENSEC_SESSION_WORKER');
+    } finally {
+      await context.close();
+    }
+  });
 });
 
 // Chromium-only: heap snapshots through the DevTools protocol (CDP).

@@ -115,16 +115,10 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
 }
 
 /**
- * The URL the client addressed: Express's protocol and host honour `trust proxy`; plain node:http
- * uses the socket and Host. An absolute-form target (`GET http://host/x`) is that URL itself
- * (RFC 9112 §3.3). The path is the one the handshake binds (`requestPath`).
+ * The scheme and authority the client addressed: Express's protocol and host honour `trust proxy`;
+ * plain node:http uses the socket and Host. An absolute-form target (`GET http://host/x`) names its
+ * own (RFC 9112 §3.3).
  */
-export function requestUrl(req: RequestLike): string {
-  const parts = readRequestTarget(req);
-  return `${requestOrigin(req, parts)}${parts.path}`;
-}
-
-/** The scheme and authority of requestUrl. */
 function requestOrigin(req: RequestLike, parts: RequestTargetParts): string {
   if (parts.absoluteOrigin !== undefined) return parts.absoluteOrigin;
   const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');

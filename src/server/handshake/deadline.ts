@@ -79,8 +79,8 @@ export class HandshakeDeadline {
     if (!isPromiseLike(result)) return result;
     this.#arm();
     return new Promise<T>((resolve, reject) => {
-      if (this.#failure) return reject(this.#failure);
-      this.#waiting = reject;
+      // Handlers first, even when the deadline has already ended: the app's promise may still
+      // reject (a fetch aborted by `signal`), and unhandled, that rejection would end the process.
       result.then(
         (value) => {
           this.#waiting = undefined;
@@ -91,6 +91,8 @@ export class HandshakeDeadline {
           reject(error);
         },
       );
+      if (this.#failure) reject(this.#failure);
+      else this.#waiting = reject;
     });
   }
 

@@ -6,13 +6,13 @@
  *     → recordHandshakeProof → checkSessionKey (check, or bind atomically) → deriveKey
  *     → resolvePayload → encryptPayload → respond
  *
- * verifyBinding, deriveKey (key pair, ECDH, HKDF) and encryptPayload are the node:crypto steps
- * of ../crypto/primitives.ts. With `workers`, deriveKey runs on a worker thread, and so does
- * encryptPayload when the payload is a string option (sealValue); so does the proof's
- * signature check (pooledHandshakeProof), between its header check and its claims check, as
- * inline. Requests without the handshake header pass straight through. Every failure is a
- * TokenSecError with `status` and a
- * stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives the same order.
+ * verifyBinding and encryptPayload are node:crypto steps of ../crypto/primitives.ts, deriveKey
+ * (key pair, ECDH, HKDF) a job of ../crypto/jobs.ts. With `workers`, deriveKey runs on a worker
+ * thread, and so does encryptPayload when the payload is a string option (sealValue); so does the
+ * proof's signature check (pooledHandshakeProof), between its header check and its claims check,
+ * as inline. Requests without the handshake header pass straight through. Every failure is a
+ * TokenSecError with `status` and a stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives
+ * the same order.
  */
 import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from '../events.js';
 import { isPromiseLike, runSteps } from './steps.js';
@@ -227,7 +227,7 @@ function runDeriveKey(
  */
 function runSealValue(
   request: HandshakeRequest,
-  secret: string,
+  secret: string | Uint8Array,
   target: RequestTarget,
   payload: string,
   pool: CryptoPool | undefined,
@@ -343,7 +343,7 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
     yield checkSessionKey(req, proof, options.dpop);
     let sealed: string | undefined;
     if (options.payload.kind === 'value' && options.payload.value !== '') {
-      sealed = (yield runSealValue(request, secret, target, options.payload.value, options.pool)) as string;
+      sealed = (yield runSealValue(request, options.pool ? secret : secretBytes, target, options.payload.value, options.pool)) as string;
     } else {
       // A worker gets the string (its own copy, encoded and wiped there); inline, the bytes made above.
       const key = (yield runDeriveKey(request, options.pool ? secret : secretBytes, target, options.pool)) as ResponseKey;

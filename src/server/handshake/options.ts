@@ -81,8 +81,8 @@ export interface ServerHandshakeOptions<Req extends RequestLike = DefaultHandsha
    */
   headerLimit?: number;
   /**
-   * Worker threads for the key agreement (key pair and ECDH, most of a handshake's CPU), so a
-   * server uses more than one core for handshakes. Default 0: inline. Call the middleware's
+   * Worker threads for the key agreement (key pair and ECDH, most of a handshake's CPU) and the
+   * DPoP proof's signature check, so a server uses more than one core for handshakes. Default 0: inline. Call the middleware's
    * `close()` at shutdown. See docs/PERFORMANCE.md for when it pays.
    */
   workers?: number;

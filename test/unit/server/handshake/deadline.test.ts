@@ -123,6 +123,26 @@ describe('the deadline arms only what waits', () => {
     expect(res.listenerCount('close')).toBe(0);
   });
 
+  it('a client gone before an async function is called: the call fails, and the function rejecting later is no unhandled rejection', async () => {
+    const res = response();
+    res.destroy();
+    const deadline = new HandshakeDeadline(res, 60_000);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let rejectLater: (error: Error) => void = () => {};
+      const waiting = deadline.call(() => new Promise((_resolve, reject) => (rejectLater = reject)));
+      await expect(waiting).rejects.toMatchObject({ code: 'ERR_TOKENSEC_ABORTED', status: 499 });
+      rejectLater(new Error('the fetch the signal aborted'));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      deadline.dispose();
+    }
+  });
+
   it('a disconnect rejects the call waiting, aborts the signal read later, and refuses further calls', async () => {
     const res = response();
     const deadline = new HandshakeDeadline(res, 60_000);
