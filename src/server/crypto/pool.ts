@@ -61,9 +61,9 @@ function runInline(pending: Pending): void {
  * `size` worker threads. A job goes out at once when a worker is idle; otherwise jobs queue until
  * the end of the event-loop turn or MAX_BATCH of them, and go to the least busy worker as one
  * message. Threads are unref'd while idle, so they never keep a process alive. A worker that
- * dies has its jobs redone inline, and is replaced.
+ * dies has its jobs redone inline, and is replaced. `script`: the worker entry (the protocol
+ * vectors' test gives its fixed-key one, test/support/vector-worker.mjs).
  */
-/** `script`: the worker entry; the protocol vectors' test gives its fixed-key one (test/support/vector-worker.mjs). */
 export function createCryptoPool(size: number, script = new URL('./worker.js', import.meta.url)): CryptoPool {
   const workers: PoolWorker[] = [];
   let queue: [number, Pending][] = [];

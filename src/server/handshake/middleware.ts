@@ -1,18 +1,14 @@
 /**
  * `tokenSec.handshake()`: answers a handshake request with the payload encrypted to the key the
- * browser sent. Each request runs one straight pipeline of named steps:
- *
- *   checkMethod → parseHeader → requestTarget → handshakeProof → resolveSecret → verifyBinding
- *     → recordHandshakeProof → checkSessionKey (check, or bind atomically) → deriveKey
- *     → resolvePayload → encryptPayload → respond
+ * browser sent. Each request runs one straight pipeline of named steps, `handshakeSteps` below,
+ * in the order docs/PROTOCOL.md specifies (docs/ARCHITECTURE.md draws it with each step's module).
  *
  * verifyBinding and encryptPayload are node:crypto steps of ../crypto/primitives.ts, deriveKey
  * (key pair, ECDH, HKDF) a job of ../crypto/jobs.ts. With `workers`, deriveKey runs on a worker
  * thread, and so does encryptPayload when the payload is a string option (sealValue); so does the
  * proof's signature check (pooledHandshakeProof), between its header check and its claims check,
  * as inline. Requests without the handshake header pass straight through. Every failure is a
- * TokenSecError with `status` and a stable `code`, passed to `next(err)`; docs/PROTOCOL.md gives
- * the same order.
+ * TokenSecError with `status` and a stable `code`, passed to `next(err)`.
  */
 import { emitHandshakeEvent, handshakeChannel, outcomeOf, requestIdOf, type HandshakeEvent } from '../events.js';
 import { isPromiseLike, runSteps } from './steps.js';
