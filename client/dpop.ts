@@ -23,7 +23,15 @@ export type { ClientDpopAlgorithm };
  * Web Crypto's `CryptoKey` where the DOM lib is loaded; an opaque object otherwise, so that these
  * types compile in a project without the DOM lib (a server that also imports the client).
  */
-export type WebCryptoKey = typeof globalThis extends { CryptoKey: { prototype: infer Key } } ? Key : object;
+export type WebCryptoKey = typeof globalThis extends {
+  /** Web Crypto's key class, where the DOM lib declares it. */
+  CryptoKey: {
+    /** The type of its instances. */
+    prototype: infer Key;
+  };
+}
+  ? Key
+  : object;
 
 /**
  * The page's DPoP key.
@@ -34,9 +42,11 @@ export type WebCryptoKey = typeof globalThis extends { CryptoKey: { prototype: i
  * ```
  */
 export interface DpopKey {
+  /** The proof signature algorithm: `ES256` or `EdDSA`. */
   algorithm: ClientDpopAlgorithm;
   /** Non-extractable: script can sign with it, never read it. */
   privateKey: WebCryptoKey;
+  /** The public half, which verifies the proofs. */
   publicKey: WebCryptoKey;
   /** The public key as a JWK, with only the members RFC 7638 hashes. */
   jwk: PublicJwk;
@@ -67,6 +77,7 @@ export interface DpopKeyOptions {
  * ```
  */
 export interface DpopProofInput {
+  /** The request's HTTP method (`htm`), e.g. `GET`. */
   method: string;
   /** The request URL; a relative one is resolved against the page. Query and fragment are dropped. */
   url: string | URL;

@@ -36,7 +36,9 @@ export type { AtomicStore } from './server/store.js';
 export type { RequestLike } from './server/express-request.js';
 export type { MemoryStoreOptions } from './server/memory-store.js';
 export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
-export type { ErrorHandlerOptions } from './server/error-handler.js';
+export type { ErrorHandlerOptions, ErrorMiddleware } from './server/error-handler.js';
+export type { Middleware, MaybePromise } from './server/options.js';
+export type { WithExpressRequest } from './server/express-request.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
 export type { ClientBundle, IntegrityOptions, ServeClientOptions } from './server/serve-client.js';
@@ -48,7 +50,7 @@ export type {
   HandshakeRequestLike,
 } from './server/handshake/middleware.js';
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
-export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
+export type { DefaultDpopRequest, DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';
 export type { HandshakeDpopOptions, SessionKeyStore, UnbindOptions } from './server/dpop/handshake-proof.js';
 export type { DpopAlgorithm } from './protocol/dpop.js';
@@ -63,18 +65,34 @@ export type {
 } from './server/dbsc/index.js';
 export type { MemoryReplayStoreOptions, RedisLikeClient, RedisReplayStoreOptions, ReplayStore } from './server/dpop/replay-store.js';
 
+/**
+ * Every middleware and store factory under one name, for `import tokenSec from 'tokensec'`. Each
+ * member is the named export of the same name.
+ */
 const tokenSec = {
+  /** {@inheritDoc initialize} */
   initialize,
+  /** {@inheritDoc handshake} */
   handshake,
+  /** {@inheritDoc client} */
   client,
+  /** {@inheritDoc dpop} */
   dpop,
+  /** {@inheritDoc dbsc} */
   dbsc,
+  /** {@inheritDoc errorHandler} */
   errorHandler,
+  /** {@inheritDoc integrity} */
   integrity,
+  /** {@inheritDoc memoryStore} */
   memoryStore,
+  /** {@inheritDoc redisStore} */
   redisStore,
+  /** {@inheritDoc memoryReplayStore} */
   memoryReplayStore,
+  /** {@inheritDoc redisReplayStore} */
   redisReplayStore,
+  /** {@inheritDoc unbind} */
   unbind,
 };
 export default tokenSec;

@@ -38,12 +38,20 @@ export interface SessionOptions extends Omit<ClientHandshakeOptions, 'signal'> {
 export type SessionState = 'none' | 'token' | 'refused';
 
 /** An error's code and HTTP status, as events carry them (never a token). */
-export type ErrorDetail = { code: TokenSecError['code']; status?: number };
+export type ErrorDetail = {
+  /** The failure's stable code, as on TokenSecError. */
+  code: TokenSecError['code'];
+  /** The HTTP status received, when the server answered. */
+  status?: number;
+};
 
 /** The events of a sealed session, by name: each a CustomEvent whose `detail` is typed here. */
 export interface SealedSessionEventMap {
   /** A new token arrived; `expiresAt` in ms since the epoch. */
-  token: CustomEvent<{ expiresAt: number }>;
+  token: CustomEvent<{
+    /** When the token expires, in ms since the epoch. */
+    expiresAt: number;
+  }>;
   /** A refresh ahead of expiry starts. */
   refresh: CustomEvent<undefined>;
   /** A handshake failed for good (after its retries). */
@@ -51,12 +59,24 @@ export interface SealedSessionEventMap {
   /** The token ran out with no replacement. */
   expired: CustomEvent<undefined>;
   /** `state` changed; a refusal carries the handshake's error code and status. */
-  state: CustomEvent<{ state: SessionState; expiresAt: number } & Partial<ErrorDetail>>;
+  state: CustomEvent<
+    {
+      /** The session's state now. */
+      state: SessionState;
+      /** When the current token expires, in ms since the epoch (0 without one). */
+      expiresAt: number;
+    } & Partial<ErrorDetail>
+  >;
 }
 
 /** The events of an in-page session: the sealed ones, and `token` also carries the token. */
 export interface SessionEventMap extends SealedSessionEventMap {
-  token: CustomEvent<{ token: string; expiresAt: number }>;
+  token: CustomEvent<{
+    /** The new access token. */
+    token: string;
+    /** When it expires, in ms since the epoch. */
+    expiresAt: number;
+  }>;
 }
 
 // EventTarget's own parameter types: the DOM lib names them (AddEventListenerOptions …), Node's
@@ -115,5 +135,10 @@ export interface TokenSecSession extends SessionBase<SessionEventMap> {
   /** The cached token, or a new one from one shared handshake. */
   getToken(options?: GetTokenOptions & { detailed?: false }): Promise<string>;
   /** The token with its expiry (ms since the epoch). */
-  getToken(options: GetTokenOptions & { detailed: true }): Promise<{ token: string; expiresAt: number }>;
+  getToken(options: GetTokenOptions & { detailed: true }): Promise<{
+    /** The access token. */
+    token: string;
+    /** When it expires, in ms since the epoch. */
+    expiresAt: number;
+  }>;
 }

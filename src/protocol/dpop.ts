@@ -54,7 +54,26 @@ export function acceptedAlgorithms(configured: readonly DpopAlgorithm[]): DpopAl
   return ed ? [...new Set([...accepted, 'EdDSA', 'Ed25519'] as DpopAlgorithm[])] : accepted;
 }
 
-export type PublicJwk = { kty: 'EC'; crv: 'P-256'; x: string; y: string } | { kty: 'OKP'; crv: 'Ed25519'; x: string };
+/** A DPoP public key as a JWK, with only the members its RFC 7638 thumbprint hashes. */
+export type PublicJwk =
+  | {
+      /** Key type: elliptic curve (ES256). */
+      kty: 'EC';
+      /** The curve: P-256. */
+      crv: 'P-256';
+      /** The public point's x coordinate, base64url. */
+      x: string;
+      /** The public point's y coordinate, base64url. */
+      y: string;
+    }
+  | {
+      /** Key type: octet key pair (EdDSA). */
+      kty: 'OKP';
+      /** The curve: Ed25519. */
+      crv: 'Ed25519';
+      /** The public key, base64url. */
+      x: string;
+    };
 
 export interface DpopClaims {
   jti: string;

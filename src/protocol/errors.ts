@@ -72,9 +72,11 @@ export type TokenSecErrorCode =
  */
 export class TokenSecError extends Error {
   // `declare`: typed here, assigned in the constructor, no class-field code in the browser bundle.
+  /** Stable machine-readable code, e.g. `ERR_TOKENSEC_STORE_UNAVAILABLE`: branch on this, not on the message. */
   declare readonly code: TokenSecErrorCode;
   /** HTTP status: on the server, the status to answer with; in the browser, the status received. */
   declare readonly status?: number;
+  /** The same as `status`, under the name Express's default error handler reads. */
   declare readonly statusCode?: number;
   /** True for 4xx: the message is safe to show to the client (it never holds a payload or secret). */
   declare readonly expose?: boolean;

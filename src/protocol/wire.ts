@@ -7,13 +7,16 @@
 import { decodeBase64url, portableBase64url, type Base64urlCodec } from './base64url.js';
 import { TokenSecError } from './errors.js';
 
+/** The handshake protocol's version, the first field of the request and response headers. */
 export const VERSION = 'v3';
+/** The request and response header the handshake travels in, unless `header` names another. */
 export const DEFAULT_HEADER = 'x-tokensec-handshake';
 /** Where the client sends the CSRF token, and where the server takes its default secret from. */
 export const CSRF_HEADER = 'x-csrf-token';
 /** The cookie `tokenSec.initialize()` puts the CSRF token in, and the client reads it from, by default. */
 export const CSRF_COOKIE = 'tokensec';
 
+/** The handshake's key agreement: X25519, or ECDH on P-256 where a browser lacks X25519. */
 export type Algorithm = 'x25519' | 'p256';
 /** Raw public key sizes: X25519 (RFC 7748) and an uncompressed P-256 point (SEC 1: 0x04 || X || Y). */
 export const PUBLIC_KEY_LENGTH: Readonly<Record<Algorithm, number>> = { x25519: 32, p256: 65 };

@@ -31,7 +31,8 @@ export function withErrorHeader(error: unknown): unknown {
   return error;
 }
 
-type ErrorMiddleware = (err: unknown, req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+/** A connect-style error middleware (four parameters), as Express calls it after `next(err)`. */
+export type ErrorMiddleware = (err: unknown, req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
 const isCsrfError = (err: unknown): err is Error & { code: string; status?: number } =>
   err instanceof Error && (err as { code?: unknown }).code === 'EBADCSRFTOKEN';

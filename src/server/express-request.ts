@@ -28,7 +28,13 @@ export type WithExpressRequest<Base> = Base & Express.Request;
  * const claims: TokenClaims = { sub: 'alice', exp: 1767225900, cnf: { jkt: 'oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U' } };
  * ```
  */
-export type TokenClaims = Record<string, unknown> & { cnf?: { jkt?: unknown } };
+export type TokenClaims = Record<string, unknown> & {
+  /** The confirmation claim (RFC 7800). */
+  cnf?: {
+    /** The RFC 7638 thumbprint of the DPoP key the token is bound to (RFC 9449 §6). */
+    jkt?: unknown;
+  };
+};
 
 /**
  * What `dpop()` puts on the request (`req.tokenSec`) for the route.
@@ -39,6 +45,7 @@ export type TokenClaims = Record<string, unknown> & { cnf?: { jkt?: unknown } };
  * ```
  */
 export interface DpopRequestInfo {
+  /** The access token from the `Authorization: DPoP` header, as sent. */
   token: string;
   /** The claims `verifyToken` returned. */
   claims: TokenClaims;
@@ -67,6 +74,7 @@ export interface RequestLike extends IncomingMessage {
   secure?: boolean;
   /** Set by a CSRF middleware (csrf-sync, csrf-csrf and csurf each type it their own way). */
   csrfToken?: unknown;
+  /** The parsed body, where a body parser ran (read for the `_csrf` field only by CSRF middlewares). */
   body?: unknown;
   /** Set by `dpop()`. */
   tokenSec?: DpopRequestInfo;

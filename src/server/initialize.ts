@@ -17,6 +17,7 @@ export interface CookieOptions {
   name?: string;
   /** Default `/`. */
   path?: string;
+  /** Default: none, a host-only cookie (the safest: it reaches only this host). */
   domain?: string;
   /** Default `strict`. `none` requires `secure: true`. */
   sameSite?: 'strict' | 'lax' | 'none';

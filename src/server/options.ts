@@ -5,6 +5,7 @@
 /** A value, or a promise of one: what the app's callbacks and stores may return. */
 export type MaybePromise<T> = T | Promise<T>;
 
+/** A connect-style middleware: what every TokenSec factory returns, for Express, Connect and node:http alike. */
 export type Middleware<Req, Res> = (req: Req, res: Res, next: (err?: unknown) => void) => void;
 
 export function optionError(fn: string, message: string): TypeError {

@@ -16,6 +16,7 @@ import type { AtomicStore } from './store.js';
  * ```
  */
 export interface NodeRedisLikeClient {
+  /** Sends one Redis command, name first (`['SET', key, value, 'NX']`), and resolves its reply. */
   sendCommand(args: string[]): Promise<unknown>;
 }
 
@@ -29,6 +30,7 @@ export interface NodeRedisLikeClient {
  * ```
  */
 export interface IoRedisLikeClient {
+  /** Sends one Redis command by name with its arguments, and resolves its reply. */
   call(command: string, ...args: string[]): Promise<unknown>;
 }
 

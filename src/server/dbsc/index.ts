@@ -19,6 +19,10 @@ export type { DbscBinding, DbscOptions, DbscSessionStore } from './options.js';
 export type { RegistrationRequestOptions } from './request-registration.js';
 export type { DbscAlgorithm, DbscJwk } from './verify.js';
 
+/**
+ * What `tokenSec.dbsc()` returns: the middleware that answers the browser's registration and
+ * refresh, and the call a login handler makes to ask for a registration.
+ */
 export interface Dbsc<Req extends IncomingMessage = IncomingMessage> {
   /**
    * Answers POSTs to the registration and refresh paths, and marks every other request so that
@@ -33,6 +37,10 @@ export interface Dbsc<Req extends IncomingMessage = IncomingMessage> {
 }
 
 /**
+ * Device Bound Session Credentials (Chrome's DBSC) for the app's session: returns the middleware
+ * that answers the browser's registration and refreshes, and the call that asks for a
+ * registration at login (docs/DBSC.md).
+ *
  * @example
  * ```ts
  * const dbsc = tokenSec.dbsc({ secret: process.env.DBSC_SECRET });

@@ -14,9 +14,17 @@ import { DBSC_ALGORITHMS, type DbscAlgorithm, type DbscJwk } from './verify.js';
  */
 export interface DbscBinding {
   /** Set by requestRegistration(): the challenge the registration must sign, and its authorization value. */
-  pending?: { challenge: string; authorization?: string } | undefined;
+  pending?:
+    | {
+        /** The challenge the registration proof must carry as its `jti`. */
+        challenge: string;
+        /** The value the proof must echo in its `authorization` claim, when the login gave one. */
+        authorization?: string;
+      }
+    | undefined;
   /** The DBSC session identifier (`Sec-Secure-Session-Id`), set at registration. */
   id?: string;
+  /** The registered key's algorithm. */
   alg?: DbscAlgorithm;
   /** The browser's public key, registered once; refreshes must be signed with it. */
   jwk?: DbscJwk;
@@ -37,7 +45,9 @@ export interface DbscBinding {
  * ```
  */
 export interface DbscSessionStore<Req = IncomingMessage> {
+  /** The login's binding, or undefined when this session has none. */
   get(req: Req): MaybePromise<DbscBinding | undefined>;
+  /** Replaces the login's binding; resolves once it is kept. */
   set(req: Req, binding: DbscBinding): MaybePromise<void>;
 }
 

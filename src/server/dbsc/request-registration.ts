@@ -10,6 +10,7 @@ import { REGISTRATION_HEADER, registrationHeader } from './headers.js';
 import { isRegistered, loadBinding, saveBinding } from './session.js';
 import type { ResolvedDbsc } from './options.js';
 
+/** Options of `requestRegistration(req, res, options)`. */
 export interface RegistrationRequestOptions {
   /** A value the browser echoes in its proof's `authorization` claim (printable ASCII, at most 512). */
   authorization?: string;

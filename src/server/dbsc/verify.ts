@@ -7,12 +7,31 @@
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { dbscError } from './headers.js';
 
+/** A DBSC key's signature algorithm, as the browser names it in its registration (JWS `alg`). */
 export type DbscAlgorithm = 'ES256' | 'RS256';
 export const DBSC_ALGORITHMS: readonly DbscAlgorithm[] = ['ES256', 'RS256'];
 export const DBSC_TYP = 'dbsc+jwt';
 
 /** The public key of a DBSC session, as a JWK with only its public members. */
-export type DbscJwk = { kty: 'EC'; crv: 'P-256'; x: string; y: string } | { kty: 'RSA'; n: string; e: string };
+export type DbscJwk =
+  | {
+      /** Key type: elliptic curve. */
+      kty: 'EC';
+      /** The curve: P-256 (ES256). */
+      crv: 'P-256';
+      /** The public point's x coordinate, base64url. */
+      x: string;
+      /** The public point's y coordinate, base64url. */
+      y: string;
+    }
+  | {
+      /** Key type: RSA (RS256). */
+      kty: 'RSA';
+      /** The modulus, base64url. */
+      n: string;
+      /** The public exponent, base64url. */
+      e: string;
+    };
 
 export interface DbscClaims {
   jti: string;

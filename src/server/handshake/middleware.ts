@@ -453,6 +453,7 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
  * then stops the worker threads (later handshakes agree inline). Without, it does nothing.
  */
 export interface HandshakeMiddleware extends Middleware<HandshakeRequestLike, ServerResponse> {
+  /** Lets handshakes in flight finish, then stops the worker threads; resolves when they have stopped. */
   close(): Promise<void>;
 }
 
