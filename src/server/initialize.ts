@@ -88,6 +88,8 @@ export const NO_SESSION_WARNING = 'TOKENSEC_NO_SESSION';
 export const CSRF_TOKEN_FAILED_WARNING = 'TOKENSEC_CSRF_TOKEN_FAILED';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+/** What a browser's page load accepts (a navigation, an iframe); never a favicon, script, style or fetch() by default. */
+const PAGE_ACCEPT = /(?:^|,)\s*text\/html\s*(?:;|,|$)/i;
 const PAGE_TYPE = /^\s*(?:text\/html|application\/xhtml\+xml)\s*(?:;|$)/i;
 
 interface SessionOf {
@@ -110,7 +112,8 @@ function contentType(res: ServerResponse, headers: unknown): string {
  * of the session as the route left it: after a login or logout that regenerates the session, the
  * answer carries the new session's token and the page's next handshake works with no other request.
  *
- * It asks for a token only where the page needs one: a page (an HTML answer, or a navigation), an
+ * It asks for a token only where the page needs one: a page (an HTML answer, or a request that
+ * accepts HTML or says it is a navigation, as a browser's page load does), an
  * answer to a POST (or other unsafe method) that the CSRF middleware let through, and an answer
  * whose route replaced the session. Assets, favicons and API reads pass untouched: it never
  * creates a session for them, so one racing a login cannot replace the logged-in session cookie.
@@ -188,6 +191,7 @@ function handOut(
     replaced ||
     !SAFE_METHODS.has(req.method ?? 'GET') ||
     req.headers['sec-fetch-mode'] === 'navigate' ||
+    PAGE_ACCEPT.test(req.headers.accept ?? '') ||
     PAGE_TYPE.test(contentType(res, headers));
   if (!wanted) return;
   // The route destroyed the session: there is no token to hand out (a logout should regenerate instead).
