@@ -117,6 +117,8 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
   const urlOf = resolveUrl<Req>('dpop', given);
 
   async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
+    // Before anything is read: no URL is built from a Host that is not host[:port].
+    urlOf.checkHost?.(req);
     const authorization = req.headers.authorization ?? '';
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is token68 (RFC 9449 §7.1).
     const match = /^DPoP +([\w\-.~+/]+=*)$/i.exec(authorization);

@@ -12,13 +12,13 @@ import {
   DPOP_TYP,
   HANDSHAKE_CLAIM,
   decodeJsonObject,
-  normalizeHtu,
   publicJwk,
   thumbprintInput,
   type DpopAlgorithm,
   type DpopClaims,
   type PublicJwk,
 } from '../../protocol/dpop.js';
+import { canonicalHtu } from '../../protocol/htu.js';
 import { TokenSecError, type TokenSecErrorCode } from '../../protocol/errors.js';
 import { nodeBase64url } from '../base64url.js';
 import type { NonceSource } from './nonce.js';
@@ -48,7 +48,7 @@ export interface DpopExpectation {
   /** The request URL, absolute, as the app sees it; a function of the proof's `htu` when the app serves several origins. */
   url?: string | ((htu: unknown) => string);
   /**
-   * Instead of `url`: the URL already normalised (`normalizeHtu`'s output, or undefined when the
+   * Instead of `url`: the URL already normalised (`canonicalHtu`'s output, or undefined when the
    * request has none), a function of the proof's `htu`. The middlewares pass this (request-target.ts).
    */
   target?: ((htu: unknown) => string | undefined) | undefined;
@@ -322,7 +322,7 @@ export function checkProofClaims(
   // The message names what this server expected (never the proof's value): behind a proxy, the fix is the "origin" option.
   if (target === undefined) throw invalid('this server has no absolute http(s) URL for this request; set the "origin" or "url" option');
   // A proof names the URL as the browser spells it, which is already normal: equal strings need no parse.
-  if (typeof htu !== 'string' || (htu !== target && normalizeHtu(htu) !== target)) {
+  if (typeof htu !== 'string' || (htu !== target && canonicalHtu(htu) !== target)) {
     throw invalid(`htu must be ${target}, the URL this server expects for this request (behind a proxy, set the "origin" option)`);
   }
   const now = Math.floor((options.now ?? Date.now)() / 1000);
@@ -347,7 +347,7 @@ export function checkProofClaims(
 /** The normalised URL `htu` must name: `expected.target` when the caller has it, else `expected.url` normalised. */
 function expectedHtu(expected: DpopExpectation, htu: unknown): string | undefined {
   if (expected.target !== undefined) return expected.target(htu);
-  return normalizeHtu(typeof expected.url === 'function' ? expected.url(htu) : (expected.url ?? ''));
+  return canonicalHtu(typeof expected.url === 'function' ? expected.url(htu) : (expected.url ?? ''));
 }
 
 /**

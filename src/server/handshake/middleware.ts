@@ -314,6 +314,8 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
   seen.algorithm = request.algorithm;
   // Read once: the bound path, and the origin of the URL the proof's htu names.
   const parts = readRequestTarget(req);
+  // No URL is built from a Host that is not host[:port] (400 ERR_TOKENSEC_BAD_HOST).
+  options.dpop.url.checkHost?.(req, parts);
   const target = requestTarget(parts, options.header, method);
   const proof = options.pool
     ? ((yield* pooledHandshakeProof(req, String(value), method, options.dpop, parts, options.pool)) as VerifiedProof | undefined)
