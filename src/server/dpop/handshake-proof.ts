@@ -17,6 +17,7 @@ import {
   badSignature,
   checkProofClaims,
   checkProofSignature,
+  markKeyBound,
   readProofHeader,
   recordProof,
   splitProof,
@@ -147,6 +148,12 @@ interface SessionRequest {
   sessionID?: unknown;
 }
 
+/** Seconds a session's binding lives: its cookie's maxAge, else DEFAULT_BINDING_TTL. */
+function bindingTtl(req: unknown): number {
+  const maxAge = (req as SessionRequest).session?.cookie?.maxAge;
+  return typeof maxAge === 'number' && maxAge > 0 ? Math.ceil(maxAge / 1000) : DEFAULT_BINDING_TTL;
+}
+
 /** The store key of a session's binding: a hash, so the store never holds a session id. */
 const bindingKey = (sessionId: string) => `tokensec:bind:${createHash('sha256').update(sessionId).digest('base64url')}`;
 
@@ -182,9 +189,7 @@ function sessionBinding<Req>(store: AtomicStore, timeout: number): Binding<Req> 
     bind: (req, jkt) => {
       const { id, session } = serverSession(req) ?? {};
       if (!session || id === undefined) return undefined;
-      const maxAge = session.cookie?.maxAge;
-      const ttl = typeof maxAge === 'number' && maxAge > 0 ? Math.ceil(maxAge / 1000) : DEFAULT_BINDING_TTL;
-      return callStore(() => store.addIfAbsent(bindingKey(id), jkt, ttl), timeout).then((earlier) => {
+      return callStore(() => store.addIfAbsent(bindingKey(id), jkt, bindingTtl(req)), timeout).then((earlier) => {
         session.tokenSecJkt = earlier ?? jkt;
         return earlier;
       });
@@ -328,25 +333,31 @@ const keyMismatch = () =>
   );
 
 /**
- * The session's binding, checked and made before anything is answered: bound to this key, on;
- * bound to another, 403; unbound, bound now, atomically, to a key the client made fresh for it
- * (claim `tsb: true`), else 409 so the client makes one. Waits only for a store that does.
+ * The session's binding, checked and made before anything is answered, and `record` (the proof
+ * id's one-time use) run only for a key the session accepts: bound to another key, 403, and
+ * unbound with a key not made for it, 409, record nothing. Bound to this key: the replay store
+ * learns the key is bound (markBound), then `record`. Unbound: `record`, then the session is
+ * bound, atomically, to this key made fresh for it (claim `tsb: true`), then marked. Waits only
+ * for a store that does.
  */
 export function checkSessionKey<Req>(
   req: Req,
   proof: VerifiedProof | undefined,
   dpop: ResolvedHandshakeDpop<Req>,
+  record: () => Promise<void> | undefined = () => undefined,
 ): Promise<void> | undefined {
   const binding = dpop.binding;
-  if (!binding) return undefined;
+  if (!binding) return record();
+  const mark = () => proof && markKeyBound(proof.jkt, bindingTtl(req), dpop.verify);
   const check = (bound: string | undefined | typeof NO_SESSION): Promise<void> | undefined => {
-    if (bound === NO_SESSION) return undefined;
+    if (bound === NO_SESSION) return record();
     if (bound !== undefined) {
       if (bound !== proof?.jkt) throw keyMismatch();
-      return undefined;
+      const marked = mark();
+      return marked ? marked.then(record) : record();
     }
     // Unbound, and no proof (dpop.required: false): nothing to bind.
-    if (!proof) return undefined;
+    if (!proof) return record();
     if (proof.claims[BIND_CLAIM] !== true) {
       throw new TokenSecError(
         'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
@@ -354,9 +365,12 @@ export function checkSessionKey<Req>(
         409,
       );
     }
-    return Promise.resolve(binding.bind(req, proof.jkt)).then((earlier) => {
-      if (earlier !== undefined && earlier !== proof.jkt) throw keyMismatch();
-    });
+    return Promise.resolve(record())
+      .then(() => binding.bind(req, proof.jkt))
+      .then((earlier) => {
+        if (earlier !== undefined && earlier !== proof.jkt) throw keyMismatch();
+        return mark();
+      });
   };
   const bound = binding.get(req);
   return bound instanceof Promise ? bound.then(check) : check(bound);

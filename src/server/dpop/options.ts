@@ -145,6 +145,7 @@ function requestOrigin(req: RequestLike, parts: RequestTargetParts): string {
   if (parts.absoluteOrigin !== undefined) return parts.absoluteOrigin;
   const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
   const host = req.get?.('host') ?? req.headers.host ?? '';
-  if (!isValidHost(host)) throw badHost();
+  // No Host at all (HTTP/1.0) leaves no URL: a proof is then refused as naming none.
+  if (host !== '' && !isValidHost(host)) throw badHost();
   return `${protocol}://${host}`;
 }

@@ -364,6 +364,29 @@ export async function recordProof(proof: VerifiedProof, options: DpopVerifyOptio
   }
 }
 
+/** The longest a key is marked bound for: a day, as long as the default session binding lives. */
+const MAX_BOUND_TTL = 86_400;
+
+/**
+ * Tells the replay store that this key is bound (AtomicStore.markBound) for `ttlSeconds` (1 s to
+ * a day), before its proof id is recorded, so that a full store keeps room for it. Undefined when
+ * the store has no markBound or answered at once (memoryStore()); else the call under the store
+ * time limit.
+ */
+export function markKeyBound(jkt: string, ttlSeconds: number, options: DpopVerifyOptions): Promise<void> | undefined {
+  const store = options.replayStore;
+  if (typeof store.markBound !== 'function') return undefined;
+  const ttl = Math.max(1, Math.min(MAX_BOUND_TTL, Math.ceil(ttlSeconds)));
+  let answer: unknown;
+  try {
+    answer = store.markBound(jkt, ttl);
+  } catch (cause) {
+    return callStore(() => Promise.reject(cause), options.storeTimeout ?? 1000);
+  }
+  if (typeof (answer as { then?: unknown } | undefined)?.then !== 'function') return undefined;
+  return callStore(() => answer as Promise<void>, options.storeTimeout ?? 1000);
+}
+
 /** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */
 export function wwwAuthenticate(algorithms: readonly string[], error?: DpopErrorName, description?: string): string {
   const parts = [`algs="${algorithms.join(' ')}"`];

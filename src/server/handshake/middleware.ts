@@ -337,8 +337,8 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
     } catch {
       throw secretRefused('binding-mismatch');
     }
-    yield recordHandshakeProof(proof, options.dpop);
-    yield checkSessionKey(req, proof, options.dpop);
+    // The proof id is recorded only for a key the session accepts (a refused key takes no room).
+    yield checkSessionKey(req, proof, options.dpop, () => recordHandshakeProof(proof, options.dpop));
     let sealed: string | undefined;
     if (options.payload.kind === 'value' && options.payload.value !== '') {
       sealed = (yield runSealValue(request, options.pool ? secret : secretBytes, target, options.payload.value, options.pool)) as string;
