@@ -11,7 +11,7 @@ import { checkOptions, describe, optionError, type MaybePromise, type Middleware
 import { withErrorHeader } from '../error-handler.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
-import { checkDpopProof, dpopError, markKeyBound, readProofHeader, recordProof, withChallenge } from './verify.js';
+import { checkDpopProof, dpopError, markKeyBound, readAuthorizationHeader, readProofHeader, recordProof, withChallenge } from './verify.js';
 import { resolveUrl, resolveVerifyOptions } from './options.js';
 import type { AtomicStore } from '../store.js';
 import { dpopChannel, emitDpopEvent, outcomeOf, requestIdOf, type DpopEvent } from '../events.js';
@@ -119,7 +119,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
   async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
     // Before anything is read: no URL is built from a Host that is not host[:port].
     urlOf.checkHost?.(req);
-    const authorization = req.headers.authorization ?? '';
+    const authorization = readAuthorizationHeader(req) ?? '';
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is token68 (RFC 9449 §7.1).
     const match = /^DPoP +([\w\-.~+/]+=*)$/i.exec(authorization);
     if (!match) {

@@ -81,6 +81,8 @@ export class DpopError extends TokenSecError {
 }
 
 const MAX_PROOF_LENGTH = 8192;
+/** A UTF-16 surrogate without its pair. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const MAX_JTI_BYTES = 256;
 
 export function dpopError(
@@ -120,6 +122,24 @@ export function readProofHeader(req: IncomingMessage): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     if (raw[i]?.toLowerCase() !== 'dpop') continue;
     if (found !== undefined) throw invalid('more than one DPoP header');
+    found = raw[i + 1];
+  }
+  return found;
+}
+
+/**
+ * The request's one Authorization header, or undefined: two lines are refused (Node keeps the first
+ * and drops the others, so the raw list is read), as two DPoP lines are.
+ */
+export function readAuthorizationHeader(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  if (!Array.isArray(raw)) return req.headers?.authorization;
+  let found: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() !== 'authorization') continue;
+    if (found !== undefined) {
+      throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'More than one Authorization header.', 'invalid_token');
+    }
     found = raw[i + 1];
   }
   return found;
@@ -314,9 +334,10 @@ export function checkProofClaims(
   const claims = decodeJsonObject(encodedClaims, nodeBase64url);
   if (!claims) throw invalid('the claims are not a base64url JSON object');
   const { jti, htm, htu, iat } = claims;
-  // Bytes of UTF-8, a unit every implementation counts alike (docs/PROTOCOL.md, "The proof").
-  if (typeof jti !== 'string' || jti === '' || Buffer.byteLength(jti) > MAX_JTI_BYTES)
-    throw invalid(`jti must be a string of 1 to ${MAX_JTI_BYTES} bytes`);
+  // Bytes of UTF-8, a unit every implementation counts alike (docs/PROTOCOL.md, "The proof"); a
+  // lone surrogate (a "\ud800" escape) has no UTF-8 form, and Buffer.byteLength would count its replacement.
+  if (typeof jti !== 'string' || jti === '' || LONE_SURROGATE.test(jti) || Buffer.byteLength(jti) > MAX_JTI_BYTES)
+    throw invalid(`jti must be a well-formed string of 1 to ${MAX_JTI_BYTES} bytes of UTF-8`);
   if (htm !== expected.method) throw invalid('htm is not this request method');
   const target = expectedHtu(expected, htu);
   // The message names what this server expected (never the proof's value): behind a proxy, the fix is the "origin" option.
@@ -326,7 +347,8 @@ export function checkProofClaims(
     throw invalid(`htu must be ${target}, the URL this server expects for this request (behind a proxy, set the "origin" option)`);
   }
   const now = Math.floor((options.now ?? Date.now)() / 1000);
-  if (typeof iat !== 'number' || !Number.isInteger(iat)) throw invalid('iat must be a whole number of seconds');
+  // Any JSON spelling of a whole number (1767225600, 1767225600.0, 1.7672256e9), up to 2^53 − 1.
+  if (typeof iat !== 'number' || !Number.isSafeInteger(iat)) throw invalid('iat must be a whole number of seconds');
   if (iat > now + options.clockSkew) throw invalid('iat is in the future');
   if (iat < now - options.maxAge) throw invalid('iat is too old');
   if (expected.accessToken !== undefined && claims.ath !== sha256Base64url(expected.accessToken))
