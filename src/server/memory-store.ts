@@ -81,7 +81,10 @@ const full = () =>
  * one). With an owner (DPoP proof ids pass the key's thumbprint), an owner holding `maxPerOwner`
  * keys gets 429 ERR_TOKENSEC_DPOP_RATE_LIMITED, and an owner holding none may only take a new key
  * while the store is less than three-quarters full, so a flood of fresh keys cannot refuse a
- * client already in use. Keys expire in time buckets that are dropped whole.
+ * client already in use. An owner marked bound (`markBound`: TokenSec marks a session's key and a
+ * key a verified token names) is never new, and keeps KEPT_PER_BOUND_OWNER keys of room that no
+ * other owner takes, for up to `max / 32` bound owners, so keys in use, idle or not, are not
+ * refused because others filled the store. Keys expire in time buckets that are dropped whole.
  *
  * @example
  * ```ts
