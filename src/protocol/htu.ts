@@ -79,8 +79,7 @@ function normalHost(text: string): string | undefined {
     return address === undefined ? undefined : `[${address}]`;
   }
   let host = text.toLowerCase();
-  // eslint-disable-next-line no-control-regex
-  if (/[^\x00-\x7f]/.test(host)) {
+  if (/[\u0080-\uffff]/.test(host)) {
     // Only the mapping: the text was checked to hold no character that ends a host.
     if (/[\s/\\?#@:%[\]<>^|]/.test(host)) return undefined;
     try {

@@ -310,7 +310,7 @@ describe('DPoP vectors', () => {
       expect(URL.canParse(htu), htu).toBe(true);
   });
 
-  it.each(dv.hosts.valid.map((h) => [h, true] as const).concat(dv.hosts.invalid.map((h) => [h, false] as const)))(
+  it.each([...dv.hosts.valid.map((h): [string, boolean] => [h, true]), ...dv.hosts.invalid.map((h): [string, boolean] => [h, false])])(
     'Host %j is host[:port]: %s',
     (host, valid) => {
       expect(isValidHost(host)).toBe(valid);
