@@ -122,9 +122,10 @@ export function thumbprintInput(jwk: PublicJwk): string {
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
 
 /**
- * `htu` as RFC 9449 §4.3 compares it: the URI without query and fragment, after RFC 3986
- * §6.2.2 (case, percent-encoding, dot segments) and §6.2.3 (default port, empty path) normalisation.
- * Undefined for anything that is not an absolute http(s) URI.
+ * The client's `htu` for a URL the browser's own parser serialised (`new URL(...).href`): without
+ * query and fragment, unreserved percent-encodings decoded, others upper-cased, which is the
+ * normal form docs/PROTOCOL.md compares. Small, for the bundle: it leans on the WHATWG parser, so
+ * it is not a verifier's reading. The server reads `htu` strictly, by RFC 3986 (htu.ts, canonicalHtu).
  */
 export function normalizeHtu(uri: string): string | undefined {
   let url: URL;

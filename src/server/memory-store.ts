@@ -27,8 +27,15 @@ export interface MemoryStoreOptions {
   now?: () => number;
 }
 
-/** New owners may fill the store up to this fraction of `max`; the rest is kept for owners that already hold keys. */
+/** New owners may fill the store up to this fraction of `max`; the rest is kept for owners that already hold keys or are bound. */
 export const NEW_OWNER_SHARE = 0.75;
+
+/**
+ * Keys a bound owner (`markBound`) can always take, however full the store: room kept for it out
+ * of the quarter new owners cannot take, so that a valid proof of a key in use is never refused
+ * because other keys filled the store (at most `maxPerOwner`).
+ */
+export const KEPT_PER_BOUND_OWNER = 8;
 
 /** The keys that expire together: dropped whole once their end has passed. */
 interface Bucket {
@@ -74,7 +81,10 @@ const full = () =>
  * one). With an owner (DPoP proof ids pass the key's thumbprint), an owner holding `maxPerOwner`
  * keys gets 429 ERR_TOKENSEC_DPOP_RATE_LIMITED, and an owner holding none may only take a new key
  * while the store is less than three-quarters full, so a flood of fresh keys cannot refuse a
- * client already in use. Keys expire in time buckets that are dropped whole.
+ * client already in use. An owner marked bound (`markBound`: TokenSec marks a session's key and a
+ * key a verified token names) is never new, and keeps KEPT_PER_BOUND_OWNER keys of room that no
+ * other owner takes, for up to `max / 32` bound owners, so keys in use, idle or not, are not
+ * refused because others filled the store. Keys expire in time buckets that are dropped whole.
  *
  * @example
  * ```ts
@@ -95,6 +105,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
   assertClock('memoryStore', 'now', given.now);
   const now = given.now ?? (() => Date.now());
   const newOwnerLimit = Math.max(1, Math.floor(max * NEW_OWNER_SHARE));
+  const kept = Math.min(KEPT_PER_BOUND_OWNER, maxPerOwner);
+  // The room kept for bound owners comes out of the part new owners cannot take.
+  const maxBound = Math.floor((max - newOwnerLimit) / kept);
 
   const values = new Map<string, string>();
   const buckets = new Map<number, Bucket>();
@@ -104,10 +117,28 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
   // such a slot must not delete a value set again since.
   const stale = new Map<string, number>();
   let nextEnd = Infinity;
+  // Bound owners (markBound): owner number -> the second its mark ends; marks by end, to drop them.
+  const marks = new Map<number, number>();
+  const markBuckets = new Map<number, number[]>();
+  // Keys promised to bound owners and not yet taken: the sum over them of kept − held (when positive).
+  let promised = 0;
+  const owed = (owner: number) => Math.max(0, kept - (owners.get(owner) ?? 0));
 
   function dropExpired(second: number): void {
     if (second < nextEnd) return;
     nextEnd = Infinity;
+    for (const [end, bucket] of markBuckets) {
+      if (end > second) {
+        nextEnd = Math.min(nextEnd, end);
+        continue;
+      }
+      markBuckets.delete(end);
+      for (const owner of bucket) {
+        if (marks.get(owner) !== end) continue;
+        promised -= owed(owner);
+        marks.delete(owner);
+      }
+    }
     for (const [end, bucket] of buckets) {
       if (end > second) {
         nextEnd = Math.min(nextEnd, end);
@@ -124,6 +155,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
         const count = owners.get(owner)! - 1;
         if (count === 0) owners.delete(owner);
         else owners.set(owner, count);
+        // A bound owner below its kept room is owed that key again (the store shrank by one too).
+        if (count < kept && marks.has(owner)) promised++;
       });
     }
   }
@@ -144,7 +177,15 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
       if (held >= maxPerOwner) {
         throw new TokenSecError('ERR_TOKENSEC_DPOP_RATE_LIMITED', 'Too many DPoP proofs from this key; slow down.', 429);
       }
-      if (number >= 0 && held === 0 && values.size >= newOwnerLimit) throw full();
+      const bound = number >= 0 && marks.has(number);
+      if (bound && held < kept) {
+        // Its kept room: counted in `promised` until now, so there is room for it.
+        promised--;
+      } else {
+        // Everyone else leaves the room promised to bound owners alone; new owners keep to their part too.
+        if (values.size + promised >= max) throw full();
+        if (number >= 0 && held === 0 && !bound && values.size >= newOwnerLimit) throw full();
+      }
       const width = widthFor(ttlSeconds);
       const end = Math.ceil((time + ttlSeconds) / width) * width;
       let bucket = buckets.get(end);
@@ -159,6 +200,28 @@ export function memoryStore(options: MemoryStoreOptions = {}): AtomicStore {
     delete(key) {
       const print = fingerprint(key);
       if (values.delete(print)) stale.set(print, (stale.get(print) ?? 0) + 1);
+    },
+    markBound(owner, ttlSeconds) {
+      if (typeof owner !== 'string' || !(ttlSeconds > 0) || !Number.isFinite(ttlSeconds)) {
+        throw new TypeError('memoryStore.markBound(owner, ttlSeconds): a string and a positive number of seconds.');
+      }
+      const time = now() / 1000;
+      dropExpired(Math.floor(time));
+      const number = ownerNumber(owner, seed);
+      const width = widthFor(ttlSeconds);
+      const end = Math.ceil((time + ttlSeconds) / width) * width;
+      const earlier = marks.get(number);
+      if (earlier !== undefined && earlier >= end) return;
+      if (earlier === undefined) {
+        // No room left to promise: the owner stays as it was (an owner in use, or a new one).
+        if (marks.size >= maxBound || values.size + promised + owed(number) > max) return;
+        promised += owed(number);
+      }
+      marks.set(number, end);
+      let bucket = markBuckets.get(end);
+      if (!bucket) markBuckets.set(end, (bucket = []));
+      bucket.push(number);
+      nextEnd = Math.min(nextEnd, end);
     },
   };
 }

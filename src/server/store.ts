@@ -27,6 +27,14 @@ export interface AtomicStore {
   addIfAbsent(key: string, value: string, ttlSeconds: number, owner?: string): MaybePromise<string | undefined>;
   /** Removes `key` (a session unbound at logout). Resolves once it is gone. */
   delete(key: string): MaybePromise<void>;
+  /**
+   * Optional, for a store with a size limit: `owner` (a DPoP key's thumbprint) is bound, to a
+   * session (the handshake) or by a verified access token's `cnf.jkt` (`dpop()`), for `ttlSeconds`.
+   * TokenSec calls it before recording that key's proof id, so a full store can keep room for
+   * bound keys rather than only for keys that recorded an id recently. `memoryStore()` keeps a
+   * few keys' room for each (`KEPT_PER_BOUND_OWNER`); a store without it shares its room as it does.
+   */
+  markBound?(owner: string, ttlSeconds: number): MaybePromise<void>;
 }
 
 /**

@@ -12,6 +12,7 @@ import { resolveDbscOptions, type DbscOptions } from './options.js';
 import { refresh } from './refresh.js';
 import { register } from './registration.js';
 import { requestRegistration, type RegistrationRequestOptions } from './request-registration.js';
+import { checkDbscHost } from './session.js';
 import { checkBoundSession, requireBoundSession } from './require-bound-session.js';
 import { readRequestTarget } from '../request-target.js';
 
@@ -55,6 +56,12 @@ export function dbsc<Req extends IncomingMessage = IncomingMessage>(options: Dbs
     if ((req.method ?? '').toUpperCase() !== 'POST') {
       const error = dbscError('ERR_TOKENSEC_METHOD_NOT_ALLOWED', 'DBSC registration and refresh are POST requests.', 405);
       error.headers = { ...error.headers, Allow: 'POST' };
+      next(error);
+      return;
+    }
+    try {
+      checkDbscHost(resolved, req);
+    } catch (error) {
       next(error);
       return;
     }

@@ -169,6 +169,12 @@ function secretKey(secret: unknown): Buffer {
 }
 
 function origins(value: unknown): string[] | undefined {
+  if (value === undefined && process.env.NODE_ENV === 'production') {
+    throw optionError(
+      'dbsc',
+      'option "origin" is required when NODE_ENV is production: set it to the origin(s) the site is served at, e.g. "https://app.example". Without it DBSC builds its URLs from the request\'s Host header, which a client chooses.',
+    );
+  }
   if (value === undefined) return undefined;
   const list = Array.isArray(value) ? value : [value];
   const valid = list.length > 0 && list.every((o) => typeof o === 'string' && /^https?:\/\/[^/?#]+$/.test(o));

@@ -3,6 +3,8 @@
  * (under the store timeout), the bound cookie, and the session instructions the browser keeps.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isValidHost } from '../../protocol/htu.js';
+import { badHost } from '../request-target.js';
 import { callStore } from '../store.js';
 import { appendSetCookie, CHALLENGE_HEADER, challengeHeader, readCookie } from './headers.js';
 import { boundCookieLive, boundCookieValue, newChallenge } from './challenges.js';
@@ -24,10 +26,18 @@ export const saveBinding = <Req>(options: ResolvedDbsc<Req>, req: Req, binding: 
 export const hasLiveCookie = <Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, id: string): boolean =>
   boundCookieLive(options.key, id, readCookie(req, options.cookieName), options.nowSeconds());
 
+/**
+ * Without the `origin` option, DBSC builds its URLs from Host: a Host that is not `host[:port]`
+ * (`app.example#`) is refused, 400 ERR_TOKENSEC_BAD_HOST, before any registration or refresh reads on.
+ */
+export function checkDbscHost<Req>(options: ResolvedDbsc<Req>, req: IncomingMessage): void {
+  if (options.origins === undefined && !isValidHost(req.headers.host ?? '')) throw badHost();
+}
+
 /** The absolute URL of `path` on this request's origin: the configured one it names, or the Host's (https). */
 export function urlsFor<Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, path: string): string[] {
-  const host = req.headers.host;
-  return (options.origins ?? (host ? [`https://${host}`] : [])).map((origin) => origin + path);
+  checkDbscHost(options, req);
+  return (options.origins ?? [`https://${req.headers.host ?? ''}`]).map((origin) => origin + path);
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   badSignature,
   checkProofClaims,
   checkProofSignature,
+  markKeyBound,
   readProofHeader,
   recordProof,
   splitProof,
@@ -24,6 +25,7 @@ import {
   type SplitProof,
   type VerifiedProof,
 } from './verify.js';
+import { sessionTtl } from '../session/state.js';
 import { assertSessionKey, checkBinding, hookBinding, sessionBinding, type Binding, type SessionKeyStore } from './session-binding.js';
 
 /**
@@ -199,13 +201,19 @@ export function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop
 }
 
 /**
- * The session's binding, checked and made before anything is answered (session-binding.ts):
- * bound to this key, on; bound to another, 403; unbound, bound now to a key made fresh for it.
+ * The session's binding (session-binding.ts), checked and made before anything is answered, and `record` (the proof
+ * id's one-time use) run only for a key the session accepts: bound to another key, 403, and
+ * unbound with a key not made for it, 409, record nothing. Bound to this key: the replay store
+ * learns the key is bound (markBound), then `record`. Unbound: `record`, then the session is
+ * bound, atomically, to this key made fresh for it (claim `tsb: true`), then marked. Waits only
+ * for a store that does.
  */
 export function checkSessionKey<Req>(
   req: Req,
   proof: VerifiedProof | undefined,
   dpop: ResolvedHandshakeDpop<Req>,
+  record: () => Promise<void> | undefined = () => undefined,
 ): Promise<void> | undefined {
-  return checkBinding(req, proof, dpop.binding);
+  const mark = () => proof && markKeyBound(proof.jkt, sessionTtl(req), dpop.verify);
+  return checkBinding(req, proof, dpop.binding, record, mark);
 }

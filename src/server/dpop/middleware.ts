@@ -11,7 +11,7 @@ import { checkOptions, describe, optionError, type MaybePromise, type Middleware
 import { withErrorHeader } from '../error-handler.js';
 import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
-import { checkDpopProof, dpopError, readProofHeader, recordProof, withChallenge } from './verify.js';
+import { checkDpopProof, dpopError, markKeyBound, readAuthorizationHeader, readProofHeader, recordProof, withChallenge } from './verify.js';
 import { resolveUrl, resolveVerifyOptions } from './options.js';
 import type { AtomicStore } from '../store.js';
 import { dpopChannel, emitDpopEvent, outcomeOf, requestIdOf, type DpopEvent } from '../events.js';
@@ -117,7 +117,9 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
   const urlOf = resolveUrl<Req>('dpop', given);
 
   async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
-    const authorization = req.headers.authorization ?? '';
+    // Before anything is read: no URL is built from a Host that is not host[:port].
+    urlOf.checkHost?.(req);
+    const authorization = readAuthorizationHeader(req) ?? '';
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is token68 (RFC 9449 §7.1).
     const match = /^DPoP +([\w\-.~+/]+=*)$/i.exec(authorization);
     if (!match) {
@@ -150,6 +152,11 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
     // Only now, with a valid token bound to this key, is the proof id worth remembering. A second
     // dpop() on the same request (a router's and a route's) sees the proof it recorded: no replay.
     if (recordedOn.get(req) !== proof.claims.jti) {
+      // The token names this key (cnf.jkt): the store learns it is bound, until the token expires
+      // (one proof window for a token without exp), before the id takes room (docs/PROTOCOL.md).
+      const exp = claims.exp;
+      const now = Math.floor((verify.now ?? Date.now)() / 1000);
+      await markKeyBound(proof.jkt, typeof exp === 'number' && exp > now ? exp - now : verify.maxAge + verify.clockSkew, verify);
       await recordProof(proof, verify);
       recordedOn.set(req, proof.claims.jti);
     }

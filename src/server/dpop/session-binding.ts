@@ -146,24 +146,29 @@ const keyMismatch = () =>
   );
 
 /**
- * The session's binding, checked and made before anything is answered: bound to this key, on;
- * bound to another, 403; unbound, bound now, atomically, to a key the client made fresh for it
- * (claim `tsb: true`), else 409 so the client makes one. Waits only for a store that does.
+ * The session's binding, checked and made before anything is answered, with `record` (the proof
+ * id's one-time use) run only for a key the session accepts: bound to another key, 403, and
+ * unbound with a key not made for it (claim `tsb: true`), 409, record nothing. Bound to this key:
+ * `mark` (the replay store learns the key is bound), then `record`. Unbound: `record`, then the
+ * session is bound, atomically, to this key, then `mark`. Waits only for a store that does.
  */
 export function checkBinding<Req>(
   req: Req,
   proof: VerifiedProof | undefined,
   binding: Binding<Req> | undefined,
+  record: () => Promise<void> | undefined = () => undefined,
+  mark: () => Promise<void> | undefined = () => undefined,
 ): Promise<void> | undefined {
-  if (!binding) return undefined;
+  if (!binding) return record();
   const check = (bound: string | undefined | typeof NO_SESSION): Promise<void> | undefined => {
-    if (bound === NO_SESSION) return undefined;
+    if (bound === NO_SESSION) return record();
     if (bound !== undefined) {
       if (bound !== proof?.jkt) throw keyMismatch();
-      return undefined;
+      const marked = mark();
+      return marked ? marked.then(record) : record();
     }
     // Unbound, and no proof (dpop.required: false): nothing to bind.
-    if (!proof) return undefined;
+    if (!proof) return record();
     if (proof.claims[BIND_CLAIM] !== true) {
       throw new TokenSecError(
         'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
@@ -171,9 +176,12 @@ export function checkBinding<Req>(
         409,
       );
     }
-    return Promise.resolve(binding.bind(req, proof.jkt)).then((earlier) => {
-      if (earlier !== undefined && earlier !== proof.jkt) throw keyMismatch();
-    });
+    return Promise.resolve(record())
+      .then(() => binding.bind(req, proof.jkt))
+      .then((earlier) => {
+        if (earlier !== undefined && earlier !== proof.jkt) throw keyMismatch();
+        return mark();
+      });
   };
   const bound = binding.get(req);
   return bound instanceof Promise ? bound.then(check) : check(bound);

@@ -12,13 +12,13 @@ import {
   DPOP_TYP,
   HANDSHAKE_CLAIM,
   decodeJsonObject,
-  normalizeHtu,
   publicJwk,
   thumbprintInput,
   type DpopAlgorithm,
   type DpopClaims,
   type PublicJwk,
 } from '../../protocol/dpop.js';
+import { canonicalHtu } from '../../protocol/htu.js';
 import { TokenSecError, type TokenSecErrorCode } from '../../protocol/errors.js';
 import { nodeBase64url } from '../base64url.js';
 import type { NonceSource } from './nonce.js';
@@ -48,7 +48,7 @@ export interface DpopExpectation {
   /** The request URL, absolute, as the app sees it; a function of the proof's `htu` when the app serves several origins. */
   url?: string | ((htu: unknown) => string);
   /**
-   * Instead of `url`: the URL already normalised (`normalizeHtu`'s output, or undefined when the
+   * Instead of `url`: the URL already normalised (`canonicalHtu`'s output, or undefined when the
    * request has none), a function of the proof's `htu`. The middlewares pass this (request-target.ts).
    */
   target?: ((htu: unknown) => string | undefined) | undefined;
@@ -81,6 +81,8 @@ export class DpopError extends TokenSecError {
 }
 
 const MAX_PROOF_LENGTH = 8192;
+/** A UTF-16 surrogate without its pair. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const MAX_JTI_BYTES = 256;
 
 export function dpopError(
@@ -120,6 +122,24 @@ export function readProofHeader(req: IncomingMessage): string | undefined {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     if (raw[i]?.toLowerCase() !== 'dpop') continue;
     if (found !== undefined) throw invalid('more than one DPoP header');
+    found = raw[i + 1];
+  }
+  return found;
+}
+
+/**
+ * The request's one Authorization header, or undefined: two lines are refused (Node keeps the first
+ * and drops the others, so the raw list is read), as two DPoP lines are.
+ */
+export function readAuthorizationHeader(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  if (!Array.isArray(raw)) return req.headers?.authorization;
+  let found: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]?.toLowerCase() !== 'authorization') continue;
+    if (found !== undefined) {
+      throw dpopError('ERR_TOKENSEC_DPOP_INVALID_TOKEN', 'More than one Authorization header.', 'invalid_token');
+    }
     found = raw[i + 1];
   }
   return found;
@@ -314,19 +334,21 @@ export function checkProofClaims(
   const claims = decodeJsonObject(encodedClaims, nodeBase64url);
   if (!claims) throw invalid('the claims are not a base64url JSON object');
   const { jti, htm, htu, iat } = claims;
-  // Bytes of UTF-8, a unit every implementation counts alike (docs/PROTOCOL.md, "The proof").
-  if (typeof jti !== 'string' || jti === '' || Buffer.byteLength(jti) > MAX_JTI_BYTES)
-    throw invalid(`jti must be a string of 1 to ${MAX_JTI_BYTES} bytes`);
+  // Bytes of UTF-8, a unit every implementation counts alike (docs/PROTOCOL.md, "The proof"); a
+  // lone surrogate (a "\ud800" escape) has no UTF-8 form, and Buffer.byteLength would count its replacement.
+  if (typeof jti !== 'string' || jti === '' || LONE_SURROGATE.test(jti) || Buffer.byteLength(jti) > MAX_JTI_BYTES)
+    throw invalid(`jti must be a well-formed string of 1 to ${MAX_JTI_BYTES} bytes of UTF-8`);
   if (htm !== expected.method) throw invalid('htm is not this request method');
   const target = expectedHtu(expected, htu);
   // The message names what this server expected (never the proof's value): behind a proxy, the fix is the "origin" option.
   if (target === undefined) throw invalid('this server has no absolute http(s) URL for this request; set the "origin" or "url" option');
   // A proof names the URL as the browser spells it, which is already normal: equal strings need no parse.
-  if (typeof htu !== 'string' || (htu !== target && normalizeHtu(htu) !== target)) {
+  if (typeof htu !== 'string' || (htu !== target && canonicalHtu(htu) !== target)) {
     throw invalid(`htu must be ${target}, the URL this server expects for this request (behind a proxy, set the "origin" option)`);
   }
   const now = Math.floor((options.now ?? Date.now)() / 1000);
-  if (typeof iat !== 'number' || !Number.isInteger(iat)) throw invalid('iat must be a whole number of seconds');
+  // Any JSON spelling of a whole number (1767225600, 1767225600.0, 1.7672256e9), up to 2^53 − 1.
+  if (typeof iat !== 'number' || !Number.isSafeInteger(iat)) throw invalid('iat must be a whole number of seconds');
   if (iat > now + options.clockSkew) throw invalid('iat is in the future');
   if (iat < now - options.maxAge) throw invalid('iat is too old');
   if (expected.accessToken !== undefined && claims.ath !== sha256Base64url(expected.accessToken))
@@ -347,7 +369,7 @@ export function checkProofClaims(
 /** The normalised URL `htu` must name: `expected.target` when the caller has it, else `expected.url` normalised. */
 function expectedHtu(expected: DpopExpectation, htu: unknown): string | undefined {
   if (expected.target !== undefined) return expected.target(htu);
-  return normalizeHtu(typeof expected.url === 'function' ? expected.url(htu) : (expected.url ?? ''));
+  return canonicalHtu(typeof expected.url === 'function' ? expected.url(htu) : (expected.url ?? ''));
 }
 
 /**
@@ -362,6 +384,29 @@ export async function recordProof(proof: VerifiedProof, options: DpopVerifyOptio
   if (earlier !== undefined) {
     throw dpopError('ERR_TOKENSEC_DPOP_REPLAYED_PROOF', 'DPoP proof already used (same jti).', 'invalid_dpop_proof');
   }
+}
+
+/** The longest a key is marked bound for: a day, as long as the default session binding lives. */
+const MAX_BOUND_TTL = 86_400;
+
+/**
+ * Tells the replay store that this key is bound (AtomicStore.markBound) for `ttlSeconds` (1 s to
+ * a day), before its proof id is recorded, so that a full store keeps room for it. Undefined when
+ * the store has no markBound or answered at once (memoryStore()); else the call under the store
+ * time limit.
+ */
+export function markKeyBound(jkt: string, ttlSeconds: number, options: DpopVerifyOptions): Promise<void> | undefined {
+  const store = options.replayStore;
+  if (typeof store.markBound !== 'function') return undefined;
+  const ttl = Math.max(1, Math.min(MAX_BOUND_TTL, Math.ceil(ttlSeconds)));
+  let answer: unknown;
+  try {
+    answer = store.markBound(jkt, ttl);
+  } catch (cause) {
+    return callStore(() => Promise.reject(cause), options.storeTimeout ?? 1000);
+  }
+  if (typeof (answer as { then?: unknown } | undefined)?.then !== 'function') return undefined;
+  return callStore(() => answer as Promise<void>, options.storeTimeout ?? 1000);
 }
 
 /** `WWW-Authenticate: DPoP ...` for a refusal (RFC 9449 §7.1); no error attribute when no credentials came (RFC 6750 §3.1). */

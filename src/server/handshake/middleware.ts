@@ -314,6 +314,8 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
   seen.algorithm = request.algorithm;
   // Read once: the bound path, and the origin of the URL the proof's htu names.
   const parts = readRequestTarget(req);
+  // No URL is built from a Host that is not host[:port] (400 ERR_TOKENSEC_BAD_HOST).
+  options.dpop.url.checkHost?.(req, parts);
   const target = requestTarget(parts, options.header, method);
   const proof = options.pool
     ? ((yield* pooledHandshakeProof(req, String(value), method, options.dpop, parts, options.pool)) as VerifiedProof | undefined)
@@ -335,8 +337,8 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
     } catch {
       throw secretRefused('binding-mismatch');
     }
-    yield recordHandshakeProof(proof, options.dpop);
-    yield checkSessionKey(req, proof, options.dpop);
+    // The proof id is recorded only for a key the session accepts (a refused key takes no room).
+    yield checkSessionKey(req, proof, options.dpop, () => recordHandshakeProof(proof, options.dpop));
     let sealed: string | undefined;
     if (options.payload.kind === 'value' && options.payload.value !== '') {
       sealed = (yield runSealValue(request, options.pool ? secret : secretBytes, target, options.payload.value, options.pool)) as string;

@@ -160,7 +160,11 @@ describe('every byte and character count in docs/PROTOCOL.md is computed here, f
     const key = await proofKey();
     const withJti = async (jti: string) => at(await joseProof(key, { htm: 'GET', htu: 'https://app.example/', jti }));
     expect(await withJti('j'.repeat(256))).toBe('accepted');
-    expect(await withJti('j'.repeat(257))).toMatch(/jti must be a string of 1 to 256 bytes/);
+    expect(await withJti('j'.repeat(257))).toMatch(/jti must be a well-formed string of 1 to 256 bytes of UTF-8/);
+    // A lone surrogate (JSON "\ud800") has no UTF-8 form: refused, paired it is accepted.
+    expect(await withJti('a\ud800')).toMatch(/jti must be a well-formed string/);
+    expect(await withJti('\udc00a')).toMatch(/jti must be a well-formed string/);
+    expect(await withJti('a\ud83d\ude00')).toBe('accepted');
     // 86 characters, 258 bytes: the unit is bytes.
     expect(await withJti('€'.repeat(86))).toMatch(/jti/);
     expect(await withJti('€'.repeat(85))).toBe('accepted');

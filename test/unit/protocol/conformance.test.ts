@@ -168,17 +168,17 @@ describe('handshake', () => {
     expect(await codeOf(await post(url, headers))).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF' });
   });
 
-  it('which code wins: proof (401) before the MAC (403), the MAC before the replay check, the replay check before the session key (403)', async () => {
+  it('which code wins: proof (401) before the MAC (403), the MAC before the session key (403), the session key before the replay check', async () => {
     const boundElsewhere = { get: () => 'bound-to-another-key-000000000000000000000', set: () => undefined };
     const { url } = await handshakeApp({ dpop: { sessionKey: boundElsewhere } });
     // A bad proof and a wrong secret: the proof decides.
     const wrongSecret = await signedHandshake(url.replace('/token', '/elsewhere'), 'not-the-secret-0123456789');
     expect(await codeOf(await post(url, wrongSecret.headers))).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_INVALID_PROOF' });
-    // A used proof... first used once: the session bound elsewhere refuses it after recording it.
+    // A key the session refuses: 403, and its proof id is not recorded, so the same proof gets 403
+    // again, never "replayed" (a refused key takes no room in the replay store).
     const used = await signedHandshake(url, SECRET);
     expect(await codeOf(await post(url, used.headers))).toEqual({ status: 403, code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH' });
-    // ...then again: the replay check comes before the session key.
-    expect(await codeOf(await post(url, used.headers))).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF' });
+    expect(await codeOf(await post(url, used.headers))).toEqual({ status: 403, code: 'ERR_TOKENSEC_DPOP_KEY_MISMATCH' });
     // A used proof under the wrong secret: the MAC comes before the replay check.
     const other = await signedHandshake(url, 'not-the-secret-0123456789');
     expect(await codeOf(await post(url, other.headers))).toEqual({ status: 403, code: 'ERR_TOKENSEC_SECRET_MISMATCH' });
@@ -235,6 +235,31 @@ describe('API calls', () => {
     expect(response.status).toBe(401);
     expect(response.headers['www-authenticate']).toMatch(/^DPoP error="invalid_token"/);
     expect(seen.errors.at(-1)?.code).toBe('ERR_TOKENSEC_DPOP_INVALID_TOKEN');
+  });
+
+  it('two Authorization lines: 401 ERR_TOKENSEC_DPOP_INVALID_TOKEN (Node would keep the first)', async () => {
+    const { origin, url, seen } = await apiApp();
+    const key = await proofKey();
+    const token = await mint(String(await import('jose').then((j) => j.calculateJwkThumbprint(key.jwk))));
+    const proof = await joseProof(key, { htm: 'GET', htu: url, ath: await sha256(token) });
+    const { port } = new URL(origin);
+    const twice = await raw(
+      origin,
+      `GET /api/me HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: DPoP ${token}\r\nAuthorization: DPoP other\r\nDPoP: ${proof}\r\n`,
+    );
+    expect(twice.status).toBe(401);
+    expect(twice.headers['www-authenticate']).toMatch(
+      /^DPoP error="invalid_token", error_description="More than one Authorization header\."/,
+    );
+    expect(seen.errors.at(-1)?.code).toBe('ERR_TOKENSEC_DPOP_INVALID_TOKEN');
+    // The same proof with one line: accepted (the refusal recorded nothing).
+    expect((await call(url, `DPoP ${token}`, proof)).status).toBe(200);
+  });
+
+  it('a lower-case method is another method (RFC 9110 §9.1): Node refuses it with 400 before any middleware runs', async () => {
+    const { origin } = await apiApp();
+    const { port } = new URL(origin);
+    expect((await raw(origin, `get /api/me HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`)).status).toBe(400);
   });
 
   it('the order: token syntax, proof (ath included), nonce, the token, cnf.jkt, replay', async () => {

@@ -13,6 +13,7 @@ import { secretProblem } from '../../../src/server/handshake/secret.js';
 import { createHash, createPrivateKey, createPublicKey, sign, verify as nodeVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { acceptedAlgorithms, normalizeHtu, type DpopAlgorithm } from '../../../src/protocol/dpop.js';
+import { canonicalHtu, isValidHost } from '../../../src/protocol/htu.js';
 import { checkAndRecordProof, joseProof, proofKey } from '../../support/proofs.js';
 import { EmbeddedJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import { memoryReplayStore } from '../../../src/server/dpop/replay-store.js';
@@ -194,7 +195,18 @@ interface ProofVector {
 function dpopVectors(): {
   proofs: ProofVector[];
   htu: { url: string; htu: string; match: boolean }[];
+  hosts: { valid: string[]; invalid: string[] };
   iatWindow: { now: number; maxAge: number; clockSkew: number; accepted: number[]; refused: number[] };
+  claimsEdges: {
+    name: string;
+    method: string;
+    url: string;
+    iat: number;
+    accepted: boolean;
+    refusedFor?: string;
+    claimsText: string;
+    proof: string;
+  }[];
 } {
   const doc = readFileSync(new URL('../../../docs/PROTOCOL.md', import.meta.url), 'utf8');
   const block = defined(doc.split('<!-- dpop vectors: the test suite parses the JSON block below -->')[1], 'the DPoP vectors block');
@@ -229,7 +241,14 @@ describe('DPoP vectors', () => {
     expect(header).toEqual({ typ: 'dpop+jwt', alg: p.alg, jwk: p.jwk });
     expect(claims).toEqual(p.claims);
     expect(p.jkt).toBe(await calculateJwkThumbprint(p.jwk));
-    expect(p.claims.htu).toBe(normalizeHtu(p.url));
+    expect(p.claims.htu).toBe(canonicalHtu(p.url));
+    // The browser client's htu for that URL is the same.
+    expect(normalizeHtu(p.url)).toBe(p.claims.htu);
+    // The access token names this proof's key (RFC 9449 §6): the server's cnf.jkt check passes.
+    if (p.accessToken !== undefined) {
+      const payload = JSON.parse(Buffer.from(p.accessToken.split('.')[1] ?? '', 'base64url').toString()) as { cnf?: { jkt?: string } };
+      expect(payload.cnf?.jkt).toBe(p.jkt);
+    }
     if (p.accessToken !== undefined) expect(p.claims.ath).toBe(createHash('sha256').update(p.accessToken).digest('base64url'));
     if (p.handshake !== undefined) expect(p.claims.tsh).toBe(createHash('sha256').update(p.handshake).digest('base64url'));
     // Ours, for a server that lists the algorithm by either of its names.
@@ -268,7 +287,7 @@ describe('DPoP vectors', () => {
   });
 
   it.each(dv.htu.map((c) => [c.url, c.htu, c.match] as const))('the URL %s and htu %s match: %s', async (url, htu, match) => {
-    expect(normalizeHtu(htu) !== undefined && normalizeHtu(htu) === normalizeHtu(url)).toBe(match);
+    expect(canonicalHtu(htu) !== undefined && canonicalHtu(htu) === canonicalHtu(url)).toBe(match);
     // And through the verifier, with a proof jose signed.
     const key = await proofKey();
     const proof = await joseProof(key, { htm: 'GET', htu, iat: 1767225600 });
@@ -276,6 +295,40 @@ describe('DPoP vectors', () => {
     const check = () => checkDpopProof(proof, { method: 'GET', url }, verifyOptions(['ES256']));
     if (match) expect(check).not.toThrow();
     else expect(check).toThrow(expect.objectContaining({ code: 'ERR_TOKENSEC_DPOP_INVALID_PROOF', message: expect.stringMatching(/htu/) }));
+  });
+
+  it('covers the forms the WHATWG URL parser accepts and RFC 3986 refuses', () => {
+    const refused = dv.htu.filter((c) => !c.match).map((c) => c.htu);
+    for (const form of ['http://@', ':08080', '\\', '\t', 'token ', '2130706433', '127.000.000.001', '127.0.0.1.', 'café']) {
+      expect(
+        refused.some((htu) => htu.includes(form)),
+        form,
+      ).toBe(true);
+    }
+    // Each of them the WHATWG parser reads as a URL: a verifier built on it would accept them.
+    for (const htu of refused.filter((h) => /@|08080|\\|\s|2130706433|000|\.:|\.\/|café|0x7f/.test(h)))
+      expect(URL.canParse(htu), htu).toBe(true);
+  });
+
+  it.each([...dv.hosts.valid.map((h): [string, boolean] => [h, true]), ...dv.hosts.invalid.map((h): [string, boolean] => [h, false])])(
+    'Host %j is host[:port]: %s',
+    (host, valid) => {
+      expect(isValidHost(host)).toBe(valid);
+    },
+  );
+
+  it.each(dv.claimsEdges.map((e) => [e.name, e] as const))('claims: %s', (_, e) => {
+    const [, claims = ''] = e.proof.split('.');
+    // The claims text is what was signed (decoded leniently here, as the vector may be non-canonical on purpose).
+    expect(Buffer.from(claims, 'base64url').toString('utf8')).toBe(e.claimsText);
+    fakeClock(e.iat * 1000);
+    const check = () => checkDpopProof(e.proof, { method: e.method, url: e.url }, verifyOptions(['EdDSA']));
+    if (e.accepted) expect(check).not.toThrow();
+    else {
+      expect(check).toThrow(
+        expect.objectContaining({ code: 'ERR_TOKENSEC_DPOP_INVALID_PROOF', message: expect.stringContaining(e.refusedFor ?? '?') }),
+      );
+    }
   });
 
   it('the iat window: both edges accepted, one second beyond each refused', async () => {

@@ -10,7 +10,7 @@ import tokenSec, { TokenSecError } from '../../../src/index.js';
 import { plainHandshakeApp as app, PLAIN_SECRET as SECRET, x25519Header as header } from '../../support/handshake.js';
 import { TOKEN, defined, listen } from '../../support/helpers.js';
 import { randomBytes } from 'node:crypto';
-import { normalizeHtu } from '../../../src/protocol/dpop.js';
+import { canonicalHtu } from '../../../src/protocol/htu.js';
 import { namedOrigin, readRequestTarget, targetUrl } from '../../../src/server/request-target.js';
 
 const servers: { close(): Promise<void> }[] = [];
@@ -93,6 +93,11 @@ describe('the request target, read once; htu without a URL parse', () => {
     'https://app.example?q',
     'https://bücher.example',
     'http://',
+    'http://@app.example',
+    'http://app.example:08080',
+    'http://2130706433:8080',
+    'http://127.000.000.001',
+    'http://127.0.0.1.',
   ];
   const paths = [
     '/',
@@ -112,6 +117,9 @@ describe('the request target, read once; htu without a URL parse', () => {
     '/a\\b',
     '/a|b{c}`d^e"f<g>',
     '/%zz%4',
+    '/café',
+    '/a ',
+    '/a\t',
     'noslash',
     '*',
   ];
@@ -121,33 +129,53 @@ describe('the request target, read once; htu without a URL parse', () => {
     return `/${Array.from(bytes, (b) => alphabet[b % alphabet.length]).join('')}`;
   });
 
-  it('targetUrl(origin, path) is exactly normalizeHtu(origin + path), on the fast path and off it', () => {
+  it('targetUrl(origin, path) is exactly canonicalHtu(origin + path), on the fast path and off it', () => {
     for (const origin of origins) {
-      for (const path of [...paths, ...random]) expect(targetUrl(origin, path), `${origin} ${path}`).toBe(normalizeHtu(origin + path));
+      for (const path of [...paths, ...random]) expect(targetUrl(origin, path), `${origin} ${path}`).toBe(canonicalHtu(origin + path));
       // Seen before (the origin cache), still the same.
-      for (const path of paths) expect(targetUrl(origin, path)).toBe(normalizeHtu(origin + path));
+      for (const path of paths) expect(targetUrl(origin, path)).toBe(canonicalHtu(origin + path));
     }
+  });
+
+  it('the fast path refuses what the slow path refuses: the forms RFC 3986 does not allow give no URL', () => {
+    const refused: [string, string][] = [
+      ['http://@app.example', '/token'],
+      ['http://app.example:08080', '/token'],
+      ['http://app.example:8080', '\\es'],
+      ['http://app.example', '/token '],
+      ['http://app.example', '/token\t'],
+      ['http://2130706433:8080', '/token'],
+      ['http://127.000.000.001', '/token'],
+      ['http://127.0.0.1.', '/token'],
+      ['http://app.example', '/café'],
+    ];
+    for (const [origin, path] of refused) {
+      // Twice: the second call meets the origin in the cache.
+      expect(targetUrl(origin, path), `${origin} ${path}`).toBeUndefined();
+      expect(targetUrl(origin, path), `${origin} ${path}`).toBeUndefined();
+      expect(canonicalHtu(origin + path)).toBeUndefined();
+    }
+    expect(targetUrl('http://127.0.0.1:8080', '/token')).toBe('http://127.0.0.1:8080/token');
   });
 
   it('a normalised URL is its own normalisation, so an htu equal to it needs no parse', () => {
     for (const origin of origins) {
       for (const path of [...paths, ...random]) {
-        const normal = normalizeHtu(origin + path);
-        if (normal !== undefined) expect(normalizeHtu(normal), normal).toBe(normal);
+        const normal = canonicalHtu(origin + path);
+        if (normal !== undefined) expect(canonicalHtu(normal), normal).toBe(normal);
       }
     }
   });
 
-  it('namedOrigin picks the origin a parse of htu names, if listed', () => {
+  it('namedOrigin picks the origin a strict parse of htu names, if listed', () => {
     const listed = ['https://app.example', 'https://app.example:8443', 'http://[::1]:3000'];
     const parsed = (htu: unknown) => {
-      try {
-        const origin = typeof htu === 'string' ? new URL(htu).origin : undefined;
-        return origin !== undefined && listed.includes(origin) ? origin : undefined;
-      } catch {
-        return undefined;
-      }
+      const normal = typeof htu === 'string' ? canonicalHtu(htu) : undefined;
+      const origin = normal?.replace(/^(https?:\/\/[^/]+).*$/, '$1');
+      return origin !== undefined && listed.includes(origin) ? origin : undefined;
     };
+    // A backslash is no path separator (WHATWG's parser reads it as one).
+    expect(namedOrigin('https://app.example\\x', listed)).toBeUndefined();
     for (const htu of [
       'https://app.example/x',
       'https://app.example',

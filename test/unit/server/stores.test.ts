@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeClock } from '../../support/clock.js';
 import tokenSec, { memoryStore, memoryReplayStore, type AtomicStore } from '../../../src/index.js';
-import { NEW_OWNER_SHARE } from '../../../src/server/memory-store.js';
+import { KEPT_PER_BOUND_OWNER, NEW_OWNER_SHARE } from '../../../src/server/memory-store.js';
 import { asAtomicStore } from '../../../src/server/dpop/replay-store.js';
 import { nonceSource } from '../../../src/server/dpop/nonce.js';
 import { callStore } from '../../../src/server/store.js';
@@ -116,6 +116,43 @@ describe('memoryStore(): add-if-absent', () => {
     expect(attempt(store, `visitor:${fresh}`, 65, `visitor-key-${fresh}`)).toBe('ERR_TOKENSEC_STORE_FULL');
     for (let i = 1; i <= 25; i++) expect(attempt(store, `user:${i}`, 65, 'user')).toBeUndefined();
     expect(attempt(store, 'user:26', 65, 'user')).toBe('ERR_TOKENSEC_STORE_FULL');
+  });
+
+  it('a bound owner (markBound) is not new, idle or not: it keeps KEPT_PER_BOUND_OWNER keys of room nobody else takes', () => {
+    const clock = fakeClock(Date.UTC(2026, 0, 1));
+    const store = memoryStore({ max: 100, maxPerOwner: 50 });
+    store.markBound!('bound', 600);
+    // In use, unbound: it fills what is left, but not the room promised to the bound owner.
+    expect(attempt(store, 'busy:0', 65, 'busy')).toBeUndefined();
+    let fresh = 0;
+    while (attempt(store, `visitor:${fresh}`, 65, `visitor-key-${fresh}`) === undefined) fresh++;
+    expect(fresh + 1).toBe(100 * NEW_OWNER_SHARE);
+    let busy = 1;
+    while (attempt(store, `busy:${busy}`, 65, 'busy') === undefined) busy++;
+    expect(fresh + busy).toBe(100 - KEPT_PER_BOUND_OWNER);
+    for (let i = 0; i < KEPT_PER_BOUND_OWNER; i++) expect(attempt(store, `bound:${i}`, 65, 'bound')).toBeUndefined();
+    expect(attempt(store, 'bound:x', 65, 'bound')).toBe('ERR_TOKENSEC_STORE_FULL');
+    // Its ids expire: its room is promised again, still not given to others.
+    clock.advance(70_000);
+    let others = 0;
+    while (attempt(store, `busy2:${others}`, 65, 'busy2') === undefined) others++;
+    expect(others).toBe(50);
+    expect(attempt(store, 'bound:y', 65, 'bound')).toBeUndefined();
+    // Once its mark ends (600 s), it is an owner like any other.
+    clock.advance(600_000);
+    expect(attempt(store, 'new:0', 65, 'new')).toBeUndefined();
+  });
+
+  it('marks are bounded: only as many bound owners as the kept quarter holds get room promised', () => {
+    fakeClock(Date.UTC(2026, 0, 1));
+    const store = memoryStore({ max: 64, maxPerOwner: 8 });
+    // (64 − 48) / 8 = 2 bound owners.
+    for (const owner of ['a', 'b', 'c']) store.markBound!(owner, 600);
+    for (let i = 0; i < 48; i++) expect(attempt(store, `v:${i}`, 65, `v${i}`)).toBeUndefined();
+    expect(attempt(store, 'c:0', 65, 'c')).toBe('ERR_TOKENSEC_STORE_FULL');
+    expect(attempt(store, 'a:0', 65, 'a')).toBeUndefined();
+    expect(attempt(store, 'b:0', 65, 'b')).toBeUndefined();
+    expect(() => store.markBound!('a', 0)).toThrow(TypeError);
   });
 
   it('holds keys of any length in the same room (fixed-length fingerprints)', () => {

@@ -8,7 +8,6 @@ import express from 'express';
 import { calculateJwkThumbprint } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tokenSec, { type DpopOptions } from '../../../../src/index.js';
-import { HOST_FALLBACK_WARNING } from '../../../../src/server/dpop/options.js';
 import { listen } from '../../../support/helpers.js';
 import { joseProof, proofKey, sha256, type ProofKey } from '../../../support/proofs.js';
 
@@ -144,29 +143,33 @@ describe('TokenSec-Error carries the code', () => {
   });
 });
 
-describe('no origin and no url in production: one warning', () => {
-  it('warns once per process with its code, and not when origin or url is set', async () => {
-    const warnings: { code?: string; message: string }[] = [];
-    const listener = (warning: Error & { code?: string }) => warnings.push({ code: warning.code, message: warning.message });
-    process.on('warning', listener);
+describe('no origin and no url in production: refused at creation', () => {
+  const production = <T>(run: () => T): T => {
     const before = process.env.NODE_ENV;
     process.env.NODE_ENV = 'production';
     try {
-      tokenSec.dpop({ verifyToken, origin: 'https://app.example' });
-      tokenSec.handshake({ payload: 'x', dpop: { url: () => 'https://app.example/token' } });
-      await new Promise((resolve) => setImmediate(resolve));
-      expect(warnings.filter((w) => w.code === HOST_FALLBACK_WARNING)).toEqual([]);
-      tokenSec.dpop({ verifyToken });
-      tokenSec.handshake({ payload: 'x' });
-      await new Promise((resolve) => setImmediate(resolve));
-      const ours = warnings.filter((w) => w.code === HOST_FALLBACK_WARNING);
-      expect(ours).toHaveLength(1);
-      expect(ours[0]?.message).toMatch(
-        /tokenSec\.dpop\(\): no "origin" option, so a DPoP proof's htu is checked against the request's Host header/,
-      );
+      return run();
     } finally {
       process.env.NODE_ENV = before;
-      process.off('warning', listener);
     }
+  };
+
+  it('dpop(), handshake() and dbsc() throw a TypeError that says what to set; with origin or url they start', () => {
+    production(() => {
+      expect(() => tokenSec.dpop({ verifyToken })).toThrow(
+        /tokenSec\.dpop\(\): option "origin" \(or "url"\) is required when NODE_ENV is production: set "origin" to the origin\(s\) clients address this app at, e\.g\. "https:\/\/app\.example"/,
+      );
+      expect(() => tokenSec.handshake({ payload: 'x' })).toThrow(
+        /tokenSec\.handshake\(\): option "dpop\.origin" \(or "dpop\.url"\) is required/,
+      );
+      expect(() => tokenSec.handshake({ payload: 'x', dpop: { required: false } })).toThrow(/option "dpop\.origin"/);
+      expect(() => tokenSec.dbsc({ secret: 'a'.repeat(32) })).toThrow(
+        /tokenSec\.dbsc\(\): option "origin" is required when NODE_ENV is production/,
+      );
+      expect(() => tokenSec.dpop({ verifyToken, origin: 'https://app.example' })).not.toThrow();
+      expect(() => tokenSec.handshake({ payload: 'x', dpop: { url: () => 'https://app.example/token' } })).not.toThrow();
+      expect(() => tokenSec.dbsc({ secret: 'a'.repeat(32), origin: 'https://app.example' })).not.toThrow();
+    });
+    expect(() => tokenSec.dpop({ verifyToken })).not.toThrow();
   });
 });
