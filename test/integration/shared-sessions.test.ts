@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { createDpopProof, getDpopKey, rotateDpopKey } from '../../client/dpop.js';
 import { defined, signedHandshake } from '../support/helpers.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { markStoreInUse, startRedis, type RedisServer } from '../support/redis.js';
 import { redisStore } from '../../src/server/redis-store.js';
 
 const ORIGIN = 'https://app.example'; // what the browser addresses; the load balancer's two upstreams both say so
@@ -34,6 +34,7 @@ async function appProcess(): Promise<string> {
 
 beforeAll(async () => {
   redis = await startRedis();
+  await markStoreInUse(redis); // a Redis in use, not a new one (store-restart.test.ts plays that)
   processes = (await Promise.all([appProcess(), appProcess()])) as [string, string];
 });
 afterAll(async () => {
