@@ -4,7 +4,7 @@
  * in one atomic command. Takes a node-redis (v4 and later) or an ioredis client.
  */
 import { checkOptions, optionError } from './options.js';
-import { ADD_WITH_MARKER_SCRIPT, newRestartMarker, noticedAt, refuseKeysFromBeforeRestart, restartMarkerKey } from './restart-guard.js';
+import { ADD_WITH_MARKER_SCRIPT, guardedKeys, newRestartMarker, noticedAt, refuseKeysFromBeforeRestart } from './restart-guard.js';
 import type { AtomicStore } from './store.js';
 
 /**
@@ -116,16 +116,9 @@ async function addWithRestartMarker(
   since: number | undefined,
 ): Promise<unknown> {
   const ttl = String(Math.max(1, Math.ceil(ttlSeconds)));
-  const answer = await command([
-    'EVAL',
-    ADD_WITH_MARKER_SCRIPT,
-    '2',
-    restartMarkerKey(prefix),
-    prefix + key,
-    value,
-    ttl,
-    newRestartMarker(),
-  ]);
+  // A cluster client needs guardedKeys(prefix, key, true): both keys in one slot.
+  const { stored, marker: markerKey } = guardedKeys(prefix, key);
+  const answer = await command(['EVAL', ADD_WITH_MARKER_SCRIPT, '2', markerKey, stored, value, ttl, newRestartMarker()]);
   const [marker, found] = Array.isArray(answer) ? (answer as unknown[]) : [];
   if (found === null || found === undefined) refuseKeysFromBeforeRestart(since, noticedAt(marker));
   return found;

@@ -28,8 +28,27 @@ if not marker then
 end
 return { marker, redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2], 'GET') }`;
 
-/** The marker's key under `prefix` (one per Redis; a cluster needs one per hash tag). */
+/** The marker's key under `prefix` (one per Redis; a cluster needs one per hash tag: `guardedKeys`). */
 export const restartMarkerKey = (prefix: string): string => `${prefix}restart`;
+
+/** Shards of a sharded (Redis Cluster) store: each has its own hash tag, so its keys and its marker share a slot. */
+export const RESTART_SHARDS = 16;
+
+/**
+ * The stored key and its marker's key, for one add. One Redis: `<prefix><key>` and
+ * `<prefix>restart`. A Redis Cluster (`sharded`) runs a script on one slot only, so the keys are
+ * spread over RESTART_SHARDS hash tags, `<prefix>{tsN}<key>` with its marker `<prefix>{tsN}restart`:
+ * a master that comes back empty has lost the markers of its shards with their keys, and only those
+ * shards notice. The tag comes first, so a `{` in a client's `jti` cannot move the key (a prefix
+ * with its own tag, `{myapp}:`, puts everything in one slot, which works too).
+ */
+export function guardedKeys(prefix: string, key: string, sharded = false): { stored: string; marker: string } {
+  if (!sharded) return { stored: prefix + key, marker: restartMarkerKey(prefix) };
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
+  const tag = `{ts${(hash >>> 0) % RESTART_SHARDS}}`;
+  return { stored: `${prefix}${tag}${key}`, marker: `${prefix}${tag}restart` };
+}
 
 /** A new marker: 16 random bytes and the time it is written, in milliseconds since the epoch. */
 export const newRestartMarker = (nowMs: number = Date.now()): string => `${randomBytes(16).toString('base64url')}:${nowMs}`;

@@ -4,7 +4,21 @@
  * under two app instances, is test/integration/store-restart.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { newRestartMarker, noticedAt, refuseKeysFromBeforeRestart, restartMarkerKey } from '../../../src/server/restart-guard.js';
+import {
+  RESTART_SHARDS,
+  guardedKeys,
+  newRestartMarker,
+  noticedAt,
+  refuseKeysFromBeforeRestart,
+  restartMarkerKey,
+} from '../../../src/server/restart-guard.js';
+
+/** What Redis Cluster hashes (its hash-tag rule): the text between the first `{` and the next `}`, when not empty; else the whole key. */
+const hashed = (key: string) => {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+};
 
 const refusal = (since: number | undefined, notice: number, now = notice) => {
   try {
@@ -38,5 +52,20 @@ describe('restart guard', () => {
     // A marker that cannot be read counts as a notice now.
     expect(refusal(notice - 1, NaN, notice)?.code).toBe('ERR_TOKENSEC_STORE_RESTARTED');
     expect(refusal(notice, NaN, notice)).toBeUndefined();
+  });
+
+  it("keys: one marker per Redis; on a cluster, each key shares its hash tag (so its slot) with its shard's marker", () => {
+    expect(guardedKeys('tokensec:', 'jti:k:1')).toEqual({ stored: 'tokensec:jti:k:1', marker: 'tokensec:restart' });
+    const tags = new Set<string>();
+    for (let i = 0; i < 500; i++) {
+      const { stored, marker } = guardedKeys('tokensec:', `jti:key:{evil}${i}`, true);
+      expect(hashed(stored)).toBe(hashed(marker));
+      expect(stored.endsWith(`jti:key:{evil}${i}`)).toBe(true);
+      tags.add(hashed(stored));
+    }
+    expect(tags.size).toBe(RESTART_SHARDS);
+    // A prefix with its own tag puts every key and marker in that one slot.
+    const mine = guardedKeys('{myapp}:', 'bind:s1', true);
+    expect([hashed(mine.stored), hashed(mine.marker)]).toEqual(['myapp', 'myapp']);
   });
 });

@@ -77,12 +77,15 @@ describe('boundedSessionStore()', () => {
   });
 
   it('an async store (connect-redis style) that rejects, and one that throws', async () => {
-    const rejecting = tokenSec.boundedSessionStore({ get: async () => Promise.reject(new Error('down')), set: async () => {} });
+    const rejecting = tokenSec.boundedSessionStore({
+      get: async (..._args: unknown[]) => Promise.reject(new Error('down')),
+      set: async () => {},
+    });
     const one = callback();
     rejecting.get('sid', one.cb);
     expect((await one.done)[0]).toMatchObject({ code: 'ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE' });
     const throwing = tokenSec.boundedSessionStore({
-      get: () => {
+      get: (..._args: unknown[]) => {
         throw new Error('broken');
       },
       set: () => {},
