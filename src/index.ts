@@ -9,6 +9,7 @@ import { dpop } from './server/dpop/middleware.js';
 import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.js';
 import { memoryStore } from './server/memory-store.js';
 import { redisStore } from './server/redis-store.js';
+import { boundedSessionStore } from './server/session-store.js';
 import { handshake } from './server/handshake/middleware.js';
 import { unbind } from './server/dpop/session-binding.js';
 import { initialize } from './server/initialize.js';
@@ -17,6 +18,7 @@ import { errorHandler } from './server/error-handler.js';
 import { dbsc } from './server/dbsc/index.js';
 
 export {
+  boundedSessionStore,
   client,
   dbsc,
   dpop,
@@ -39,6 +41,7 @@ export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from '
 export type { ErrorHandlerOptions, ErrorMiddleware } from './server/error-handler.js';
 export type { Middleware, MaybePromise } from './server/options.js';
 export type { WithExpressRequest } from './server/express-request.js';
+export type { BoundedSessionStoreOptions } from './server/session-store.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';
 export type { ClientBundle, IntegrityOptions, ServeClientOptions } from './server/serve-client.js';
@@ -89,6 +92,8 @@ const tokenSec = {
   memoryStore,
   /** {@inheritDoc redisStore} */
   redisStore,
+  /** {@inheritDoc boundedSessionStore} */
+  boundedSessionStore,
   /** {@inheritDoc memoryReplayStore} */
   memoryReplayStore,
   /** {@inheritDoc redisReplayStore} */

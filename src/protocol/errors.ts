@@ -41,6 +41,8 @@ export type TokenSecErrorCode =
   // server-side state: sessions, replay ids, bindings
   | 'ERR_TOKENSEC_STORE_UNAVAILABLE'
   | 'ERR_TOKENSEC_STORE_FULL'
+  | 'ERR_TOKENSEC_STORE_RESTARTED'
+  | 'ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE'
   | 'ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE'
   // Device Bound Session Credentials (docs/DBSC.md)
   | 'ERR_TOKENSEC_DBSC_REQUIRED'

@@ -4,6 +4,7 @@
  * in one atomic command. Takes a node-redis (v4 and later) or an ioredis client.
  */
 import { checkOptions, optionError } from './options.js';
+import { ADD_WITH_MARKER_SCRIPT, guardedKeys, newRestartMarker, noticedAt, refuseKeysFromBeforeRestart } from './restart-guard.js';
 import type { AtomicStore } from './store.js';
 
 /**
@@ -92,8 +93,8 @@ export function redisStore(options: RedisStoreOptions): AtomicStore {
     );
   }
   return {
-    async addIfAbsent(key, value, ttlSeconds) {
-      const found = await command(['SET', prefix + key, value, 'NX', 'EX', String(Math.max(1, Math.ceil(ttlSeconds))), 'GET']);
+    async addIfAbsent(key, value, ttlSeconds, _owner, since) {
+      const found = await addWithRestartMarker(command, prefix, key, value, ttlSeconds, since);
       if (found === null || found === undefined) return undefined;
       return typeof found === 'string' ? found : String(found);
     },
@@ -101,4 +102,26 @@ export function redisStore(options: RedisStoreOptions): AtomicStore {
       await command(['DEL', prefix + key]);
     },
   };
+}
+
+/**
+ * `SET key value NX EX ttl GET` together with the restart marker, in one script (restart-guard.ts):
+ * the value found, or a refusal when the key is new, the store noticed it had lost its data and
+ * the key could have been set before that (`since`).
+ */
+async function addWithRestartMarker(
+  command: (args: string[]) => Promise<unknown>,
+  prefix: string,
+  key: string,
+  value: string,
+  ttlSeconds: number,
+  since: number | undefined,
+): Promise<unknown> {
+  const ttl = String(Math.max(1, Math.ceil(ttlSeconds)));
+  // A cluster client needs guardedKeys(prefix, key, true): both keys in one slot.
+  const { stored, marker: markerKey } = guardedKeys(prefix, key);
+  const answer = await command(['EVAL', ADD_WITH_MARKER_SCRIPT, '2', markerKey, stored, value, ttl, newRestartMarker()]);
+  const [marker, found] = Array.isArray(answer) ? (answer as unknown[]) : [];
+  if (found === null || found === undefined) refuseKeysFromBeforeRestart(since, noticedAt(marker));
+  return found;
 }

@@ -22,9 +22,13 @@ export interface AtomicStore {
    * across every process that shares the store. Resolves `undefined` when this call set it, or the
    * value that was already there (which stays unchanged). `owner`, when given, names who the key
    * is stored for (a DPoP key's thumbprint, for proof ids): a store with a size limit may use it
-   * to share its room fairly (`memoryStore()` does); others ignore it.
+   * to share its room fairly (`memoryStore()` does); others ignore it. `since`, when given, is the
+   * earliest time (seconds since the epoch) the key could have been set before (a proof id: the
+   * proof's `iat` minus `clockSkew`): a store that knows it lost its data after that time refuses
+   * a key it does not hold with 503 ERR_TOKENSEC_STORE_RESTARTED (`redisStore()` does, see
+   * restart-guard.ts) rather than answer that it never saw it.
    */
-  addIfAbsent(key: string, value: string, ttlSeconds: number, owner?: string): MaybePromise<string | undefined>;
+  addIfAbsent(key: string, value: string, ttlSeconds: number, owner?: string, since?: number): MaybePromise<string | undefined>;
   /** Removes `key` (a session unbound at logout). Resolves once it is gone. */
   delete(key: string): MaybePromise<void>;
   /**

@@ -14,7 +14,7 @@ import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tokenSec, { TokenSecError } from '../../src/index.js';
 import { listen } from '../support/helpers.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { markStoreInUse, startRedis, type RedisServer } from '../support/redis.js';
 
 const signingKey = new TextEncoder().encode('a 32-byte HMAC key for the test!');
 const mint = (jkt: string | undefined, sub = 'alice') =>
@@ -208,6 +208,8 @@ describe('a Redis replay store shared by two server processes', () => {
   const children: ChildProcess[] = [];
   beforeAll(async () => {
     redis = await startRedis();
+    await markStoreInUse(redis); // a Redis in use, not a new one (store-restart.test.ts plays that)
+    await markStoreInUse(redis); // a Redis in use, not a new one (store-restart.test.ts plays that)
   });
   afterAll(async () => {
     for (const child of children) child.kill('SIGTERM');

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { createDpopProof, getDpopKey, rotateDpopKey } from '../../client/dpop.js';
 import { defined, signedHandshake } from '../support/helpers.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { markStoreInUse, startRedis, type RedisServer } from '../support/redis.js';
 import { redisStore } from '../../src/server/redis-store.js';
 import { sessionStateKey } from '../../src/server/session/state.js';
 
@@ -35,6 +35,7 @@ async function appProcess(): Promise<string> {
 
 beforeAll(async () => {
   redis = await startRedis();
+  await markStoreInUse(redis); // a Redis in use, not a new one (store-restart.test.ts plays that)
   processes = (await Promise.all([appProcess(), appProcess()])) as [string, string];
 });
 afterAll(async () => {

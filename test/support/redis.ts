@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
+import { newRestartMarker, restartMarkerKey } from '../../src/server/restart-guard.js';
 import { freePort } from './net.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_PATH ?? '/usr/bin/redis-server';
@@ -58,4 +59,24 @@ export async function startRedis(requestedPort?: number): Promise<RedisServer> {
         child.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * Marks a fresh redis-server as a store in use for an hour, as a production Redis is: without the
+ * marker, TokenSec's redisStore() takes its first use for a store that lost its data and refuses
+ * proofs dated before it for clockSkew seconds (src/server/restart-guard.ts). Tests that are not
+ * about that call this once after startRedis(); test/integration/store-restart.test.ts does not.
+ */
+export async function markStoreInUse(server: RedisServer, prefix = 'tokensec:'): Promise<void> {
+  const args = ['SET', restartMarkerKey(prefix), newRestartMarker(Date.now() - 3_600_000)];
+  const request = `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;
+  const reply = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect(server.port, '127.0.0.1', () => socket.write(request));
+    socket.once('data', (data) => {
+      socket.end();
+      resolve(data.toString());
+    });
+    socket.once('error', reject);
+  });
+  if (!reply.startsWith('+OK')) throw new Error(`redis-server did not take the marker: ${reply}`);
 }

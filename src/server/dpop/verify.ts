@@ -380,7 +380,9 @@ function expectedHtu(expected: DpopExpectation, htu: unknown): string | undefine
 export async function recordProof(proof: VerifiedProof, options: DpopVerifyOptions): Promise<void> {
   const { replayStore: store, maxAge, clockSkew, storeTimeout = 1000 } = options;
   const key = replayKey(proof.jkt, proof.claims.jti);
-  const earlier = await callStore(() => store.addIfAbsent(key, '1', maxAge + clockSkew, proof.jkt), storeTimeout);
+  // `since`: the proof could have been accepted from iat − clockSkew on (a store that lost its data after that refuses it).
+  const since = proof.claims.iat - clockSkew;
+  const earlier = await callStore(() => store.addIfAbsent(key, '1', maxAge + clockSkew, proof.jkt, since), storeTimeout);
   if (earlier !== undefined) {
     throw dpopError('ERR_TOKENSEC_DPOP_REPLAYED_PROOF', 'DPoP proof already used (same jti).', 'invalid_dpop_proof');
   }

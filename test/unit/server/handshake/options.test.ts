@@ -2,6 +2,7 @@ import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import tokenSec, {
+  boundedSessionStore,
   client,
   dbsc,
   dpop,
@@ -104,6 +105,7 @@ describe('options are checked when the middleware is created', () => {
       integrity,
       memoryStore,
       redisStore,
+      boundedSessionStore,
       memoryReplayStore,
       redisReplayStore,
       unbind,
