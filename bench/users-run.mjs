@@ -125,12 +125,24 @@ const checks = {
 };
 
 /**
+ * The server's current DPoP nonce (TokenSec answers every DPoP request with one, a refusal too),
+ * as a page's client would hold it from its last answer; undefined when the server gives none.
+ * One process's middlewares share one nonce key, so the API's nonce is the handshake's too.
+ */
+async function currentNonce(origin) {
+  const response = await fetch(`${origin}/api`);
+  await response.arrayBuffer();
+  return response.headers.get('dpop-nonce') ?? undefined;
+}
+
+/**
  * One measured run: a fresh batch of requests from the worker, then the server's CPU around
  * sending them. `servers`: the processes the requests are split between (one batch each).
  */
 async function run(servers, maker, spec, count, check, extraCpu) {
+  const nonces = await Promise.all(servers.map((s) => currentNonce(s.origin)));
   const batches = await Promise.all(
-    servers.map((s, i) => maker.make({ ...spec(s, i), count: Math.ceil(count / servers.length), origin: s.origin })),
+    servers.map((s, i) => maker.make({ ...spec(s, i), count: Math.ceil(count / servers.length), origin: s.origin, nonce: nonces[i] })),
   );
   const before = await Promise.all(servers.map((s) => s.cpu()));
   const extraBefore = extraCpu?.();
