@@ -186,6 +186,7 @@ export async function usersRun({ quick, results }) {
     'API  tokenSec.dpop(), ES256 proof': [api('/api', 'ES256'), checks.api],
     'API  floor, Ed25519 proof': [api('/api-floor', 'EdDSA'), checks.api],
     'API  tokenSec.dpop(), Ed25519 proof': [api('/api', 'EdDSA'), checks.api],
+    'API  tokenSec.dpop() nonce: false, ES256 proof': [api('/api-no-nonce', 'ES256'), checks.api],
     'API  peer oauth4webapi, ES256 proof': [api('/api-oauth4webapi', 'ES256'), checks.api],
     'API  peer jose check, ES256 proof': [api('/api-jose', 'ES256'), checks.api],
     'API  peer oauth4webapi, Ed25519 proof': [api('/api-oauth4webapi', 'EdDSA'), checks.api],
@@ -244,6 +245,10 @@ export async function usersRun({ quick, results }) {
       'main',
     ),
     'workers: 1, ES256: all threads − floor': diff('token handshake workers: 1, ES256 proof', 'token floor, ES256 proof'),
+    'API call, ES256: server nonces (the 4.0 default) − nonce: false': diff(
+      'API  tokenSec.dpop(), ES256 proof',
+      'API  tokenSec.dpop() nonce: false, ES256 proof',
+    ),
     'API call, ES256: oauth4webapi − tokenSec.dpop()': diff('API  peer oauth4webapi, ES256 proof', 'API  tokenSec.dpop(), ES256 proof'),
     'API call, ES256: jose check − tokenSec.dpop()': diff('API  peer jose check, ES256 proof', 'API  tokenSec.dpop(), ES256 proof'),
     'API call, Ed25519: oauth4webapi − tokenSec.dpop()': diff(
