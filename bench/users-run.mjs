@@ -261,6 +261,7 @@ export async function usersRun({ quick, results }) {
   };
   const targets = {
     'API call, ES256: tokenSec.dpop() − floor': 30,
+    'API call, ES256: server nonces (the 4.0 default) − nonce: false': 10,
     'token endpoint inline, ES256: handshake − floor': 60,
     'token endpoint inline, Ed25519: handshake − floor': 60,
     'workers: 1, ES256: main thread − plain main thread': 100,
