@@ -3,10 +3,15 @@
 // DPoP key, and API routes checking that JWT with jose's jwtVerify. Each TokenSec route has two
 // neighbours in the same process:
 //   plain  what the app has without TokenSec (no DPoP, no handshake);
-//   floor  the plain route plus exactly the cryptography TokenSec must do, by hand with node:crypto
+//   floor  the plain route plus exactly the cryptography TokenSec must do, by hand with node:crypto,
+//          and the checks RFC 9449 §4.3 and §11.1 require of any verifier (typ, alg, the key,
+//          htm, htu, iat inside the window, a well-formed jti, the jti in a replay set, ath)
 //          (API call: one signature verify with a cached key and the `ath` hash; handshake: the
 //          proof's verify, a fresh X25519 key, the agreement, HKDF and AES-GCM).
-// TokenSec's own cost is its route minus the floor route. Run as a child process by bench/index.mjs
+// TokenSec's own cost is its route minus the floor route. The API call also has two peers, the
+// DPoP checks a user would write without TokenSec: oauth4webapi's validateJwtAccessToken with
+// requireDPoP (RFC 9068 tokens, the JWKS from this app's /jwks), and a check with jose's jwtVerify
+// of the proof with its embedded key; neither keeps a replay set, so each is given the floor's. Run as a child process by bench/index.mjs
 // (`node bench/app-server.mjs`); REDIS_URL adds /api-redis (the same API call, replay ids in Redis).
 import {
   createCipheriv,
@@ -14,6 +19,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  randomUUID,
   hkdfSync,
   randomFillSync,
   verify,
@@ -22,17 +28,32 @@ import { readFileSync } from 'node:fs';
 import express from 'express';
 import session from 'express-session';
 import { csrfSync } from 'csrf-sync';
-import { SignJWT, jwtVerify, generateKeyPair } from 'jose';
+import { EmbeddedJWK, SignJWT, calculateJwkThumbprint, exportJWK, jwtVerify, generateKeyPair } from 'jose';
+import * as oauth from 'oauth4webapi';
 import tokenSec from '../dist/index.js';
 
-export const MAX_AGE = 60; // the proof acceptance window of TokenSec 3.1 (seconds)
+export const MAX_AGE = 60; // TokenSec's default proof acceptance window (seconds)
+const CLOCK_SKEW = 5; // and its default clock skew
 const ALGORITHMS = ['ES256', 'EdDSA'];
 
 // The app's token-signing key (Web Crypto keys through jose: no KeyObject is exported as JWK).
+// RFC 9068 access tokens (typ at+jwt, iss, aud, client_id, jti), which oauth4webapi requires; every
+// API route verifies the same tokens with the same checks.
 const signing = await generateKeyPair('ES256');
+const ISSUER = 'https://issuer.bench.example';
+const AUDIENCE = 'https://api.bench.example';
 const mint = (sub, jkt) =>
-  new SignJWT(jkt ? { sub, cnf: { jkt } } : { sub }).setProtectedHeader({ alg: 'ES256' }).setExpirationTime('5m').sign(signing.privateKey);
-const verifyToken = async (token) => (await jwtVerify(token, signing.publicKey, { algorithms: ['ES256'] })).payload;
+  new SignJWT({ sub, client_id: 'bench-client', ...(jkt ? { cnf: { jkt } } : {}) })
+    .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt' })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setJti(randomUUID())
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(signing.privateKey);
+const tokenChecks = { algorithms: ['ES256'], issuer: ISSUER, audience: AUDIENCE, typ: 'at+jwt' };
+const verifyToken = async (token) => (await jwtVerify(token, signing.publicKey, tokenChecks)).payload;
+const jwks = { keys: [{ ...(await exportJWK(signing.publicKey)), alg: 'ES256', use: 'sig', kid: 'bench' }] };
 
 const app = express();
 const sessionOptions = { secret: 'bench-session-secret-0123456789', resave: false, saveUninitialized: false };
@@ -51,6 +72,7 @@ const login = (req, res) => {
 app.post('/login', sessions, login);
 // The bench mints the API calls' access tokens (bound to the proof key) through the app's key.
 app.get('/mint', async (req, res) => res.json({ token: await mint('bench', req.query.jkt) }));
+app.get('/jwks', (_req, res) => res.json(jwks));
 
 // ---------------------------------------------------------------------------------------------
 // Token endpoint.
@@ -69,8 +91,8 @@ const proofKeys = new Map();
 function proofKey(encodedHeader) {
   let entry = proofKeys.get(encodedHeader);
   if (!entry) {
-    const { alg, jwk } = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString());
-    if (!ALGORITHMS.includes(alg)) throw new Error('alg');
+    const { typ, alg, jwk } = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString());
+    if (typ !== 'dpop+jwt' || !ALGORITHMS.includes(alg) || typeof jwk !== 'object' || 'd' in jwk) throw new Error('header');
     const members = jwk.kty === 'EC' ? { crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y } : { crv: jwk.crv, kty: jwk.kty, x: jwk.x };
     const key = createPublicKey({ key: jwk, format: 'jwk' });
     const jkt = createHash('sha256').update(JSON.stringify(members)).digest('base64url');
@@ -79,6 +101,37 @@ function proofKey(encodedHeader) {
   }
   return entry;
 }
+/**
+ * Replay ids as RFC 9449 §11.1 asks of any verifier: each id kept for the acceptance window, in
+ * two Sets rotated once per window (an id is refused while it is in either).
+ */
+function replaySet(seconds = MAX_AGE + CLOCK_SKEW) {
+  let current = new Set();
+  let previous = new Set();
+  let rotateAt = Date.now() + seconds * 1000;
+  return (id) => {
+    const now = Date.now();
+    if (now >= rotateAt) {
+      previous = now - rotateAt >= seconds * 1000 ? new Set() : current;
+      current = new Set();
+      rotateAt = now + seconds * 1000;
+    }
+    if (current.has(id) || previous.has(id)) return false;
+    current.add(id);
+    return true;
+  };
+}
+const JTI = /^[\x21-\x7e]{1,256}$/;
+/** The claims RFC 9449 §4.3 asks a verifier to check, the replay set last; throws on any failure. */
+function checkClaims(claims, method, url, firstUse, jkt) {
+  const now = Date.now() / 1000;
+  if (claims.htm !== method || claims.htu !== url) throw new Error('htm/htu');
+  if (!Number.isInteger(claims.iat) || claims.iat > now + CLOCK_SKEW || claims.iat < now - MAX_AGE - CLOCK_SKEW) throw new Error('iat');
+  if (typeof claims.jti !== 'string' || !JTI.test(claims.jti)) throw new Error('jti');
+  if (!firstUse(`${jkt}:${claims.jti}`)) throw new Error('replayed');
+}
+/** The URL a proof for this request must name (this app is reached at 127.0.0.1). */
+const requestUrl = (req) => `http://${req.headers.host}${req.originalUrl.split('?')[0]}`;
 /** One signature verify with a cached key; returns the key's entry and the claims. */
 function verifyProof(proof) {
   const [header, payload, signature] = String(proof).split('.');
@@ -88,10 +141,14 @@ function verifyProof(proof) {
   return { entry, claims: JSON.parse(Buffer.from(payload, 'base64url').toString()) };
 }
 
+const tokenFloorReplay = replaySet();
 app.post('/token-floor', tokenRoute, async (req, res) => {
   let entry, shared, serverPublic, clientPublic;
   try {
-    ({ entry } = verifyProof(req.headers.dpop));
+    let claims;
+    ({ entry, claims } = verifyProof(req.headers.dpop));
+    checkClaims(claims, 'POST', requestUrl(req), tokenFloorReplay, entry.jkt);
+    if (claims.tsh !== createHash('sha256').update(req.headers['x-tokensec-handshake']).digest('base64url')) throw new Error('tsh');
     clientPublic = req.headers['x-tokensec-handshake'].split('.')[2];
     // A fresh X25519 key from 32 CSPRNG bytes, and the agreement with the client's key.
     const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: random(32).toString('base64url'), x: '' }, format: 'jwk' });
@@ -133,21 +190,77 @@ app.get('/api-plain', async (req, res) => {
     fail(res, 401, 'token');
   }
 });
+const apiFloorReplay = replaySet();
 app.get('/api-floor', async (req, res) => {
   const authorization = req.headers.authorization ?? '';
   if (!authorization.startsWith('DPoP ')) return fail(res, 401, 'dpop');
   const token = authorization.slice(5);
   try {
-    const { claims } = verifyProof(req.headers.dpop);
+    const { entry, claims } = verifyProof(req.headers.dpop);
     if (claims.ath !== createHash('sha256').update(token).digest('base64url')) throw new Error('ath');
-    res.json({ sub: (await verifyToken(token)).sub });
+    const verified = await verifyToken(token);
+    if (verified.cnf?.jkt !== entry.jkt) throw new Error('cnf');
+    checkClaims(claims, 'GET', requestUrl(req), apiFloorReplay, entry.jkt);
+    res.json({ sub: verified.sub });
   } catch {
     fail(res, 401, 'floor');
+  }
+});
+
+// Peer: oauth4webapi's resource-server validation (RFC 6750, 9068, 9449), DPoP required. It takes a
+// Fetch Request and the issuer's metadata; the JWKS comes from /jwks once and is kept in its cache.
+const issuerMetadata = { issuer: ISSUER, jwks_uri: '' };
+const oauthJwksCache = {};
+const oauthReplay = replaySet();
+app.get('/api-oauth4webapi', async (req, res) => {
+  issuerMetadata.jwks_uri ||= `http://${req.headers.host}/jwks`;
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) if (typeof value === 'string') headers.set(name, value);
+  try {
+    const claims = await oauth.validateJwtAccessToken(issuerMetadata, new Request(requestUrl(req), { headers }), AUDIENCE, {
+      requireDPoP: true,
+      signingAlgorithms: ['ES256', 'EdDSA', 'Ed25519'],
+      [oauth.jwksCache]: oauthJwksCache,
+      [oauth.allowInsecureRequests]: true,
+    });
+    // It checks the proof but keeps no replay set (its docs leave jti to the caller).
+    const { jti } = JSON.parse(Buffer.from(String(req.headers.dpop).split('.')[1], 'base64url').toString());
+    if (typeof jti !== 'string' || !JTI.test(jti) || !oauthReplay(`${claims.cnf.jkt}:${jti}`)) throw new Error('replayed');
+    res.json({ sub: claims.sub });
+  } catch {
+    fail(res, 401, 'oauth4webapi');
+  }
+});
+
+// Peer: a DPoP check written with jose the way its documentation suggests: jwtVerify of the proof
+// with the key it embeds, then the claims RFC 9449 asks for, then the access token.
+const joseReplay = replaySet();
+app.get('/api-jose', async (req, res) => {
+  const authorization = req.headers.authorization ?? '';
+  if (!authorization.startsWith('DPoP ')) return fail(res, 401, 'dpop');
+  const token = authorization.slice(5);
+  try {
+    const { payload: claims, protectedHeader } = await jwtVerify(String(req.headers.dpop), EmbeddedJWK, {
+      typ: 'dpop+jwt',
+      algorithms: ALGORITHMS,
+      maxTokenAge: MAX_AGE,
+      clockTolerance: CLOCK_SKEW,
+    });
+    const jkt = await calculateJwkThumbprint(protectedHeader.jwk);
+    if (claims.ath !== createHash('sha256').update(token).digest('base64url')) throw new Error('ath');
+    const verified = await verifyToken(token);
+    if (verified.cnf?.jkt !== jkt) throw new Error('cnf');
+    checkClaims(claims, 'GET', requestUrl(req), joseReplay, jkt);
+    res.json({ sub: verified.sub });
+  } catch {
+    fail(res, 401, 'jose');
   }
 });
 const dpopOptions = { verifyToken, algorithms: ALGORITHMS, maxAge: MAX_AGE };
 const respond = (req, res) => res.json({ sub: req.tokenSec.claims.sub });
 app.get('/api', tokenSec.dpop(dpopOptions), respond);
+// The same with server nonces off (4.0 turns them on by default): what the default costs per call.
+app.get('/api-no-nonce', tokenSec.dpop({ ...dpopOptions, nonce: false }), respond);
 let redis;
 if (process.env.REDIS_URL) {
   const { createClient } = await import('redis');

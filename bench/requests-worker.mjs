@@ -1,6 +1,6 @@
 // Makes the first table's requests on a thread of its own, as browsers would: one DPoP key per
 // algorithm (like a page's), a fresh proof per request (new jti, current iat), and for handshakes
-// a fresh X25519 key and its binding. bench/index.mjs asks for a batch just before each run, so
+// a fresh X25519 key and its binding. Proofs carry the server's current DPoP nonce when it gives one. bench/index.mjs asks for a batch just before each run, so
 // every proof is used within seconds of being made (the run checks: at most half the window).
 // Keys come from CSPRNG bytes (Node 20: never export generateKeyPairSync keys as JWK).
 import {
@@ -83,7 +83,7 @@ function open(value, { privateKey, publicKey }, csrfToken, target, floor) {
   return JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
 }
 
-parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken, cookie, batch, values }) => {
+parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken, cookie, batch, values, nonce }) => {
   const key = keys[alg];
   if (kind === 'jkt') return parentPort.postMessage({ id, jkt: keys.ES256.jkt, jktEdDSA: keys.EdDSA.jkt });
   if (kind === 'open') {
@@ -113,7 +113,7 @@ parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken
       requests.push({
         method: 'GET',
         path,
-        headers: { authorization: `${scheme} ${token}`, dpop: key.proof({ htm: 'GET', htu: url, ath }) },
+        headers: { authorization: `${scheme} ${token}`, dpop: key.proof({ htm: 'GET', htu: url, ath, nonce }) },
       });
     }
   } else {
@@ -127,7 +127,7 @@ parentPort.on('message', ({ id, kind, alg, count, origin, path, token, csrfToken
       const value = formatRequest('x25519', publicKey, hmacSha256(Buffer.from(csrfToken), bindingInput('x25519', publicKey, target)));
       // tsb: the key was made by this page run, as a fresh page's is (TokenSec 3.1 binds a session
       // only to such a key; a session already bound to it accepts it too).
-      const proof = key.proof({ htm: 'POST', htu: url, tsh: b64(sha256(value)), tsb: true });
+      const proof = key.proof({ htm: 'POST', htu: url, tsh: b64(sha256(value)), tsb: true, nonce });
       requests.push({ method: 'POST', path, headers: { 'x-tokensec-handshake': value, dpop: proof, 'x-csrf-token': csrfToken, cookie } });
     }
   }

@@ -125,12 +125,24 @@ const checks = {
 };
 
 /**
+ * The server's current DPoP nonce (TokenSec answers every DPoP request with one, a refusal too),
+ * as a page's client would hold it from its last answer; undefined when the server gives none.
+ * One process's middlewares share one nonce key, so the API's nonce is the handshake's too.
+ */
+async function currentNonce(origin) {
+  const response = await fetch(`${origin}/api`);
+  await response.arrayBuffer();
+  return response.headers.get('dpop-nonce') ?? undefined;
+}
+
+/**
  * One measured run: a fresh batch of requests from the worker, then the server's CPU around
  * sending them. `servers`: the processes the requests are split between (one batch each).
  */
 async function run(servers, maker, spec, count, check, extraCpu) {
+  const nonces = await Promise.all(servers.map((s) => currentNonce(s.origin)));
   const batches = await Promise.all(
-    servers.map((s, i) => maker.make({ ...spec(s, i), count: Math.ceil(count / servers.length), origin: s.origin })),
+    servers.map((s, i) => maker.make({ ...spec(s, i), count: Math.ceil(count / servers.length), origin: s.origin, nonce: nonces[i] })),
   );
   const before = await Promise.all(servers.map((s) => s.cpu()));
   const extraBefore = extraCpu?.();
@@ -174,6 +186,11 @@ export async function usersRun({ quick, results }) {
     'API  tokenSec.dpop(), ES256 proof': [api('/api', 'ES256'), checks.api],
     'API  floor, Ed25519 proof': [api('/api-floor', 'EdDSA'), checks.api],
     'API  tokenSec.dpop(), Ed25519 proof': [api('/api', 'EdDSA'), checks.api],
+    'API  tokenSec.dpop() nonce: false, ES256 proof': [api('/api-no-nonce', 'ES256'), checks.api],
+    'API  peer oauth4webapi, ES256 proof': [api('/api-oauth4webapi', 'ES256'), checks.api],
+    'API  peer jose check, ES256 proof': [api('/api-jose', 'ES256'), checks.api],
+    'API  peer oauth4webapi, Ed25519 proof': [api('/api-oauth4webapi', 'EdDSA'), checks.api],
+    'API  peer jose check, Ed25519 proof': [api('/api-jose', 'EdDSA'), checks.api],
     'token plain (session, CSRF, jose)': [hs('/token-plain', 'ES256'), checks.tokenPlain],
     'token floor, ES256 proof': [hs('/token-floor', 'ES256'), checks.tokenFloor],
     'token handshake inline, ES256 proof': [hs('/token', 'ES256'), checks.handshake],
@@ -228,11 +245,23 @@ export async function usersRun({ quick, results }) {
       'main',
     ),
     'workers: 1, ES256: all threads − floor': diff('token handshake workers: 1, ES256 proof', 'token floor, ES256 proof'),
+    'API call, ES256: server nonces (the 4.0 default) − nonce: false': diff(
+      'API  tokenSec.dpop(), ES256 proof',
+      'API  tokenSec.dpop() nonce: false, ES256 proof',
+    ),
+    'API call, ES256: oauth4webapi − tokenSec.dpop()': diff('API  peer oauth4webapi, ES256 proof', 'API  tokenSec.dpop(), ES256 proof'),
+    'API call, ES256: jose check − tokenSec.dpop()': diff('API  peer jose check, ES256 proof', 'API  tokenSec.dpop(), ES256 proof'),
+    'API call, Ed25519: oauth4webapi − tokenSec.dpop()': diff(
+      'API  peer oauth4webapi, Ed25519 proof',
+      'API  tokenSec.dpop(), Ed25519 proof',
+    ),
+    'API call, Ed25519: jose check − tokenSec.dpop()': diff('API  peer jose check, Ed25519 proof', 'API  tokenSec.dpop(), Ed25519 proof'),
     'floor − plain, API call, ES256 (the crypto DPoP needs)': diff('API  floor, ES256 proof', 'API  plain (Bearer, jwtVerify)'),
     'floor − plain, token endpoint, ES256 (the crypto it needs)': diff('token floor, ES256 proof', 'token plain (session, CSRF, jose)'),
   };
   const targets = {
     'API call, ES256: tokenSec.dpop() − floor': 30,
+    'API call, ES256: server nonces (the 4.0 default) − nonce: false': 10,
     'token endpoint inline, ES256: handshake − floor': 60,
     'token endpoint inline, Ed25519: handshake − floor': 60,
     'workers: 1, ES256: main thread − plain main thread': 100,
@@ -245,10 +274,17 @@ export async function usersRun({ quick, results }) {
     orows.push([name, signed(median(values)), spread(values), t === undefined ? '' : `≤ +${t} ${median(values) <= t ? 'met' : 'missed'}`]);
   }
   table(orows);
+  // The lead over the peers: a peer minus TokenSec above zero in every pair.
+  const lead = Object.entries(overhead).filter(([name]) => / − tokenSec\.dpop\(\)$/.test(name));
+  const held = lead.every(([, values]) => values.every((v) => v > 0));
+  console.log(
+    `  lead over the peers: tokenSec.dpop() ${held ? 'cheaper than each peer in every pair' : 'NOT cheaper than each peer in every pair'}`,
+  );
   console.log('  (main thread: Linux per-thread scheduler time; req/s share the 2 cores with the load generator and the proof maker)');
   profileRows.print();
   results.usersRun = {
     profile: profileRows.out,
+    profileByFunction: profileRows.functions,
     pairs: PAIRS,
     requests: COUNT,
     routes: Object.fromEntries(
@@ -281,9 +317,16 @@ function category({ url, functionName }) {
   return url.includes('/bench/') ? 'the app (bench/app-server.mjs)' : url;
 }
 
+/** A TokenSec function's name in a profile: its file and function (`verify checkProofClaims`). */
+function tokenSecFunction({ url, functionName, lineNumber }) {
+  const dist = url?.includes('node_modules') ? undefined : url?.match(/\/dist\/(.+)\.js$/);
+  return dist ? `${dist[1]} ${functionName || `(anonymous, line ${lineNumber + 1})`}` : undefined;
+}
+
 /** One run of each profiled route under the server's CPU profiler: self time per category, µs per request. */
 async function profiles(app, maker, routes, count) {
   const out = {};
+  const functions = {};
   for (const name of [
     'API  tokenSec.dpop(), ES256 proof',
     'API  floor, ES256 proof',
@@ -294,12 +337,17 @@ async function profiles(app, maker, routes, count) {
     await run([app], maker, routes[name][0], count, routes[name][1]);
     const { nodes, samples, timeDeltas } = await app.profileStop();
     const byId = new Map(nodes.map((n) => [n.id, category(n.callFrame)]));
+    const functionById = new Map(nodes.map((n) => [n.id, tokenSecFunction(n.callFrame)]));
     const self = {};
+    const own = {};
     samples.forEach((id, i) => {
       const c = byId.get(id);
       if (c) self[c] = (self[c] ?? 0) + timeDeltas[i] / count;
+      const f = functionById.get(id);
+      if (f) own[f] = (own[f] ?? 0) + timeDeltas[i] / count;
     });
     out[name] = self;
+    functions[name] = own;
   }
   const names = Object.keys(out);
   const categories = [...new Set(names.flatMap((n) => Object.keys(out[n])))].sort(
@@ -310,13 +358,25 @@ async function profiles(app, maker, routes, count) {
   const ours = (n) => Object.entries(out[n]).reduce((a, [c, v]) => a + (c.startsWith('tokensec ') ? v : 0), 0);
   rows.push(['tokensec, all its files', ...names.map((n) => fmt(ours(n)))]);
   rows.push(['total (profiled)', ...names.map((n) => fmt(Object.values(out[n]).reduce((a, b) => a + b, 0)))]);
+  // By function: TokenSec's own functions on its routes, largest first (self time, µs per request).
+  const tokenSecRoutes = names.filter((n) => !n.includes('floor'));
+  const functionNames = [...new Set(tokenSecRoutes.flatMap((n) => Object.keys(functions[n])))]
+    .map((f) => [f, tokenSecRoutes.reduce((a, n) => a + (functions[n][f] ?? 0), 0)])
+    .sort((a, b) => b[1] - a[1])
+    .filter(([, total]) => total >= 0.5)
+    .map(([f]) => f);
+  const functionRows = [['TokenSec function (self time, µs/req)', ...tokenSecRoutes.map((n) => n.replace(/^(API|token)\s+/, '$1: '))]];
+  for (const f of functionNames) functionRows.push([f, ...tokenSecRoutes.map((n) => fmt(functions[n][f] ?? 0, 1))]);
   return {
     out,
+    functions,
     print: () => {
       console.log(
         `\n  CPU profile of one run of ${count} requests per route (main thread, sampled every 100 µs; the profiler adds its own cost):`,
       );
       table(rows);
+      console.log("\n  The same profile by function, TokenSec's files only (functions at 0.5 µs/req or more over these routes):");
+      table(functionRows);
     },
   };
 }
