@@ -6,6 +6,7 @@
  * express-session's memory store and with connect-redis on a real redis-server, the session the
  * server reported bound stays bound, and its refreshes succeed.
  */
+import { createHash } from 'node:crypto';
 import { RedisStore } from 'connect-redis';
 import express from 'express';
 import session, { MemoryStore, type Store } from 'express-session';
@@ -67,7 +68,9 @@ describe.each(stores)('%s', (_name, make) => {
     const dbsc = tokenSec.dbsc({ secret: 'session-saves DBSC secret, 32 bytes or more', ...(challengeStore ? { challengeStore } : {}) });
     const gates = { entered: gate(), release: gate() };
     const a = express();
-    a.use(session({ store: sessions, secret: 'session-saves secret', resave: false, saveUninitialized: false }));
+    a.use(
+      session({ store: sessions, secret: 'session-saves secret', resave: false, saveUninitialized: false, cookie: { maxAge: 3_600_000 } }),
+    );
     a.use(dbsc.middleware);
     a.post('/login', (req, res, next) => {
       req.session.regenerate((error) => {
@@ -86,15 +89,21 @@ describe.each(stores)('%s', (_name, make) => {
     a.use(tokenSec.errorHandler());
     const server = await listen(a);
     closers.push(server.close);
-    /** What the session store holds for this client's session now. */
-    const stored = (client: Client) => {
-      const cookie = decodeURIComponent(defined(client.cookies.get('connect.sid'), 'session cookie'));
-      const sid = cookie.slice(2, cookie.lastIndexOf('.'));
-      return new Promise<Record<string, unknown> | undefined>((resolve, reject) =>
+    const read = (sid: string) =>
+      new Promise<Record<string, unknown> | undefined>((resolve, reject) =>
         sessions.get(sid, (error, value) => (error ? reject(error) : resolve(value as Record<string, unknown> | undefined))),
       );
+    const sidOf = (client: Client) => {
+      const cookie = decodeURIComponent(defined(client.cookies.get('connect.sid'), 'session cookie'));
+      return cookie.slice(2, cookie.lastIndexOf('.'));
     };
-    return { origin: server.origin, gates, stored };
+    /** What the session store holds for this client's session now, and the DBSC record beside it. */
+    const stored = (client: Client) => read(sidOf(client));
+    const record = (client: Client) =>
+      read(`tokensec-dbsc.${createHash('sha256').update(sidOf(client)).digest('base64url')}`) as Promise<
+        { cookie: { expires: string }; tokenSecDbsc: unknown } | undefined
+      >;
+    return { origin: server.origin, gates, stored, record };
   }
 
   it('a page request that loads the session before the registration and saves it after: still bound, the refresh succeeds', async () => {
@@ -129,7 +138,7 @@ describe.each(stores)('%s', (_name, make) => {
   });
 
   it('a page request that saves the session while a refresh runs, refresh after refresh: every refresh succeeds', async () => {
-    const { origin, gates } = await app();
+    const { origin, gates, record } = await app();
     const browser = new Client(origin);
     const { challenge } = registrationRequest((await browser.send('POST', '/login')).headers.get('secure-session-registration'));
     const key = ecTestKey();
@@ -137,7 +146,9 @@ describe.each(stores)('%s', (_name, make) => {
     let { id, challenge: next } = challengeOf(registered);
     const page = browser.send('GET', '/page');
     await gates.entered.opened;
+    let lastRefresh = 0;
     for (let round = 0; round < 3; round++) {
+      lastRefresh = Date.now();
       const refreshed = await browser.send('POST', REFRESH, {
         'sec-secure-session-id': id,
         'secure-session-response': dbscProof(key, { jti: next }),
@@ -149,7 +160,30 @@ describe.each(stores)('%s', (_name, make) => {
         expect((await page).status).toBe(200);
       }
     }
+    // The record beside the session: the key, and the session's expiry as the last refresh set it, so it dies with the session.
+    const kept = await record(browser);
+    expect(kept?.tokenSecDbsc).toEqual({ id, alg: 'ES256', jwk: key.jwk, jkt: expect.any(String) });
+    const expires = new Date(kept!.cookie.expires).getTime();
+    expect(expires).toBeGreaterThanOrEqual(lastRefresh + 3_600_000);
+    expect(expires).toBeLessThanOrEqual(Date.now() + 3_600_000);
     browser.cookies.delete(BOUND);
     expect((await browser.send('GET', '/account')).status).toBe(401);
+  });
+
+  it('a session without a server-side store (cookie-session): 500 ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE at login, naming the fix', async () => {
+    const dbsc = tokenSec.dbsc({ secret: 'session-saves DBSC secret, 32 bytes or more' });
+    const a = express();
+    a.use((req, _res, next) => {
+      (req as unknown as { session: object }).session = {}; // what cookie-session gives: a session object, no id, no store
+      next();
+    });
+    a.use(dbsc.middleware);
+    a.post('/login', (req, res, next) => void dbsc.requestRegistration(req, res).then(() => res.json({}), next));
+    a.use(tokenSec.errorHandler());
+    const server = await listen(a);
+    closers.push(server.close);
+    const response = await fetch(`${server.origin}/login`, { method: 'POST' });
+    expect([response.status, (await response.json()).code]).toEqual([500, 'ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE']);
+    expect(response.headers.get('secure-session-registration')).toBeNull();
   });
 });

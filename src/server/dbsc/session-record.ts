@@ -21,7 +21,7 @@ interface SessionStoreLike {
 }
 
 interface ExpressSessionRequest {
-  session?: { tokenSecDbsc?: DbscBinding; cookie?: unknown };
+  session?: { tokenSecDbsc?: DbscBinding; cookie?: unknown; touch?: unknown };
   sessionID?: unknown;
   sessionStore?: Partial<SessionStoreLike>;
 }
@@ -78,8 +78,14 @@ function serverSession(req: unknown): { id: string; session: NonNullable<Express
   return { id: sessionID, session, store: sessionStore as SessionStoreLike };
 }
 
-/** The record as the session store keeps it: the session's cookie (its expiry) and the binding. */
-const record = (session: { cookie?: unknown }, binding: RegisteredBinding) => ({ cookie: session.cookie, tokenSecDbsc: binding });
+/**
+ * The record as the session store keeps it: the binding, and the session's cookie, whose expiry
+ * is reset first to what express-session gives the session at the end of this request (touch).
+ */
+function record(session: { cookie?: unknown; touch?: unknown }, binding: RegisteredBinding) {
+  if (typeof session.touch === 'function') session.touch();
+  return { cookie: session.cookie, tokenSecDbsc: binding };
+}
 
 export const expressSessionState: DbscState<unknown> = {
   async get(req) {
