@@ -36,7 +36,8 @@ export function urlsFor<Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, p
 export function answerSession<Req>(options: ResolvedDbsc<Req>, res: ServerResponse, id: string): void {
   const now = options.nowSeconds();
   // The browser keeps the cookie Max-Age seconds from when it gets it, which is after now: the
-  // server takes it until the end of that second (rounded up), never refusing one the browser still sends.
+  // server takes it until the end of this second (rounded up) plus Max-Age, so that it does not
+  // refuse a cookie the browser still sends when the answer reaches the browser within this second.
   const expires = Math.ceil(options.nowMs() / 1000) + options.cookieMaxAge;
   const value = boundCookieValue(options.key, id, expires);
   appendSetCookie(res, `${options.cookieName}=${value}; Max-Age=${options.cookieMaxAge}; ${options.cookieAttributes}`);
