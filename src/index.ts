@@ -10,7 +10,7 @@ import { memoryReplayStore, redisReplayStore } from './server/dpop/replay-store.
 import { memoryStore } from './server/memory-store.js';
 import { redisStore } from './server/redis-store.js';
 import { handshake } from './server/handshake/middleware.js';
-import { unbind } from './server/dpop/handshake-proof.js';
+import { unbind } from './server/dpop/session-binding.js';
 import { initialize } from './server/initialize.js';
 import { client, integrity } from './server/serve-client.js';
 import { errorHandler } from './server/error-handler.js';
@@ -50,7 +50,8 @@ export type {
 export type { CookieOptions, InitializeOptions } from './server/initialize.js';
 export type { DpopOptions, DpopRequestInfo, DpopRequestLike, TokenClaims } from './server/dpop/middleware.js';
 export type { NonceOptions } from './server/dpop/nonce.js';
-export type { HandshakeDpopOptions, SessionKeyStore, UnbindOptions } from './server/dpop/handshake-proof.js';
+export type { HandshakeDpopOptions } from './server/dpop/handshake-proof.js';
+export type { SessionKeyStore, UnbindOptions } from './server/dpop/session-binding.js';
 export type { DpopAlgorithm } from './protocol/dpop.js';
 export type {
   Dbsc,

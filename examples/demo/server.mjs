@@ -85,7 +85,7 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60), 
       res.status(401).json({ code: 'BAD_CREDENTIALS', message: 'Wrong user name or password.' });
       return;
     }
-    // A new session on login (no fixation); it gets a new CSRF token on the next request.
+    // A new session on login (no fixation); the answer carries its CSRF token (tokenSec.initialize).
     req.session.regenerate(async (err) => {
       if (err) return next(err);
       req.session.user = DEMO_USER.username;
@@ -96,24 +96,20 @@ export function createDemoApp({ tokenTtl = Number(process.env.TOKEN_TTL ?? 60), 
       if (typeof jkt === 'string' && /^[\w-]{43}$/.test(jkt)) req.session.tokenSecJkt = jkt;
       try {
         if (dbsc) await dbsc.requestRegistration(req, res); // browsers with DBSC register a key next
-        res.json({ user: req.session.user });
+        res.json({ user: req.session.user, dbsc: dbsc ? 'not-bound' : 'off' });
       } catch (error) {
         next(error);
       }
     });
   });
 
-  // Logout unbinds the session from the page's DPoP key on the server (tokenSec.unbind), so the
-  // next login's handshake binds a fresh key; destroying the session would unbind it too.
-  app.post('/logout', async (req, res, next) => {
-    try {
-      await tokenSec.unbind(req);
-    } catch (err) {
-      return next(err);
-    }
-    req.session.destroy((err) => {
+  // Logout: a new, empty session. The old one is destroyed, and with it its DPoP key binding (the
+  // next login's handshake binds a fresh key) and its DBSC state; the answer carries the new
+  // session's CSRF token, which the next login sends.
+  app.post('/logout', (req, res, next) => {
+    req.session.regenerate((err) => {
       if (err) return next(err);
-      res.clearCookie('demo.sid', { path: '/' }).clearCookie('tokensec', { path: '/' }).json({ user: null });
+      res.json({ user: null });
     });
   });
 

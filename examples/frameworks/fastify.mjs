@@ -23,7 +23,7 @@ fastify.post('/login', (request, reply) => {
   });
   return reply;
 });
-fastify.get('/me', (request) => ({ user: request.raw.session.userId ?? null })); // also hands out the new CSRF token
+fastify.get('/me', (request) => ({ user: request.raw.session.userId ?? null }));
 
 fastify.use('/token', (req, res, next) =>
   req.session.userId ? next() : next(Object.assign(new Error('Log in first'), { statusCode: 401 })),

@@ -23,7 +23,7 @@ server.post('/login', (req, res, next) => {
   });
 });
 server.get('/me', (req, res, next) => {
-  res.send({ user: req.session.userId ?? null }); // also hands out the new CSRF token
+  res.send({ user: req.session.userId ?? null });
   next();
 });
 

@@ -75,7 +75,8 @@ function createApp({ dist, apiOrigin, privateKey }) {
       res.json({ user: req.session.user });
     });
   });
-  app.post('/logout', (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.json({ user: null }))));
+  // A new, empty session: the old one (and its DPoP key binding) is destroyed; the answer carries the new session's CSRF token.
+  app.post('/logout', (req, res, next) => req.session.regenerate((err) => (err ? next(err) : res.json({ user: null }))));
 
   // The handshake: for a logged-in user; the token is for the API (aud) and bound to the page's key (cnf.jkt).
   app.post(

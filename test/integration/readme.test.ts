@@ -221,3 +221,51 @@ describe('README pages, run against the Server block in Chromium', () => {
     60_000,
   );
 });
+
+/**
+ * README's login and logout, as its Server block writes them (unchanged, no CORS lines), in
+ * Chromium: the page logs in, and its very next request is the handshake; it logs out, logs in
+ * again, and its next request is again the handshake. The page's script is this test's (README's
+ * public/app.js runs a handshake on load, before any login).
+ */
+describe('README login and logout, run against the Server block in Chromium', () => {
+  let server: ReadmeServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium();
+    server = await startReadmeServer(blocks, await freePort());
+  }, 120_000);
+  afterAll(async () => {
+    await server?.stop();
+    await browser?.close();
+  });
+
+  it('login, then TokenSec.handshake() at once: a token; logout, login, handshake: a token; no other request in between', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.route(`${server.origin}/app.js`, (route) => route.fulfill({ contentType: 'text/javascript', body: '' }));
+      await page.goto(`${server.origin}/`);
+      const posts: string[] = [];
+      page.on('request', (r) => {
+        if (r.method() !== 'GET') posts.push(`${r.method()} ${new URL(r.url()).pathname}`);
+      });
+      const results = await page.evaluate(async () => {
+        const { TokenSec } = window as unknown as { TokenSec: { handshake(o: { uri: string }): Promise<string> } };
+        const csrfToken = () => decodeURIComponent(/(?:^|; )tokensec=([^;]*)/.exec(document.cookie)?.[1] ?? '');
+        const post = async (path: string) => (await fetch(path, { method: 'POST', headers: { 'x-csrf-token': csrfToken() } })).status;
+        const handshake = () =>
+          TokenSec.handshake({ uri: '/token' }).then(
+            (token) => (token.split('.').length === 3 ? 'a token' : token),
+            (e: { code?: string; status?: number }) => `${e.code} ${e.status}`,
+          );
+        return [await post('/login'), await handshake(), await post('/logout'), await post('/login'), await handshake()];
+      });
+      expect(results, server.output()).toEqual([200, 'a token', 200, 200, 'a token']);
+      // The handshake may retry itself (a fresh key for a new session: 409), always to /token; nothing else in between.
+      expect(posts.filter((p) => p !== 'POST /token')).toEqual(['POST /login', 'POST /logout', 'POST /login']);
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+});

@@ -15,6 +15,7 @@ import { createDpopProof, getDpopKey, rotateDpopKey } from '../../client/dpop.js
 import { defined, signedHandshake } from '../support/helpers.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { redisStore } from '../../src/server/redis-store.js';
+import { sessionStateKey } from '../../src/server/session/state.js';
 
 const ORIGIN = 'https://app.example'; // what the browser addresses; the load balancer's two upstreams both say so
 const env = { NONCE_KEY: randomBytes(32).toString('base64url'), ORIGIN, TOKEN_KEY: randomBytes(32).toString('base64url') };
@@ -154,6 +155,44 @@ describe('two processes sharing Redis run the whole flow', () => {
         const current = (await getDpopKey()).thumbprint;
         expect((await browser.send(at, '/token', { headers: check.headers })).status).toBe(current === winner.jkt ? 200 : 403);
       }
+    }
+  });
+});
+
+describe('bindings in Redis live as long as their connect-redis session', () => {
+  /** The Redis key of this browser's session binding (redisStore's prefix + sessionStateKey of the session id in its cookie). */
+  const bindingKey = (browser: Browser) => {
+    const signed = decodeURIComponent(browser.cookie.slice(browser.cookie.indexOf('=') + 1)); // s:<id>.<signature>
+    return `tokensec:${sessionStateKey('bind', signed.slice(2, signed.lastIndexOf('.')))}`;
+  };
+
+  it('bound at A with the session store’s TTL; a login that regenerates at B deletes it; a logout that regenerates at A deletes the next', async () => {
+    const [a, b] = processes;
+    const client = await createClient({ url: redis.url }).connect();
+    try {
+      const browser = new Browser();
+      await browser.login(a);
+      expect((await browser.handshake(a)).status).toBe(200);
+      const first = bindingKey(browser);
+      expect(await client.exists(first)).toBe(1);
+      // No cookie expiry: connect-redis keeps the session for its ttl (one day), and the binding as long.
+      expect(await client.ttl(first)).toBeGreaterThan(86_400 - 60);
+
+      const relogin = await browser.send(b, '/login-regenerate');
+      expect(relogin.status).toBe(200);
+      browser.csrfToken = String(relogin.body?.csrfToken);
+      expect(await client.exists(first)).toBe(0);
+      await rotateDpopKey();
+      expect((await browser.handshake(b)).status).toBe(200);
+      const second = bindingKey(browser);
+      expect(second).not.toBe(first);
+      expect(await client.exists(second)).toBe(1);
+
+      const logout = await browser.send(a, '/logout-regenerate');
+      expect(logout.status).toBe(200);
+      expect(await client.exists(second)).toBe(0);
+    } finally {
+      await client.quit();
     }
   });
 });

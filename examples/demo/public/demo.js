@@ -46,14 +46,18 @@
     return json;
   }
 
-  /** Shows who is logged in; the response also renews the CSRF cookie. */
-  async function loadSession() {
-    const { user, dbsc } = await (await fetch('/api/session')).json();
+  /** Shows who is logged in, as the server said (at page load, login or logout). */
+  function showUser(user, dbsc) {
     showDbsc(user ? dbsc : 'off');
     $('login').hidden = Boolean(user);
     $('controls').hidden = !user;
     $('who').textContent = user ? `Logged in as ${user}` : '';
     return user;
+  }
+
+  async function loadSession() {
+    const { user, dbsc } = await (await fetch('/api/session')).json();
+    return showUser(user, dbsc);
   }
 
   /** HTTPS mode: whether this browser bound the session to its device (DBSC). */
@@ -180,8 +184,9 @@
         // Bind the new session to a key made now, by this page: never to a stored one, which other
         // script of this origin could have written.
         const { thumbprint } = await TokenSec.rotateDpopKey();
-        await post('/login', { username: form.get('username'), password: form.get('password'), jkt: thumbprint });
-        await loadSession(); // a new session has a new CSRF token
+        // The answer carries the new session's CSRF token: the handshake can follow at once.
+        const { user, dbsc } = await post('/login', { username: form.get('username'), password: form.get('password'), jkt: thumbprint });
+        showUser(user, dbsc);
         void watchDbsc().catch(() => {}); // only the indicator: the handshake does not wait for it
         status('Logged in.');
         await start();
@@ -205,7 +210,7 @@
         return;
       }
       resetSteps();
-      await loadSession();
+      showUser(null, 'off');
       step('logout', 'done', `Logged out at ${time(Date.now())}. The token is forgotten and the DPoP key deleted.`);
       status('Logged out.');
       $('prove').hidden = !lastToken;

@@ -20,7 +20,7 @@ export function App() {
   const [error, setError] = useState();
 
   useEffect(() => {
-    // Also sets the `tokensec` cookie (the CSRF token) that the login form and the handshake send.
+    // Who is logged in. (The page's own load set the `tokensec` cookie, the CSRF token that the login form and the handshake send.)
     fetch('/session')
       .then((response) => response.json())
       .then((session) => setUser(session.user));
@@ -39,8 +39,7 @@ export function App() {
     setError(undefined);
     const response = await post('/login', Object.fromEntries(new FormData(event.currentTarget)));
     if (!response.ok) return setError('Wrong user name or password.');
-    const { user } = await response.json();
-    await fetch('/session'); // the new session's CSRF token, for the handshake
+    const { user } = await response.json(); // the answer also carries the new session's CSRF token, for the handshake
     setUser(user);
   }
 
@@ -60,8 +59,7 @@ export function App() {
   async function logOut() {
     tokens.clear(); // forget the token here and in the other tabs
     await deleteDpopKey();
-    await post('/logout');
-    await fetch('/session'); // a CSRF token for the next login
+    await post('/logout'); // the answer carries the new session's CSRF token, for the next login
     setUser(null);
     setAnswer(undefined);
     setExpiresAt(undefined);

@@ -1,13 +1,12 @@
 /**
  * DPoP on the handshake: the proof that commits to the handshake's ephemeral key (claim `tsh`),
- * and the binding of a session to one key, made fresh by the client for it (claim `tsb`).
+ * and the handshake's `dpop` options; the binding of a session to one key, made fresh by the
+ * client for it (claim `tsb`), is in session-binding.ts.
  */
-import { createHash } from 'node:crypto';
-import { TokenSecError } from '../../protocol/errors.js';
-import { BIND_CLAIM, type DpopAlgorithm } from '../../protocol/dpop.js';
+import type { DpopAlgorithm } from '../../protocol/dpop.js';
 import { defaultBindingStore } from '../memory-store.js';
-import { checkBoolean, checkOptions, optionError, type MaybePromise } from '../options.js';
-import { callStore, checkStore, checkStoreTimeout, DEFAULT_STORE_TIMEOUT, type AtomicStore } from '../store.js';
+import { checkBoolean, checkOptions, optionError } from '../options.js';
+import { checkStore, DEFAULT_STORE_TIMEOUT, type AtomicStore } from '../store.js';
 import type { RequestLike } from '../express-request.js';
 import { resolveUrl, resolveVerifyOptions, type TargetOf } from './options.js';
 import type { NonceOptions } from './nonce.js';
@@ -25,34 +24,7 @@ import {
   type SplitProof,
   type VerifiedProof,
 } from './verify.js';
-
-/**
- * Where a session's DPoP key thumbprint is kept, when the app keeps it itself (say, by user id).
- * The default binds through an AtomicStore keyed by express-session's session id
- * (`dpop.bindingStore`) and mirrors the bound key into `req.session.tokenSecJkt`.
- *
- * @example
- * ```ts
- * const sessionKey = {
- *   get: (req) => sessions.get(req.sessionId)?.jkt,
- *   set: (req, jkt) => sessions.update(req.sessionId, { jkt }),
- *   // atomic across processes: resolves undefined when this call bound jkt, else the key bound before
- *   bind: (req, jkt) => bindings.addIfAbsent(`bind:${req.sessionId}`, jkt, 86_400),
- * };
- * ```
- */
-export interface SessionKeyStore<Req> {
-  /** The key the session is bound to, or undefined. */
-  get(req: Req): MaybePromise<string | undefined>;
-  /** Records the binding; used only when `bind` is missing. */
-  set(req: Req, jkt: string): MaybePromise<void>;
-  /**
-   * Binds the session to `jkt` unless it is bound, atomically across every process: resolves
-   * undefined when this call bound it, else the key bound before (unchanged). Without it, TokenSec
-   * calls get() then set(), which two concurrent first handshakes of one session can both pass.
-   */
-  bind?(req: Req, jkt: string): MaybePromise<string | undefined>;
-}
+import { assertSessionKey, checkBinding, hookBinding, sessionBinding, type Binding, type SessionKeyStore } from './session-binding.js';
 
 /**
  * The handshake's `dpop` option.
@@ -109,12 +81,6 @@ export interface HandshakeDpopOptions<Req = RequestLike> {
   now?: () => number;
 }
 
-/** A session binding as the pipeline uses it: NO_SESSION when there is nothing to bind to. */
-interface Binding<Req> {
-  get(req: Req): MaybePromise<string | undefined | typeof NO_SESSION>;
-  bind(req: Req, jkt: string): MaybePromise<string | undefined>;
-}
-
 export interface ResolvedHandshakeDpop<Req> {
   required: boolean;
   verify: DpopVerifyOptions;
@@ -137,94 +103,6 @@ const KNOWN = [
   'url',
   'now',
 ] as const;
-
-const NO_SESSION = Symbol('no session');
-/** A session without a fixed end lives as long as express-session's stores keep it by default: one day. */
-const DEFAULT_BINDING_TTL = 86_400;
-
-interface SessionRequest {
-  session?: { tokenSecJkt?: unknown; cookie?: { maxAge?: number | null } };
-  sessionID?: unknown;
-}
-
-/** The store key of a session's binding: a hash, so the store never holds a session id. */
-const bindingKey = (sessionId: string) => `tokensec:bind:${createHash('sha256').update(sessionId).digest('base64url')}`;
-
-/**
- * The session a binding belongs to, or undefined when there is none. A session without an id
- * lives in its cookie (cookie-session): a recorded cookie from before the first handshake would
- * bring back an unbound session, so binding refuses it.
- */
-function serverSession(req: unknown): { id: string; session: NonNullable<SessionRequest['session']> } | undefined {
-  const { session, sessionID } = req as SessionRequest;
-  if (typeof session !== 'object' || session === null) return undefined;
-  if (typeof sessionID !== 'string' || sessionID === '') {
-    throw new TokenSecError(
-      'ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE',
-      'TokenSec binds the DPoP key to a server-side session, but req.session has no session id: it lives in a cookie ' +
-        '(cookie-session), where a recorded cookie brings back an unbound session. Use express-session with a server-side store, ' +
-        'or pass dpop.sessionKey hooks that keep the binding on the server (e.g. by user id).',
-      500,
-    );
-  }
-  return { id: sessionID, session };
-}
-
-/** express-session: bound through `store` by session id, mirrored into `req.session.tokenSecJkt` (read first). */
-function sessionBinding<Req>(store: AtomicStore, timeout: number): Binding<Req> {
-  return {
-    get: (req) => {
-      const found = serverSession(req);
-      if (!found) return NO_SESSION;
-      const value = found.session.tokenSecJkt;
-      return typeof value === 'string' ? value : undefined;
-    },
-    bind: (req, jkt) => {
-      const { id, session } = serverSession(req) ?? {};
-      if (!session || id === undefined) return undefined;
-      const maxAge = session.cookie?.maxAge;
-      const ttl = typeof maxAge === 'number' && maxAge > 0 ? Math.ceil(maxAge / 1000) : DEFAULT_BINDING_TTL;
-      return callStore(() => store.addIfAbsent(bindingKey(id), jkt, ttl), timeout).then((earlier) => {
-        session.tokenSecJkt = earlier ?? jkt;
-        return earlier;
-      });
-    },
-  };
-}
-
-/** The app's hooks; without `bind`, get() then set() (not atomic). Each call has the store time limit. */
-function hookBinding<Req>(hooks: SessionKeyStore<Req>, timeout: number): Binding<Req> {
-  const bind =
-    hooks.bind?.bind(hooks) ??
-    (async (req: Req, jkt: string) => {
-      const bound = await hooks.get(req);
-      if (bound !== undefined) return bound;
-      await hooks.set(req, jkt);
-      return undefined;
-    });
-  return {
-    get: (req) => callStore(() => hooks.get(req), timeout),
-    bind: (req, jkt) => callStore(() => bind(req, jkt), timeout),
-  };
-}
-
-/** The `dpop.sessionKey` option: false, undefined, or hooks with get, set and optionally bind; else its TypeError. */
-function assertSessionKey<Req>(value: unknown): asserts value is false | SessionKeyStore<Req> | undefined {
-  if (value === undefined || value === false) return;
-  const hooks = value as Partial<SessionKeyStore<Req>> | null;
-  if (
-    typeof hooks !== 'object' ||
-    hooks === null ||
-    typeof hooks.get !== 'function' ||
-    typeof hooks.set !== 'function' ||
-    !['undefined', 'function'].includes(typeof hooks.bind)
-  ) {
-    throw optionError(
-      'handshake',
-      'option "dpop.sessionKey" must be false or an object with get(req), set(req, jkt) and optionally bind(req, jkt).',
-    );
-  }
-}
 
 export function resolveHandshakeDpop<Req>(options: unknown): ResolvedHandshakeDpop<Req> {
   const given = checkOptions('handshake', options, KNOWN, 'dpop.') as Partial<Record<(typeof KNOWN)[number], unknown>>;
@@ -320,87 +198,14 @@ export function recordHandshakeProof<Req>(proof: VerifiedProof | undefined, dpop
   });
 }
 
-const keyMismatch = () =>
-  new TokenSecError(
-    'ERR_TOKENSEC_DPOP_KEY_MISMATCH',
-    'TokenSec handshake made with another DPoP key than the one this session is bound to. Log in again (the server unbinds the session at logout and login).',
-    403,
-  );
-
 /**
- * The session's binding, checked and made before anything is answered: bound to this key, on;
- * bound to another, 403; unbound, bound now, atomically, to a key the client made fresh for it
- * (claim `tsb: true`), else 409 so the client makes one. Waits only for a store that does.
+ * The session's binding, checked and made before anything is answered (session-binding.ts):
+ * bound to this key, on; bound to another, 403; unbound, bound now to a key made fresh for it.
  */
 export function checkSessionKey<Req>(
   req: Req,
   proof: VerifiedProof | undefined,
   dpop: ResolvedHandshakeDpop<Req>,
 ): Promise<void> | undefined {
-  const binding = dpop.binding;
-  if (!binding) return undefined;
-  const check = (bound: string | undefined | typeof NO_SESSION): Promise<void> | undefined => {
-    if (bound === NO_SESSION) return undefined;
-    if (bound !== undefined) {
-      if (bound !== proof?.jkt) throw keyMismatch();
-      return undefined;
-    }
-    // Unbound, and no proof (dpop.required: false): nothing to bind.
-    if (!proof) return undefined;
-    if (proof.claims[BIND_CLAIM] !== true) {
-      throw new TokenSecError(
-        'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',
-        `TokenSec binds a session only to a DPoP key the client made for it (proof claim "${BIND_CLAIM}": true); this session has no key yet.`,
-        409,
-      );
-    }
-    return Promise.resolve(binding.bind(req, proof.jkt)).then((earlier) => {
-      if (earlier !== undefined && earlier !== proof.jkt) throw keyMismatch();
-    });
-  };
-  const bound = binding.get(req);
-  return bound instanceof Promise ? bound.then(check) : check(bound);
-}
-
-/**
- * Unbinds the session of this request from its DPoP key: at logout (and login), so that the next
- * handshake binds a fresh key. Deletes the binding from `store` (the handshake's
- * `dpop.bindingStore`; default the in-memory one) and from `req.session`. Regenerating or
- * destroying the session (express-session) unbinds it too: the binding belongs to the session id.
- *
- * @example
- * ```ts
- * app.post('/logout', csrfSynchronisedProtection, async (req, res) => {
- *   await tokenSec.unbind(req, { store: bindings });
- *   req.session.destroy(() => res.json({ ok: true }));
- * });
- * ```
- */
-export async function unbind(req: unknown, options: UnbindOptions = {}): Promise<void> {
-  const given = checkOptions('unbind', options, ['store', 'storeTimeout']);
-  // Unbinding needs only delete(key).
-  const canDelete = (value: unknown) =>
-    typeof (value as Partial<AtomicStore> | null)?.delete === 'function' ? (value as AtomicStore) : undefined;
-  const what = 'the AtomicStore the handshake binds in (its dpop.bindingStore)';
-  const store = checkStore('unbind', 'store', given.store ?? undefined, what, canDelete) ?? defaultBindingStore;
-  const timeout = checkStoreTimeout('unbind', 'storeTimeout', given.storeTimeout);
-  const { session, sessionID } = req as SessionRequest;
-  if (typeof session !== 'object' || session === null) return;
-  delete session.tokenSecJkt;
-  if (typeof sessionID === 'string' && sessionID !== '') await callStore(() => store.delete(bindingKey(sessionID)), timeout);
-}
-
-/**
- * Options of `tokenSec.unbind()`.
- *
- * @example
- * ```ts
- * await tokenSec.unbind(req, { store: bindings, storeTimeout: 500 });
- * ```
- */
-export interface UnbindOptions {
-  /** The handshake's `dpop.bindingStore`. Default: the in-memory one the handshake uses by default. */
-  store?: AtomicStore;
-  /** Milliseconds the store may take before 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
-  storeTimeout?: number;
+  return checkBinding(req, proof, dpop.binding);
 }

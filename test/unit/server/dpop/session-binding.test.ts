@@ -25,12 +25,14 @@ interface AppOptions {
   dpop?: HandshakeDpopOptions<express.Request>;
   cookies?: 'express-session' | 'cookie-session';
   maxAge?: number;
-  /** Unbind at logout with tokenSec.unbind (default), or regenerate the session. */
-  logout?: 'unbind' | 'regenerate';
+  /** Unbind at logout with tokenSec.unbind (default), or regenerate or destroy the session. */
+  logout?: 'unbind' | 'regenerate' | 'destroy';
+  /** Regenerate the session at login, as README's login does. */
+  regenerateAtLogin?: boolean;
 }
 
 /** An app as README shows it: login, a handshake that hands a token to a logged-in user only, logout. */
-async function app({ dpop = {}, cookies = 'express-session', maxAge, logout = 'unbind' }: AppOptions = {}) {
+async function app({ dpop = {}, cookies = 'express-session', maxAge, logout = 'unbind', regenerateAtLogin = false }: AppOptions = {}) {
   const bindingStore = dpop.bindingStore;
   const { app: a } = handshakeApp(
     {
@@ -47,14 +49,22 @@ async function app({ dpop = {}, cookies = 'express-session', maxAge, logout = 'u
       before: (a) => {
         if (cookies === 'cookie-session') a.use(cookieSession({ name: 'session', keys: ['cookie-session key for tests'] }));
         else a.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false, cookie: { maxAge } }));
-        a.post('/login', (req, res) => {
-          (req.session as unknown as { user: string }).user = 'alice';
-          res.json({ ok: true });
+        a.post('/login', async (req, res, next) => {
+          try {
+            if (regenerateAtLogin)
+              await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+            (req.session as unknown as { user: string }).user = 'alice';
+            res.json({ ok: true });
+          } catch (error) {
+            next(error);
+          }
         });
         a.post('/logout', async (req, res, next) => {
           try {
             if (logout === 'regenerate') {
               await new Promise<void>((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+            } else if (logout === 'destroy') {
+              await new Promise<void>((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
             } else {
               await tokenSec.unbind(req, bindingStore ? { store: bindingStore } : {});
               delete (req.session as unknown as { user?: string }).user;
@@ -229,6 +239,57 @@ describe('logout and login: the server unbinds', () => {
     await expect(tokenSec.unbind({}, { stor: 1 } as never)).rejects.toThrow(/unknown option "stor". Did you mean "store"\?/);
     await expect(tokenSec.unbind({}, { store: {} as never })).rejects.toThrow(/option "store" must be the AtomicStore/);
     await expect(tokenSec.unbind({})).resolves.toBeUndefined();
+  });
+});
+
+describe('a binding lives exactly as long as its session', () => {
+  it.each(['regenerate', 'destroy', 'unbind'] as const)('logout (%s): the binding is deleted from the store', async (logout) => {
+    const bindingStore = testMemoryStore();
+    const { origin, url } = await app({ dpop: { bindingStore }, logout });
+    const cookie = await login(origin);
+    expect((await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie })).status).toBe(200);
+    expect(bindingStore.size()).toBe(1);
+    expect((await fetch(`${origin}/logout`, { method: 'POST', headers: { cookie } })).status).toBe(200);
+    expect(bindingStore.size()).toBe(0);
+  });
+
+  it('a login that regenerates the session deletes the old session’s binding; the new session binds a fresh key', async () => {
+    const bindingStore = testMemoryStore();
+    const { origin, url } = await app({ dpop: { bindingStore }, regenerateAtLogin: true });
+    let cookie = await login(origin);
+    expect((await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie })).status).toBe(200);
+    cookie = await login(origin, cookie);
+    expect(bindingStore.size()).toBe(0);
+    await rotateDpopKey();
+    expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie }))).toEqual(ok);
+    expect(bindingStore.size()).toBe(1);
+  });
+
+  it('one account holder logging in again and again (70 rounds, a store of 60 keys): another user’s first handshake is answered', async () => {
+    const bindingStore = tokenSec.memoryStore({ max: 60 });
+    const { origin, url } = await app({ dpop: { bindingStore }, regenerateAtLogin: true });
+    let cookie = '';
+    for (let round = 0; round < 70; round++) {
+      cookie = await login(origin, cookie);
+      expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie }))).toEqual(ok);
+    }
+    const other = await login(origin);
+    expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie: other }))).toEqual(ok);
+  });
+
+  it('more live bound sessions than the store holds: the next first handshake gets 503 STORE_FULL until a session ends', async () => {
+    const bindingStore = tokenSec.memoryStore({ max: 3 });
+    const { origin, url } = await app({ dpop: { bindingStore }, logout: 'regenerate' });
+    const users = [await login(origin), await login(origin), await login(origin)];
+    for (const cookie of users) expect((await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie })).status).toBe(200);
+    const fourth = await login(origin);
+    expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie: fourth }))).toEqual(
+      refused(503, 'ERR_TOKENSEC_STORE_FULL'),
+    );
+    // The bound sessions go on working; one logs out, and the waiting user's handshake binds.
+    expect((await post(url, { ...(await signedHandshake(url, SECRET, { tsb: false })).headers, cookie: users[0]! })).status).toBe(200);
+    expect((await fetch(`${origin}/logout`, { method: 'POST', headers: { cookie: users[1]! } })).status).toBe(200);
+    expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie: fourth }))).toEqual(ok);
   });
 });
 
