@@ -21,6 +21,7 @@ import { challengeOf, dbscProof, ecTestKey, registrationProof, registrationReque
 import type { FakeClock } from '../support/clock.js';
 import { AGENT_HEADER, COOKIE_OVERRIDE, Jar, type Network } from './network.js';
 import type { ModelServer } from './readme-app.js';
+import { tally } from './settings.js';
 
 const REGISTRATION = '/tokensec/dbsc/registration';
 const REFRESH = '/tokensec/dbsc/refresh';
@@ -95,7 +96,9 @@ abstract class DbscStep<T = unknown> implements fc.AsyncCommand<DbscModel, DbscR
   }
   async run(m: DbscModel, r: DbscReal): Promise<void> {
     const plan = this.plan(m);
-    plan.settle(m, await plan.run(r));
+    const outcome = await plan.run(r);
+    tally(this.constructor.name, outcome);
+    plan.settle(m, outcome);
     expect(r.net.violations, 'no 5xx but the documented 503s, nothing past its timeout').toEqual([]);
   }
   abstract toString(): string;

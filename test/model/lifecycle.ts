@@ -33,6 +33,7 @@ import { joseProof, proofKey, sha256, type ProofKey } from '../support/proofs.js
 import type { FakeClock } from '../support/clock.js';
 import { AGENT_HEADER, COOKIE_OVERRIDE, Jar, type Exchange, type Network } from './network.js';
 import type { ModelServer } from './readme-app.js';
+import { tally } from './settings.js';
 
 /** The token README's `payload` signs lives 5 minutes. */
 const TOKEN_LIFETIME = 300;
@@ -101,8 +102,14 @@ abstract class Step<T = unknown> implements fc.AsyncCommand<Model, Real> {
   }
   async run(m: Model, r: Real): Promise<void> {
     const plan = this.plan(m);
-    plan.settle(m, await plan.run(r));
+    const outcome = await plan.run(r);
+    tally(this.kind(), outcome);
+    plan.settle(m, outcome);
     await invariants(r);
+  }
+  /** The step's name in the tally of outcomes. */
+  kind(): string {
+    return this.constructor.name;
   }
   abstract toString(): string;
 }
@@ -387,6 +394,9 @@ export class Together extends Step<[unknown, unknown]> {
       },
     };
   }
+  override kind() {
+    return `Together(${this.a.kind()}, ${this.b.kind()})`;
+  }
   toString() {
     return `Together(${this.a}, ${this.b})`;
   }
@@ -624,19 +634,20 @@ const together = fc
     return new Together(make(x, first), make(y, second));
   });
 
+/** The steps; an entry given more than once comes up more often (a user is logged in most of the time, and calls the API). */
 export const commandArbitraries = [
   tab.map((t) => new PageLoad(t)),
   fc.tuple(tab, asset).map(([t, a]) => new AssetRequest(t, a)),
-  tab.map((t) => new Login(t)),
+  ...Array.from({ length: 3 }, () => tab.map((t) => new Login(t))),
   tab.map((t) => new Logout(t)),
-  tab.map((t) => new Handshake(t)),
-  tab.map((t) => new Handshake(t)),
-  tab.map((t) => new ApiCall(t)),
+  ...Array.from({ length: 3 }, () => tab.map((t) => new Handshake(t))),
+  ...Array.from({ length: 3 }, () => tab.map((t) => new ApiCall(t))),
   fc.constant(new RotateKey()),
   jump.map((ms) => new ClockJump(ms)),
   together,
+  together,
   fc
-    .tuple(fc.constantFrom<'login' | 'logout'>('login', 'logout'), fc.array(asset, { minLength: 1, maxLength: 3 }), fc.boolean())
+    .tuple(fc.constantFrom<'login' | 'logout'>('login', 'login', 'logout'), fc.array(asset, { minLength: 1, maxLength: 3 }), fc.boolean())
     .map(([what, assets, stale]) => new WithAssets(what, assets, stale)),
   fc.constant(new RecordCookies()),
   fc.constant(new AttackerHandshake()),

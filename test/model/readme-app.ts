@@ -107,7 +107,8 @@ export async function startModelServer(kind: 'memory' | 'redis', name: 'server' 
       : replaceOnce(source, 'app.use(\n  session({\n', 'app.use(\n  session({\n    store: sessionStore,\n', 'the session store');
   if (kind === 'redis' && name === 'server') {
     source = replaceOnce(source, 'dpop: { origin: ORIGIN }', 'dpop: { origin: ORIGIN, bindingStore }', "the handshake's binding store");
-    source = replaceOnce(source, 'tokenSec.unbind(req)', 'tokenSec.unbind(req, { store: bindingStore })', "unbind's store");
+    // A logout that keeps the session unbinds it (README's logout may regenerate instead).
+    source = source.replace('tokenSec.unbind(req)', 'tokenSec.unbind(req, { store: bindingStore })');
   }
   let hold: { resolveHeld: () => void; waiting?: () => void } | undefined;
   const set = sessionStore.set.bind(sessionStore);

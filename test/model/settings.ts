@@ -17,6 +17,24 @@ const seed = process.env.TOKENSEC_MODEL_SEED
     ? Math.floor(Math.random() * 2 ** 31)
     : SEED;
 
+/** How often each step got each answer in this file's runs: printed after them, to show what the runs reached. */
+const tallies = new Map<string, number>();
+
+/** A short label of a step's outcome: its status, or statuses. */
+function label(outcome: unknown): string {
+  if (typeof outcome === 'number' || typeof outcome === 'string' || outcome === undefined || outcome === null) return String(outcome);
+  if (Array.isArray(outcome)) return outcome.map(label).join('+');
+  if (outcome instanceof Response) return String(outcome.status);
+  const { status, token, main } = outcome as { status?: number; token?: string; main?: Response };
+  if (main) return String(main.status);
+  return token !== undefined && status === undefined ? '200' : String(status);
+}
+
+export function tally(step: string, outcome: unknown): void {
+  const key = `${step} ${label(outcome)}`;
+  tallies.set(key, (tallies.get(key) ?? 0) + 1);
+}
+
 export function modelRunSettings(name: string, fixedRuns: number) {
   const runs = process.env.TOKENSEC_MODEL_RUNS ? Number(process.env.TOKENSEC_MODEL_RUNS) : budget > 0 ? undefined : fixedRuns;
   const timeLimit = runs === undefined ? (budget * 1000) / MODELS : undefined;
@@ -34,6 +52,10 @@ export function modelRunSettings(name: string, fixedRuns: number) {
         `model ${name}: seed ${seed}, ${runs === undefined ? `${timeLimit! / 1000} s` : `${runs} runs`} (TOKENSEC_MODEL_SEED=${seed} replays it)`,
       ),
     ran: () => done++,
-    report: () => console.log(`model ${name}: ${done} runs passed, seed ${seed}`),
+    report: () => {
+      const seen = [...tallies].sort(([a], [b]) => a.localeCompare(b)).map(([key, count]) => `${key}: ${count}`);
+      console.log(`model ${name}: ${done} runs passed, seed ${seed}; steps and their answers:\n  ${seen.join('\n  ')}`);
+      tallies.clear();
+    },
   };
 }
