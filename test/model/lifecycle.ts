@@ -78,6 +78,8 @@ export interface Real {
   attackerKey: ProofKey;
   recorded?: { cookie: string; csrfToken?: string };
   attackerToken?: string;
+  /** The thumbprint of each key the page has had, by the model's key number. */
+  keys: string[];
   /** Bindings without a session left by earlier runs (a failed run's), not this run's to answer for. */
   orphansBefore: Set<string>;
 }
@@ -105,7 +107,7 @@ abstract class Step<T = unknown> implements fc.AsyncCommand<Model, Real> {
     const outcome = await plan.run(r);
     tally(this.kind(), outcome);
     plan.settle(m, outcome);
-    await invariants(r);
+    await invariants(r, m);
   }
   /** The step's name in the tally of outcomes. */
   kind(): string {
@@ -114,9 +116,21 @@ abstract class Step<T = unknown> implements fc.AsyncCommand<Model, Real> {
   abstract toString(): string;
 }
 
-/** After every step: the network's own invariants, and no binding without its session. */
-export async function invariants(r: Real): Promise<void> {
+/** express-session's session id in the browser's cookie (`s:<id>.<signature>`). */
+const sessionIdOf = (r: Real) => /^s:([^.]+)\./.exec(decodeURIComponent(jar(r).get('connect.sid') ?? ''))?.[1];
+
+/**
+ * After every step: the network's own invariants; with Redis, no binding without its session, and
+ * the browser's session, when the model says its key is bound, has that binding in the store.
+ */
+export async function invariants(r: Real, m: Model): Promise<void> {
   expect(r.net.violations, 'no 5xx but the documented 503s, nothing past its timeout').toEqual([]);
+  const bound = current(m)?.bound;
+  const id = sessionIdOf(r);
+  if (bound?.who === 'user' && id !== undefined) {
+    const stored = await r.server.bindingOf(id);
+    if (stored !== undefined) expect(stored, 'a session the server reported bound keeps its binding in the store').toBe(r.keys[bound.key]);
+  }
   const orphans = (await r.server.orphanBindings()).filter((key) => !r.orphansBefore.has(key));
   expect(orphans, 'a binding lives exactly as long as its session (issue 29 point 2)').toEqual([]);
 }
@@ -339,8 +353,8 @@ export class ApiCall extends Step<number | undefined> {
 export class RotateKey extends Step<void> {
   plan(): Plan<void> {
     return {
-      run: async () => {
-        await rotateDpopKey();
+      run: async (r) => {
+        r.keys.push((await rotateDpopKey()).thumbprint);
       },
       settle: (m) => {
         m.key++;
@@ -670,10 +684,11 @@ export async function setup(server: ModelServer, net: Network, clock: FakeClock)
     tabs: [{}, {}],
     attackerKey: await proofKey(),
     orphansBefore: new Set(await server.orphanBindings()),
+    keys: [],
   };
   net.agents.set(real.user, new Jar());
   net.agents.set(real.attacker, new Jar());
-  await rotateDpopKey(); // this browser's key, made in this run
+  real.keys.push((await rotateDpopKey()).thumbprint); // this browser's key, made in this run
   const model: Model = {
     now: Date.now(),
     session: 0,

@@ -44,6 +44,8 @@ export interface ModelServer {
    * readable): a binding must live exactly as long as its session.
    */
   orphanBindings(): Promise<string[]>;
+  /** The key bound to the session with this id, read from Redis (undefined with the memory store, which keeps it unreadable). */
+  bindingOf(sessionId: string): Promise<string | null | undefined>;
   stop(): Promise<void>;
 }
 
@@ -178,6 +180,10 @@ export async function startModelServer(kind: 'memory' | 'redis', name: 'server' 
         (await client.keys('sess:*')).map((key) => createHash('sha256').update(key.slice('sess:'.length)).digest('base64url')),
       );
       return (await client.keys('tokensec:tokensec:bind:*')).filter((key) => !sessions.has(key.slice('tokensec:tokensec:bind:'.length)));
+    },
+    async bindingOf(sessionId) {
+      if (!client) return undefined;
+      return client.get(`tokensec:tokensec:bind:${createHash('sha256').update(sessionId).digest('base64url')}`);
     },
     async stop() {
       server.closeAllConnections();
