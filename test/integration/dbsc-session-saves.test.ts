@@ -85,6 +85,8 @@ describe.each(stores)('%s', (_name, make) => {
       req.session.visits = (req.session.visits ?? 0) + 1;
       res.json({ visits: req.session.visits });
     });
+    a.post('/logout', (req, res, next) => req.session.destroy((error) => (error ? next(error) : res.json({}))));
+    a.post('/regenerate', (req, res, next) => req.session.regenerate((error) => (error ? next(error) : res.json({}))));
     a.get('/account', dbsc.requireBoundSession, (req, res) => res.json({ user: req.session.userId, visits: req.session.visits ?? 0 }));
     a.use(tokenSec.errorHandler());
     const server = await listen(a);
@@ -100,10 +102,10 @@ describe.each(stores)('%s', (_name, make) => {
     /** What the session store holds for this client's session now, and the DBSC record beside it. */
     const stored = (client: Client) => read(sidOf(client));
     const record = (client: Client) =>
-      read(`tokensec-dbsc.${createHash('sha256').update(sidOf(client)).digest('base64url')}`) as Promise<
+      read(`tokensec:dbsc:${createHash('sha256').update(sidOf(client)).digest('base64url')}`) as Promise<
         { cookie: { expires: string }; tokenSecDbsc: unknown } | undefined
       >;
-    return { origin: server.origin, gates, stored, record };
+    return { origin: server.origin, gates, stored, record, read };
   }
 
   it('a page request that loads the session before the registration and saves it after: still bound, the refresh succeeds', async () => {
@@ -168,6 +170,23 @@ describe.each(stores)('%s', (_name, make) => {
     expect(expires).toBeLessThanOrEqual(Date.now() + 3_600_000);
     browser.cookies.delete(BOUND);
     expect((await browser.send('GET', '/account')).status).toBe(401);
+  });
+
+  it.each(['/logout', '/regenerate'])('%s: the DBSC record goes with the session', async (path) => {
+    const { origin, record, read } = await app();
+    const browser = new Client(origin);
+    const { challenge } = registrationRequest((await browser.send('POST', '/login')).headers.get('secure-session-registration'));
+    const response = await browser.send('POST', REGISTRATION, {
+      'secure-session-response': registrationProof(ecTestKey(), { jti: challenge }),
+    });
+    expect(response.status).toBe(200);
+    const cookie = decodeURIComponent(defined(browser.cookies.get('connect.sid'), 'session cookie'));
+    const sid = cookie.slice(2, cookie.lastIndexOf('.'));
+    expect((await record(browser))?.tokenSecDbsc).toMatchObject({ id: challengeOf(response).id });
+    expect((await browser.send('POST', path)).status).toBe(200);
+    // Gone from the store (memory: undefined, connect-redis: null).
+    expect((await read(sid)) ?? undefined).toBeUndefined();
+    expect((await read(`tokensec:dbsc:${createHash('sha256').update(sid).digest('base64url')}`)) ?? undefined).toBeUndefined();
   });
 
   it('a session without a server-side store (cookie-session): 500 ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE at login, naming the fix', async () => {

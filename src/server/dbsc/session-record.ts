@@ -6,11 +6,12 @@
  * and saves it after (Chromium registers 30–120 ms after login, while the page's next requests run)
  * writes back a session without the key; the record is written only by TokenSec, so it survives,
  * and the next read puts the key back into the session. The record lives where the session lives
- * (one process or all of them, across restarts with a persistent store) and expires with it: it
- * takes the session's cookie, and every refresh moves its expiry with the session's.
+ * (one process or all of them, across restarts with a persistent store) and dies with it: it takes
+ * the session's cookie (every refresh moves its expiry with the session's), and the store's
+ * `destroy` of the session (destroy, regenerate) destroys it too.
  */
-import { createHash } from 'node:crypto';
 import { TokenSecError } from '../../protocol/errors.js';
+import { sessionStateKey } from '../session/state.js';
 import type { MaybePromise } from '../options.js';
 import type { DbscBinding } from './options.js';
 
@@ -18,6 +19,7 @@ import type { DbscBinding } from './options.js';
 interface SessionStoreLike {
   get(sid: string, callback: (error: unknown, session?: unknown) => void): void;
   set(sid: string, session: unknown, callback?: (error?: unknown) => void): void;
+  destroy?(sid: string, callback?: (error?: unknown) => void): void;
 }
 
 interface ExpressSessionRequest {
@@ -46,8 +48,31 @@ export interface DbscState<Req> {
   refreshed(req: Req, binding: RegisteredBinding): MaybePromise<void>;
 }
 
-/** The store key of a session's DBSC record: a hash, so the store holds the session id in one place only. */
-export const recordId = (sessionId: string) => `tokensec-dbsc.${createHash('sha256').update(sessionId).digest('base64url')}`;
+/** The session-store id of a session's DBSC record: session/state.ts's key of kind `dbsc` (a hash, never the session id). */
+export const recordId = (sessionId: string) => sessionStateKey('dbsc', sessionId);
+const RECORD_PREFIX = recordId('').slice(0, recordId('').lastIndexOf(':') + 1);
+
+type Destroy = (this: unknown, sid: unknown, callback?: (error?: unknown) => void) => unknown;
+const followed = new WeakSet<object>();
+
+/**
+ * Makes the request's session store destroy a session's DBSC record with the session: wraps its
+ * `destroy` once per store, which `req.session.destroy()` and `req.session.regenerate()` call
+ * (as session/state.ts does for the AtomicStore keys). A session that expires takes its record
+ * along by the record's own expiry, the session's.
+ */
+export function followSessionStoreRecords(req: unknown): void {
+  const store = (req as ExpressSessionRequest).sessionStore as { destroy?: unknown } | undefined;
+  if (typeof store !== 'object' || store === null || followed.has(store)) return;
+  followed.add(store);
+  if (typeof store.destroy !== 'function') return;
+  const original = store.destroy as Destroy;
+  store.destroy = function destroyWithDbscRecord(this: unknown, sid: unknown, callback?: (error?: unknown) => void) {
+    if (typeof sid !== 'string' || sid === '' || sid.startsWith(RECORD_PREFIX)) return original.call(this, sid, callback);
+    // The record first (its failure does not keep the session alive: it then ends with its expiry), then the session.
+    return original.call(this, recordId(sid), () => original.call(this, sid, callback));
+  } satisfies Destroy;
+}
 
 const notServerSide = () =>
   new TokenSecError(
