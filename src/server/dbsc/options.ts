@@ -5,24 +5,10 @@ import type { IncomingMessage } from 'node:http';
 import { assertClock, checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
 import { checkStore, checkStoreTimeout, type AtomicStore } from '../store.js';
 import { memoryStore } from '../memory-store.js';
-import { expressSessionState, type DbscState } from './session-record.js';
-import { DBSC_ALGORITHMS, type DbscAlgorithm, type DbscJwk } from './verify.js';
+import { expressSessionState, type DbscBinding, type DbscState } from './session-record.js';
+import { DBSC_ALGORITHMS, type DbscAlgorithm } from './verify.js';
 
-/**
- * What TokenSec keeps about a login's DBSC session, in the app's session: the registration
- * asked for at login (`pending`), then the browser's public key (`id`, `alg`, `jwk`, `jkt`).
- */
-export interface DbscBinding {
-  /** Set by requestRegistration(): the challenge the registration must sign, and its authorization value. */
-  pending?: { challenge: string; authorization?: string } | undefined;
-  /** The DBSC session identifier (`Sec-Secure-Session-Id`), set at registration. */
-  id?: string;
-  alg?: DbscAlgorithm;
-  /** The browser's public key, registered once; refreshes must be signed with it. */
-  jwk?: DbscJwk;
-  /** RFC 7638 thumbprint of `jwk`. */
-  jkt?: string;
-}
+export type { DbscBinding } from './session-record.js';
 
 /**
  * Where each login's DBSC binding lives: plain functions of the request, no Express needed.

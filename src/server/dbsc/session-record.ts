@@ -13,7 +13,23 @@
 import { TokenSecError } from '../../protocol/errors.js';
 import { sessionStateKey } from '../session/state.js';
 import type { MaybePromise } from '../options.js';
-import type { DbscBinding } from './options.js';
+import type { DbscAlgorithm, DbscJwk } from './verify.js';
+
+/**
+ * What TokenSec keeps about a login's DBSC session, in the app's session: the registration
+ * asked for at login (`pending`), then the browser's public key (`id`, `alg`, `jwk`, `jkt`).
+ */
+export interface DbscBinding {
+  /** Set by requestRegistration(): the challenge the registration must sign, and its authorization value. */
+  pending?: { challenge: string; authorization?: string } | undefined;
+  /** The DBSC session identifier (`Sec-Secure-Session-Id`), set at registration. */
+  id?: string;
+  alg?: DbscAlgorithm;
+  /** The browser's public key, registered once; refreshes must be signed with it. */
+  jwk?: DbscJwk;
+  /** RFC 7638 thumbprint of `jwk`. */
+  jkt?: string;
+}
 
 /** The part of express-session's Store that the record needs (callback style, as express-session's stores have it). */
 interface SessionStoreLike {
