@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Four projects: `npm test` runs them all; `npm run test:unit` is the fast loop (no Chromium, no
+// Five projects: `npm test` runs them all; `npm run test:unit` is the fast loop (no Chromium, no
 // real servers other than the app under test, no load).
 const project = (name: string, include: string[], extra: { testTimeout?: number; fileParallelism?: boolean } = {}) => ({
   extends: true as const,
@@ -20,6 +20,8 @@ export default defineConfig({
       // a WebKit context is a MiniBrowser of its own, which takes seconds to start on a busy machine.
       project('browser', ['test/browser/**/*.test.ts'], { testTimeout: 60_000 }),
       project('stress', ['test/stress/**/*.test.ts']),
+      // Model-based tests of the session lifecycle (issue 29): a fixed seed here, longer in `npm run test:model`.
+      project('model', ['test/model/**/*.test.ts']),
     ],
   },
 });

@@ -25,6 +25,8 @@ let close: () => Promise<void>;
 const bound: string[] = [];
 /** The code of every error the server answered, in order. */
 const refusals: string[] = [];
+/** When set, each login waits on it before answering (the tab's name is its `x-tab` header): how a test orders two logins. */
+let holdLogin: ((tab: string) => Promise<void>) | undefined;
 
 /** The page: the session bundle and small helpers a test calls through page.evaluate. */
 const PAGE = `<!doctype html><title>key integrity</title><script src="/tokensec-session.js"></script><script>
@@ -47,11 +49,12 @@ beforeAll(async () => {
   app.get('/tokensec-session.js', tokenSec.client({ bundle: 'session' }));
   // Login regenerates the session (no fixation, nothing bound); `jkt` binds it at login.
   app.post('/login', (req, res, next) =>
-    req.session.regenerate((err) => {
+    req.session.regenerate(async (err) => {
       if (err) return next(err);
       const s = req.session as unknown as { user: string; tokenSecJkt?: string };
       s.user = 'alice';
       if (req.body?.jkt) s.tokenSecJkt = String(req.body.jkt);
+      await holdLogin?.(req.get('x-tab') ?? '');
       res.json({ ok: true });
     }),
   );
@@ -276,20 +279,92 @@ describe.each(engines)('key integrity in %s', (engine) => {
       }
     });
 
-    it('both tabs log in at once and call the API through TokenSec.session()', async () => {
+    /**
+     * Both tabs send their login at once, from the same session; the server regenerates it twice
+     * (two new sessions) and answers in an order the test chooses. The browser keeps the cookie of
+     * the login answered last. A tab's API call binds the session its cookie names at that moment
+     * to a key made fresh for it.
+     */
+    async function twoLogins(context: EngineContext) {
+      const tabs = await Promise.all([freshPage(context), freshPage(context)]).then((pages) => pages.map((p) => p.page) as [Page, Page]);
+      const held = new Map<string, () => void>();
+      let bothArrived!: () => void;
+      const arrived = new Promise<void>((resolve) => (bothArrived = resolve));
+      holdLogin = (tab) =>
+        new Promise<void>((release) => {
+          held.set(tab, release);
+          if (held.size === 2) bothArrived();
+        });
+      await Promise.all(
+        tabs.map((tab, i) =>
+          tab.evaluate((name) => {
+            const w = window as any;
+            const csrf = decodeURIComponent(/(?:^|; )tokensec=([^;]*)/.exec(document.cookie)?.[1] ?? '');
+            w.loggedIn = fetch('/login', {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'x-csrf-token': csrf, 'x-tab': name },
+              body: '{}',
+            }).then((r) => r.status);
+          }, String(i)),
+        ),
+      );
+      await arrived; // both logins are on the server, each with its new session, neither answered
+      holdLogin = undefined;
+      /** Answers tab i's login and waits until the tab has its answer (and the browser its cookie). */
+      const answer = async (i: number) => {
+        held.get(String(i))!();
+        expect(await tabs[i]!.evaluate(() => (window as any).loggedIn as Promise<number>)).toBe(200);
+      };
+      return { tabs, answer };
+    }
+
+    const callApi = (tab: Page) =>
+      tab.evaluate(async () => {
+        const w = window as any;
+        w.tokenSession ??= w.TokenSec.session({ uri: '/token' });
+        const response = await w.tokenSession.fetch('/api/me');
+        return { status: response.status as number, key: (await w.TokenSec.getDpopKey()).thumbprint as string };
+      });
+
+    it('both tabs log in at once, answered in turn, then call the API at once through TokenSec.session(): one key, both 200', async () => {
       const context = await browser.newContext();
       try {
-        const tabs = await Promise.all([freshPage(context), freshPage(context)]).then((pages) => pages.map((p) => p.page));
+        const { tabs, answer } = await twoLogins(context);
+        await answer(0);
+        await answer(1);
+        // Both calls run on the second login's session: the two first handshakes bind it to one key.
+        const before = bound.length;
         const results = (await atOnce(tabs, async () => {
           const w = window as any;
-          await w.login();
           const response = await w.TokenSec.session({ uri: '/token' }).fetch('/api/me');
           return { status: response.status as number, key: (await w.TokenSec.getDpopKey()).thumbprint as string };
         })) as { status: number; key: string }[];
         expect(results.map((r) => r.status)).toEqual([200, 200]);
         expect(results[0]!.key).toBe(results[1]!.key);
-        expect(bound.at(-1)).toBe(results[0]!.key);
+        expect(new Set(bound.slice(before))).toEqual(new Set([results[0]!.key]));
       } finally {
+        holdLogin = undefined;
+        await context.close();
+      }
+    });
+
+    it('both tabs log in at once; the first calls the API before the second login is answered: each session its own key, both tabs keep working', async () => {
+      const context = await browser.newContext();
+      try {
+        const { tabs, answer } = await twoLogins(context);
+        const [one, two] = tabs;
+        await answer(0);
+        const first = await callApi(one); // binds the first login's session
+        await answer(1);
+        const second = await callApi(two); // the second login's session: a fresh key of its own
+        expect([first.status, second.status]).toEqual([200, 200]);
+        expect(second.key).not.toBe(first.key);
+        expect(bound.slice(-2)).toEqual([first.key, second.key]);
+        // The browser is on the second session now: both tabs call through it, with the key it is bound to.
+        expect(await callApi(two)).toEqual({ status: 200, key: second.key });
+        expect((await callApi(one)).status).toBe(200);
+      } finally {
+        holdLogin = undefined;
         await context.close();
       }
     });

@@ -199,6 +199,49 @@ const getToken = (page: Page) =>
 const events = (page: Page) => page.evaluate(() => (window as any).events.map((e: { type: string }) => e.type) as string[]);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The page's clock, in the test's hands: Date.now, setTimeout and clearTimeout of the page are
+ * replaced by a clock that moves only when the test calls `advance(page, ms)`, which runs the timers
+ * that fall due, in order. A refresh timer then fires when the test says, however slow the machine.
+ * (Installed after load: the session client reads these globals when it calls them.)
+ */
+const installClock = (page: Page) =>
+  page.evaluate(() => {
+    const w = window as any;
+    let now = Date.now();
+    let nextId = 1;
+    const timers = new Map<number, { at: number; run: () => void }>();
+    Date.now = () => now;
+    w.setTimeout = (run: () => void, ms?: number) => {
+      const id = nextId++;
+      timers.set(id, { at: now + Math.max(0, Number(ms) || 0), run });
+      return id;
+    };
+    w.clearTimeout = (id: number) => void timers.delete(id);
+    w.testClock = (ms: number) => {
+      const end = now + ms;
+      for (;;) {
+        let due: [number, { at: number; run: () => void }] | undefined;
+        for (const entry of timers) if (entry[1].at <= end && (!due || entry[1].at < due[1].at)) due = entry;
+        if (!due) break;
+        timers.delete(due[0]);
+        now = due[1].at;
+        due[1].run();
+      }
+      now = end;
+    };
+  });
+const advance = (page: Page, ms: number) => page.evaluate((m) => (window as any).testClock(m), ms);
+/** Waits (polling from here, not in the page, whose timers are the test's) until the page has recorded `count` session events. */
+async function eventCount(page: Page, count: number): Promise<string[]> {
+  for (let tries = 0; ; tries++) {
+    const seen = await events(page);
+    if (seen.length >= count) return seen;
+    if (tries > 500) throw new Error(`waited for ${count} session events; saw ${JSON.stringify(seen)}`);
+    await sleep(20);
+  }
+}
+
 describe.each(engines)('TokenSec.session() in %s', (engine) => {
   useEngine(engine);
   it('caches the token: ten concurrent callers and later calls cause one handshake', async () => {
@@ -309,20 +352,24 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
     }
   });
 
-  it('refreshes before expiry: a token living 2 s with a 1 s leeway is replaced after about 1 s', async () => {
+  it('refreshes before expiry: a token living 2 s with a 1 s leeway is replaced 1 s after it came', async () => {
     const { context, page } = await open();
     try {
       state.lifetime = 2;
       await start(page, { leeway: 1 });
+      await installClock(page);
       const first = await getToken(page);
-      await page.waitForFunction(() => (window as any).events.length >= 3, null, { timeout: 5000 });
-      expect((await events(page)).slice(0, 3)).toEqual(['token', 'refresh', 'token']);
+      await advance(page, 999);
+      expect(await events(page)).toEqual(['token']);
+      await advance(page, 1);
+      expect((await eventCount(page, 3)).slice(0, 3)).toEqual(['token', 'refresh', 'token']);
       const second = await getToken(page);
       expect(second.token).toBe(state.tokens[1]);
       expect(second.token).not.toBe(first.token);
+      expect(state.handshakes).toBe(2);
       // The first token had not expired when the second arrived.
       const [a, , b] = await page.evaluate(() => (window as any).events.map((e: any) => e.expiresAt));
-      expect(b).toBeGreaterThan(a);
+      expect(b).toBe(a + 1000);
     } finally {
       await context.close();
     }
@@ -333,6 +380,7 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
     try {
       state.lifetime = 2;
       await start(page, { leeway: 1 });
+      await installClock(page);
       await getToken(page);
       const setVisibility = (value: string) =>
         page.evaluate((v) => {
@@ -340,12 +388,12 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
           document.dispatchEvent(new Event('visibilitychange'));
         }, value);
       await setVisibility('hidden');
-      await sleep(1600);
+      await advance(page, 1600); // past the time to refresh
       expect(state.handshakes).toBe(1);
       await setVisibility('visible');
-      await page.waitForFunction(() => (window as any).events.length >= 3, null, { timeout: 5000 });
+      await advance(page, 0);
+      expect(await eventCount(page, 3)).toEqual(['token', 'refresh', 'token']);
       expect(state.handshakes).toBe(2);
-      expect(await events(page)).toEqual(['token', 'refresh', 'token']);
     } finally {
       await context.close();
     }
@@ -356,19 +404,21 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
     try {
       state.lifetime = 2;
       await start(page, { leeway: 1 });
+      await installClock(page);
       await getToken(page);
       await page.evaluate(() => {
         Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
         document.dispatchEvent(new Event('visibilitychange'));
       });
-      await sleep(1300);
+      await advance(page, 1300);
+      expect(state.handshakes).toBe(1);
       // Visible again without a visibilitychange event; only online tells the session.
       await page.evaluate(() => {
         Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'visible' });
         window.dispatchEvent(new Event('online'));
       });
-      await page.waitForFunction(() => (window as any).events.length >= 3, null, { timeout: 5000 });
-      expect(await events(page)).toEqual(['token', 'refresh', 'token']);
+      await advance(page, 0);
+      expect(await eventCount(page, 3)).toEqual(['token', 'refresh', 'token']);
     } finally {
       await context.close();
     }
@@ -459,9 +509,10 @@ describe.each(engines)('TokenSec.session() in %s', (engine) => {
     try {
       state.lifetime = 2;
       await start(page, { leeway: 1 });
+      await installClock(page);
       await getToken(page);
       await page.evaluate(() => (window as any).session.clear());
-      await sleep(2500);
+      await advance(page, 2500); // past the time to refresh, and past the token's expiry
       expect(state.handshakes).toBe(1);
       expect(await events(page)).toEqual(['token']);
     } finally {
@@ -838,12 +889,14 @@ describe.each(engines)('the session API in %s', (engine) => {
         expect(state.seen).toEqual([]);
         expect(await page.evaluate(() => (window as any).events)).toEqual([{ type: 'error', code: 'ERR_TOKENSEC_TIMEOUT' }]);
         // clear() ends the wait at once, for every caller.
-        const cleared = await page.evaluate(() => {
+        const cleared = await page.evaluate(async (name) => {
           const w = window as any;
           const waiting = w.session.fetch('/api/seen').catch((e: any) => e.code);
-          setTimeout(() => w.session.clear(), 200);
+          // Once the call waits for the lock (not after a fixed time): then clear().
+          while (!(await navigator.locks.query()).pending?.some((lock) => lock.name === name)) await new Promise((r) => setTimeout(r, 10));
+          w.session.clear();
           return waiting;
-        });
+        }, `tokensec:${origin}/token`);
         expect(cleared).toBe('ERR_TOKENSEC_ABORTED');
         expect(state.handshakes).toBe(0);
       } finally {

@@ -15,6 +15,8 @@ import { requestRegistration, type RegistrationRequestOptions } from './request-
 import { checkDbscHost } from './session.js';
 import { checkBoundSession, requireBoundSession } from './require-bound-session.js';
 import { readRequestTarget } from '../request-target.js';
+import { followSessionStore } from '../session/state.js';
+import { followSessionStoreRecords } from './session-record.js';
 
 export type { DbscBinding, DbscOptions, DbscSessionStore } from './options.js';
 export type { RegistrationRequestOptions } from './request-registration.js';
@@ -69,6 +71,9 @@ export function dbsc<Req extends IncomingMessage = IncomingMessage>(options: Dbs
   };
   return {
     middleware(req, res, next) {
+      // Per-session state dies with the session: the DPoP binding's keys (session/state.ts) and the DBSC record.
+      followSessionStore(req);
+      followSessionStoreRecords(req);
       const path = readRequestTarget(req).path;
       if (path === resolved.registrationPath) return handle((q, s) => register(resolved, q, s), req, res, next);
       if (path === resolved.refreshPath) return handle((q, s) => refresh(resolved, q, s), req, res, next);

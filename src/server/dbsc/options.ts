@@ -2,39 +2,20 @@
  * `tokenSec.dbsc()`'s options, checked once when it is created, and the session store contract.
  */
 import type { IncomingMessage } from 'node:http';
-import { TokenSecError } from '../../protocol/errors.js';
 import { assertClock, checkBoolean, checkInteger, checkOptions, describe, optionError, type MaybePromise } from '../options.js';
 import { checkStore, checkStoreTimeout, type AtomicStore } from '../store.js';
 import { memoryStore } from '../memory-store.js';
-import { DBSC_ALGORITHMS, type DbscAlgorithm, type DbscJwk } from './verify.js';
+import { expressSessionState, type DbscBinding, type DbscState } from './session-record.js';
+import { DBSC_ALGORITHMS, type DbscAlgorithm } from './verify.js';
 
-/**
- * What TokenSec keeps about a login's DBSC session, in the app's session: the registration
- * asked for at login (`pending`), then the browser's public key (`id`, `alg`, `jwk`, `jkt`).
- */
-export interface DbscBinding {
-  /** Set by requestRegistration(): the challenge the registration must sign, and its authorization value. */
-  pending?:
-    | {
-        /** The challenge the registration proof must carry as its `jti`. */
-        challenge: string;
-        /** The value the proof must echo in its `authorization` claim, when the login gave one. */
-        authorization?: string;
-      }
-    | undefined;
-  /** The DBSC session identifier (`Sec-Secure-Session-Id`), set at registration. */
-  id?: string;
-  /** The registered key's algorithm. */
-  alg?: DbscAlgorithm;
-  /** The browser's public key, registered once; refreshes must be signed with it. */
-  jwk?: DbscJwk;
-  /** RFC 7638 thumbprint of `jwk`. */
-  jkt?: string;
-}
+export type { DbscBinding } from './session-record.js';
 
 /**
  * Where each login's DBSC binding lives: plain functions of the request, no Express needed.
- * The default keeps it in express-session's `req.session.tokenSecDbsc`.
+ * The default keeps it in express-session: in `req.session.tokenSecDbsc` and, once registered, in a
+ * record of its own in the session store, which no concurrent save of the session can erase. Your
+ * store must not lose a binding to concurrent requests either: `set` is called once at login (the
+ * pending registration) and once at registration, while the page's other requests may be running.
  *
  * @example
  * ```ts
@@ -74,7 +55,7 @@ export interface DbscOptions<Req = IncomingMessage> {
   challengeTtl?: number;
   /** Algorithms offered to the browser, in order of preference. Default `['ES256', 'RS256']`. */
   algorithms?: DbscAlgorithm[];
-  /** The app session's DBSC binding. Default: express-session's `req.session.tokenSecDbsc`. */
+  /** The app session's DBSC binding. Default: express-session's session, and a record beside it in its store. */
   store?: DbscSessionStore<Req>;
   /** Used challenges, shared by every process (Redis across processes). Default: memory, one process. */
   challengeStore?: AtomicStore;
@@ -98,12 +79,15 @@ export interface ResolvedDbsc<Req> {
   cookieAttributes: string;
   challengeTtl: number;
   algorithms: readonly DbscAlgorithm[];
-  store: DbscSessionStore<Req>;
+  store: DbscState<Req>;
   challengeStore: AtomicStore;
   storeTimeout: number;
   origins: readonly string[] | undefined;
   handshake: boolean;
+  /** Unix seconds, rounded down: what challenges and bound cookies are checked against. */
   nowSeconds: () => number;
+  /** Unix milliseconds. */
+  nowMs: () => number;
 }
 
 const KNOWN = [
@@ -125,25 +109,15 @@ const KNOWN = [
 const MIN_SECRET_BYTES = 32;
 const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-interface SessionRequest {
-  session?: { tokenSecDbsc?: DbscBinding };
+/** The app's own store: a registration is the set() of the registered binding. */
+function appState<Req>(store: DbscSessionStore<Req>): DbscState<Req> {
+  return {
+    get: (req) => store.get(req),
+    request: (req, pending) => store.set(req, { pending }),
+    register: (req, binding) => store.set(req, binding),
+    refreshed: () => undefined,
+  };
 }
-
-/** express-session: the binding on `req.session`. Without a session there is nowhere to keep it. */
-const expressSessionStore: DbscSessionStore<unknown> = {
-  get: (req) => (req as SessionRequest).session?.tokenSecDbsc,
-  set: (req, binding) => {
-    const { session } = req as SessionRequest;
-    if (!session) {
-      throw new TokenSecError(
-        'ERR_TOKENSEC_SESSION_NOT_SERVER_SIDE',
-        'tokenSec.dbsc() keeps the browser key in the session: mount express-session before it, or pass a "store" option.',
-        500,
-      );
-    }
-    session.tokenSecDbsc = binding;
-  },
-};
 
 function path(name: string, value: unknown, fallback: string): string {
   if (value === undefined) return fallback;
@@ -224,11 +198,12 @@ export function resolveDbscOptions<Req>(options: unknown): ResolvedDbsc<Req> {
     cookieAttributes: 'Path=/; Secure; HttpOnly; SameSite=Lax',
     challengeTtl: checkInteger('dbsc', 'challengeTtl', given.challengeTtl, 300, 1, 86_400, 'seconds'),
     algorithms: algorithms as DbscAlgorithm[],
-    store: (store as DbscSessionStore<Req> | undefined) ?? (expressSessionStore as DbscSessionStore<Req>),
+    store: store === undefined ? (expressSessionState as DbscState<Req>) : appState(store as DbscSessionStore<Req>),
     challengeStore: checkedChallengeStore ?? memoryStore({ now: clock }),
     storeTimeout: checkStoreTimeout('dbsc', 'storeTimeout', given.storeTimeout),
     origins: origins(given.origin),
     handshake: checkBoolean('dbsc', 'handshake', given.handshake, true),
     nowSeconds,
+    nowMs: clock,
   };
 }

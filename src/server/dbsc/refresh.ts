@@ -13,7 +13,7 @@ import { TokenSecError } from '../../protocol/errors.js';
 import { consumeChallenge, newChallenge, openChallenge } from './challenges.js';
 import { CHALLENGE_HEADER, challengeHeader, dbscError, readTokenHeader, RESPONSE_HEADER, SESSION_ID_HEADER } from './headers.js';
 import type { ResolvedDbsc } from './options.js';
-import { answerSession, isRegistered, loadBinding, urlsFor } from './session.js';
+import { answerSession, isRegistered, loadBinding, storeBinding, urlsFor } from './session.js';
 import { verifyDbscProof } from './verify.js';
 
 export async function refresh<Req extends IncomingMessage>(options: ResolvedDbsc<Req>, req: Req, res: ServerResponse): Promise<void> {
@@ -42,5 +42,7 @@ export async function refresh<Req extends IncomingMessage>(options: ResolvedDbsc
   if (!opened || !(await consumeChallenge(options.challengeStore, options.storeTimeout, opened, now))) {
     throw retry('ERR_TOKENSEC_DBSC_STALE_CHALLENGE', 'DBSC refresh with a challenge that is unknown, expired or used: sign the one sent.');
   }
+  const { alg, jwk, jkt } = binding;
+  await storeBinding(options, (state) => state.refreshed(req, { id, alg, jwk, jkt }));
   answerSession(options, res, id);
 }

@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { consumeChallenge, openChallenge } from './challenges.js';
 import { dbscError, readTokenHeader, RESPONSE_HEADER } from './headers.js';
 import type { ResolvedDbsc } from './options.js';
-import { answerSession, isRegistered, loadBinding, saveBinding, urlsFor } from './session.js';
+import { answerSession, isRegistered, loadBinding, storeBinding, urlsFor } from './session.js';
 import { verifyDbscProof } from './verify.js';
 
 const stale = (why: string) =>
@@ -39,6 +39,7 @@ export async function register<Req extends IncomingMessage>(options: ResolvedDbs
   }
   if (!(await consumeChallenge(options.challengeStore, options.storeTimeout, opened, now))) throw stale('the challenge was used before');
   const id = randomBytes(16).toString('base64url');
-  await saveBinding(options, req, { id, alg: verified.alg, jwk: verified.jwk, jkt: verified.jkt });
+  const registered = { id, alg: verified.alg, jwk: verified.jwk, jkt: verified.jkt };
+  await storeBinding(options, (state) => state.register(req, registered));
   answerSession(options, res, id);
 }

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { optionError } from '../options.js';
 import { newChallenge } from './challenges.js';
 import { REGISTRATION_HEADER, registrationHeader } from './headers.js';
-import { isRegistered, loadBinding, saveBinding } from './session.js';
+import { isRegistered, loadBinding, storeBinding } from './session.js';
 import type { ResolvedDbsc } from './options.js';
 
 /** Options of `requestRegistration(req, res, options)`. */
@@ -30,7 +30,8 @@ export function requestRegistration<Req extends IncomingMessage>(options: Resolv
     const binding = await loadBinding(options, req);
     if (isRegistered(binding)) return false;
     const challenge = newChallenge(options.key, 'registration', '', options.nowSeconds(), options.challengeTtl);
-    await saveBinding(options, req, { pending: authorization === undefined ? { challenge } : { challenge, authorization } });
+    const pending = authorization === undefined ? { challenge } : { challenge, authorization };
+    await storeBinding(options, (state) => state.request(req, pending));
     res.setHeader(REGISTRATION_HEADER, registrationHeader(options.algorithms, options.registrationPath, challenge, authorization));
     return true;
   };

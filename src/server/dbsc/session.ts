@@ -8,19 +8,18 @@ import { badHost } from '../request-target.js';
 import { callStore } from '../store.js';
 import { appendSetCookie, CHALLENGE_HEADER, challengeHeader, readCookie } from './headers.js';
 import { boundCookieLive, boundCookieValue, newChallenge } from './challenges.js';
+import type { MaybePromise } from '../options.js';
 import type { DbscBinding, ResolvedDbsc } from './options.js';
+import type { DbscState } from './session-record.js';
 
-/** A registered binding: a session id and a key. */
-export type RegisteredBinding = Required<Pick<DbscBinding, 'id' | 'alg' | 'jwk' | 'jkt'>>;
-
-export const isRegistered = (binding: DbscBinding | undefined): binding is RegisteredBinding & DbscBinding =>
-  typeof binding?.id === 'string' && binding.jwk !== undefined && binding.alg !== undefined;
+export { isRegistered, type RegisteredBinding } from './session-record.js';
 
 export const loadBinding = <Req>(options: ResolvedDbsc<Req>, req: Req): Promise<DbscBinding | undefined> =>
   callStore(() => options.store.get(req), options.storeTimeout);
 
-export const saveBinding = <Req>(options: ResolvedDbsc<Req>, req: Req, binding: DbscBinding): Promise<void> =>
-  callStore(() => options.store.set(req, binding), options.storeTimeout);
+/** Each write of the binding, under the store timeout. */
+export const storeBinding = <Req>(options: ResolvedDbsc<Req>, write: (state: DbscState<Req>) => MaybePromise<void>): Promise<void> =>
+  callStore(() => write(options.store), options.storeTimeout);
 
 /** True when the request carries a live bound cookie of the registered session `id`. */
 export const hasLiveCookie = <Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, id: string): boolean =>
@@ -46,7 +45,11 @@ export function urlsFor<Req>(options: ResolvedDbsc<Req>, req: IncomingMessage, p
  */
 export function answerSession<Req>(options: ResolvedDbsc<Req>, res: ServerResponse, id: string): void {
   const now = options.nowSeconds();
-  const value = boundCookieValue(options.key, id, now + options.cookieMaxAge);
+  // The browser keeps the cookie Max-Age seconds from when it gets it, which is after now: the
+  // server takes it until the end of this second (rounded up) plus Max-Age, so that it does not
+  // refuse a cookie the browser still sends when the answer reaches the browser within this second.
+  const expires = Math.ceil(options.nowMs() / 1000) + options.cookieMaxAge;
+  const value = boundCookieValue(options.key, id, expires);
   appendSetCookie(res, `${options.cookieName}=${value}; Max-Age=${options.cookieMaxAge}; ${options.cookieAttributes}`);
   res.setHeader(CHALLENGE_HEADER, challengeHeader(newChallenge(options.key, 'refresh', id, now, options.challengeTtl), id));
   const body = JSON.stringify({

@@ -400,6 +400,23 @@ describe('the bound cookie: requireBoundSession and the handshake', () => {
     expect(refused).toMatchObject({ status: 401 });
   });
 
+  it('cookieMaxAge 1: the server takes the bound cookie for as long as the browser keeps it, to the second, and no longer', async () => {
+    const clock = fakeClock(1_700_000_000_600); // 0.6 s into a second
+    const { origin } = await app({ cookieMaxAge: 1 });
+    const client = new Client(origin);
+    await registered(client);
+    expect(client.cookies.get('__Host-tokensec-dbsc')).toMatch(/^1700000002\./);
+    // Max-Age=1: a browser that got it at .600 or later keeps it until 1_700_000_001.600 or later.
+    for (const [at, status] of [
+      [1_700_000_001_599, 200],
+      [1_700_000_001_999, 200], // the end of the second in which the browser drops it
+      [1_700_000_002_000, 401],
+    ] as const) {
+      clock.set(at);
+      expect([at, (await client.send('GET', '/account')).status]).toEqual([at, status]);
+    }
+  });
+
   it('handshake: false leaves the handshake to the app', async () => {
     const { origin } = await app({ handshake: false });
     const client = new Client(origin);
