@@ -17,7 +17,7 @@ import { dts } from 'rollup-plugin-dts';
  * worker (the sealed bundle's second role) neither module nor define exists: only the global is set.
  */
 const footer = (ids: string[]) => `if (typeof module === 'object' && module.exports) module.exports = TokenSec;
-else if (typeof define === 'function' && define.amd) ${JSON.stringify(ids).replace(/"/g, "'")}.forEach(function (id) { define(id, [], function () { return TokenSec; }); });`;
+else if (typeof define === 'function' && define.amd) ${JSON.stringify(ids).replace(/"/g, "'")}.forEach(function (id) { define(id, function () { return TokenSec; }); });`;
 
 /** dist/browser/*.js are CommonJS-compatible scripts inside a "type": "module" package. */
 const markCommonJs: Plugin = {
