@@ -189,11 +189,11 @@ async function describeKey({ algorithm, pair: { privateKey, publicKey } }: KeyRe
 
 async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise<DpopKey> {
   if (!isRow(DPOP_SIGNATURE, algorithm)) throw fail('INVALID_OPTIONS', 'Bad DPoP algorithm');
+  const subtle = subtleCrypto(); // (outside the try: no crypto.subtle is ERR_TOKENSEC_INSECURE_CONTEXT)
   let pair: CryptoKeyPair;
   try {
-    pair = (await subtleCrypto().generateKey(DPOP_SIGNATURE[algorithm], false, ['sign', 'verify'])) as CryptoKeyPair;
+    pair = (await subtle.generateKey(DPOP_SIGNATURE[algorithm], false, ['sign', 'verify'])) as CryptoKeyPair;
   } catch (cause) {
-    if (cause instanceof TokenSecError) throw cause;
     throw fail('UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, { cause });
   }
   const record = { algorithm, pair };

@@ -8,4 +8,4 @@ export type CodeName = TokenSecErrorCode extends infer Code ? (Code extends `ERR
  * is ERR_TOKENSEC_NO_SECRET. Messages are terse to keep the bundles small; README.md explains every code.
  */
 export const fail = (code: CodeName, message: string, options?: ErrorOptions) =>
-  new TokenSecError(`ERR_TOKENSEC_${code}`, message, undefined, options);
+  new TokenSecError(`ERR_TOKENSEC_${code}`, message, 0, options); // (status 0: none)

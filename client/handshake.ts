@@ -68,8 +68,8 @@ const isErrorCode = (code: unknown): code is TokenSecErrorCode => typeof code ==
 /**
  * The error for a non-2xx answer: the server's stable code from its `TokenSec-Error` header, else
  * from a JSON body's `code` (a CSRF middleware's EBADCSRFTOKEN becomes ERR_TOKENSEC_CSRF_REFUSED);
- * ERR_TOKENSEC_HTTP_STATUS when it named none of ours. `status` is the status; the message is
- * `HTTP <status>: <the body's message>`, so the server's one-line fix reaches the console.
+ * ERR_TOKENSEC_HTTP_STATUS when it named none of ours. `status` is the status; the message is the
+ * body's `message` (errorHandler() writes the fix there), else `HTTP <status>`.
  */
 function httpError(response: Response, body: string): TokenSecError {
   let code: unknown, message: unknown;
@@ -83,7 +83,7 @@ function httpError(response: Response, body: string): TokenSecError {
   const { status } = response;
   return new TokenSecError(
     isErrorCode(code) ? code : 'ERR_TOKENSEC_HTTP_STATUS',
-    'HTTP ' + status + (typeof message === 'string' ? ': ' + message : ''),
+    typeof message === 'string' ? message : 'HTTP ' + status,
     status,
   );
 }
@@ -116,7 +116,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   const exchange = async () => {
     let key: DpopKey | undefined = dpop ? await getDpopKey() : undefined;
     let nonce: string | undefined;
-    const retried: string[] = [];
+    const retried = new Set<string>();
     for (;;) {
       const target = { header, method, path: url.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
       const value = await requestHeader(subtle, keys, secret, target);
@@ -150,8 +150,8 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       const error = httpError(response, body);
       const { code } = error;
       const offered = response.headers.get(DPOP_NONCE_HEADER);
-      if (!key || retried.includes(code)) throw error;
-      retried.push(code);
+      if (!key || retried.has(code)) throw error;
+      retried.add(code);
       if (code === 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED' || code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') {
         const stored = await getDpopKey();
         if (stored.thumbprint !== key.thumbprint) key = stored;
