@@ -15,9 +15,10 @@ import { dts } from 'rollup-plugin-dts';
  * and sealed bundles (each the handshake, DPoP and a session in one file) register under their
  * own names ('tokensec-session', 'tokensec/session'; 'tokensec-sealed', 'tokensec/sealed'). In a
  * worker (the sealed bundle's second role) neither module nor define exists: only the global is set.
+ * define(id, value) with an object for the value defines the module as that object (AMD), no factory needed.
  */
 const footer = (ids: string[]) => `if (typeof module === 'object' && module.exports) module.exports = TokenSec;
-else if (typeof define === 'function' && define.amd) ${JSON.stringify(ids).replace(/"/g, "'")}.forEach(function (id) { define(id, [], function () { return TokenSec; }); });`;
+else if (typeof define === 'function' && define.amd) ${JSON.stringify(ids).replace(/"/g, "'")}.map(function (id) { return define(id, TokenSec); });`;
 
 /** dist/browser/*.js are CommonJS-compatible scripts inside a "type": "module" package. */
 const markCommonJs: Plugin = {

@@ -10,7 +10,7 @@ import { formatRequest, parseResponse, type Algorithm } from '../src/protocol/wi
 /** Web Crypto, which browsers offer only in secure contexts (HTTPS, localhost). */
 export function subtleCrypto(): SubtleCrypto {
   const subtle = globalThis.crypto?.subtle;
-  if (!subtle) throw fail('ERR_TOKENSEC_INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
+  if (!subtle) throw fail('INSECURE_CONTEXT', 'Needs HTTPS or localhost (no crypto.subtle)');
   return subtle;
 }
 
@@ -38,7 +38,7 @@ export async function createKeys(subtle: SubtleCrypto, algorithm?: Algorithm): P
       // not supported here: try the next one
     }
   }
-  throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', 'No X25519 or P-256');
+  throw fail('UNSUPPORTED_BROWSER', 'No X25519 or P-256');
 }
 
 /** HMAC-SHA256. */
@@ -50,7 +50,7 @@ async function hmac(subtle: SubtleCrypto, key: BufferSource, data: BufferSource)
 /** The request header value: version, algorithm, public key and HMAC(secret, binding input). */
 export async function requestHeader(subtle: SubtleCrypto, keys: ClientKeys, secret: string, target: RequestTarget): Promise<string> {
   // An unpaired surrogate has no UTF-8: refused here, before TextEncoder would make it U+FFFD.
-  if (/\p{Cs}/u.test(secret)) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad secret');
+  if (/\p{Cs}/u.test(secret)) throw fail('INVALID_OPTIONS', 'Bad secret');
   return formatRequest(
     keys.algorithm,
     keys.publicKey,
@@ -67,7 +67,7 @@ export async function openResponse(
   value: string,
 ): Promise<string> {
   const response = parseResponse(value, keys.algorithm);
-  if (!response) throw fail('ERR_TOKENSEC_MALFORMED_RESPONSE', 'Malformed response');
+  if (!response) throw fail('MALFORMED_RESPONSE', 'Malformed response');
   try {
     const algorithm = KEY_AGREEMENT[keys.algorithm];
     const serverKey = await subtle.importKey('raw', response.publicKey, algorithm, false, []);
@@ -82,9 +82,9 @@ export async function openResponse(
     const plaintext = await subtle.decrypt({ name: 'AES-GCM', iv: response.iv, additionalData: context }, aesKey, response.ciphertext);
     // GCM has authenticated every byte: this is the UTF-8 the server encoded. Strictly: a byte
     // sequence that is not UTF-8 is an error, and a leading U+FEFF is part of the payload.
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(plaintext);
+    return new TextDecoder(undefined, { fatal: true, ignoreBOM: true }).decode(plaintext); // (undefined: UTF-8)
   } catch (cause) {
     // One code for every cryptographic failure: a tampered, replayed or misdirected response.
-    throw fail('ERR_TOKENSEC_DECRYPTION_FAILED', 'Decryption failed', undefined, { cause });
+    throw fail('DECRYPTION_FAILED', 'Decryption failed', { cause });
   }
 }

@@ -6,11 +6,13 @@ export const csrfTokenOf = (options: { csrfToken?: string; cookie?: string }): s
 
 /** The first cookie of that name, its value unquoted and decoded, as the `cookie` package parses it. */
 function readCookie(name: string): string | undefined {
-  const pair = globalThis.document?.cookie
+  let value = globalThis.document?.cookie
     .split(';')
     .map((part) => part.split('='))
-    .find(([key]) => key?.trim() === name);
-  let value = pair?.slice(1).join('=').trim();
+    .find(([key]) => key?.trim() === name)
+    ?.slice(1)
+    .join('=')
+    .trim();
   if (value?.[0] === '"' && value.at(-1) === '"') value = value.slice(1, -1);
   try {
     return value && decodeURIComponent(value);

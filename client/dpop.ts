@@ -11,7 +11,7 @@
  */
 import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
-import { DPOP_TYP, encodeJson, normalizeHtu, thumbprintInput, type PublicJwk } from '../src/protocol/dpop.js';
+import { DPOP_TYP, encodeJson, normalizeHtu, type PublicJwk } from '../src/protocol/dpop.js';
 import { TokenSecError } from '../src/protocol/errors.js';
 import { DPOP_SIGNATURE, isRow, type ClientDpopAlgorithm } from './algorithms.js';
 import { subtleCrypto } from './crypto.js';
@@ -114,7 +114,18 @@ export function syncClock(response: Response): void {
   if (date) clockOffset = date - Date.now();
 }
 
-const subtle = subtleCrypto;
+/** SHA-256 of a string's UTF-8, base64url: a thumbprint, `ath`, `tsh`. */
+export const sha256 = async (text: string): Promise<string> =>
+  portableBase64url.encode(new Uint8Array(await subtleCrypto().digest('SHA-256', utf8(text))));
+
+/** The URL `url` names, a relative one resolved against the page's; undefined when it names none. */
+export function resolveUrl(url: string | URL): URL | undefined {
+  try {
+    return new URL(url, globalThis.location?.href);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Runs one request on the key store in its own transaction; resolves when the transaction commits. */
 function withStore<T>(mode: IDBTransactionMode, request: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
@@ -162,7 +173,7 @@ async function usable({ algorithm, pair: { privateKey, publicKey } }: KeyRecord)
   return (
     !privateKey.extractable &&
     (privateKey.algorithm as Partial<EcKeyAlgorithm>).namedCurve === params.namedCurve &&
-    (await subtle().verify(params, publicKey, await subtle().sign(params, privateKey, data), data))
+    (await subtleCrypto().verify(params, publicKey, await subtleCrypto().sign(params, privateKey, data), data))
   );
 }
 
@@ -178,28 +189,23 @@ async function save(record: KeyRecord, replace: boolean): Promise<KeyRecord> {
   }
 }
 
-async function describeKey(record: KeyRecord): Promise<DpopKey> {
-  // The members RFC 7638 hashes (y only for EC); usable() has checked the key's algorithm and curve.
-  const { kty, crv, x, y } = (await subtle().exportKey('jwk', record.pair.publicKey)) as Record<string, string>;
-  const jwk = { kty, crv, x, y } as PublicJwk;
-  const digest = await subtle().digest('SHA-256', utf8(thumbprintInput(jwk)));
-  return {
-    algorithm: record.algorithm,
-    privateKey: record.pair.privateKey,
-    publicKey: record.pair.publicKey,
-    jwk,
-    thumbprint: portableBase64url.encode(new Uint8Array(digest)),
-  };
+async function describeKey({ algorithm, pair: { privateKey, publicKey } }: KeyRecord): Promise<DpopKey> {
+  // The members RFC 7638 hashes (y only for EC), in its order: JSON.stringify(jwk) is then
+  // thumbprintInput(jwk), without a second copy of that function in the bundle. usable() has
+  // checked the key's algorithm and curve.
+  const { kty, crv, x, y } = (await subtleCrypto().exportKey('jwk', publicKey)) as Record<string, string>;
+  const jwk = { crv, kty, x, y } as PublicJwk;
+  return { algorithm, privateKey, publicKey, jwk, thumbprint: await sha256(JSON.stringify(jwk)) };
 }
 
 async function create(algorithm: ClientDpopAlgorithm, replace: boolean): Promise<DpopKey> {
-  if (!isRow(DPOP_SIGNATURE, algorithm)) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP algorithm');
+  if (!isRow(DPOP_SIGNATURE, algorithm)) throw fail('INVALID_OPTIONS', 'Bad DPoP algorithm');
+  const subtle = subtleCrypto(); // (outside the try: no crypto.subtle is ERR_TOKENSEC_INSECURE_CONTEXT)
   let pair: CryptoKeyPair;
   try {
-    pair = (await subtle().generateKey(DPOP_SIGNATURE[algorithm], false, ['sign', 'verify'])) as CryptoKeyPair;
+    pair = (await subtle.generateKey(DPOP_SIGNATURE[algorithm], false, ['sign', 'verify'])) as CryptoKeyPair;
   } catch (cause) {
-    if (cause instanceof TokenSecError) throw cause;
-    throw fail('ERR_TOKENSEC_UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, undefined, { cause });
+    throw fail('UNSUPPORTED_BROWSER', `No ${algorithm} in Web Crypto`, { cause });
   }
   const record = { algorithm, pair };
   const saved = await save(record, replace);
@@ -214,7 +220,7 @@ function serially<T>(work: () => Promise<T>): Promise<T> {
   const next = (pending ?? Promise.resolve()).then(work, work);
   pending = next.catch(() => undefined);
   return next.catch((cause: unknown) => {
-    throw cause instanceof TokenSecError ? cause : fail('ERR_TOKENSEC_DPOP_KEY_UNAVAILABLE', 'DPoP key store failed', undefined, { cause });
+    throw cause instanceof TokenSecError ? cause : fail('DPOP_KEY_UNAVAILABLE', 'DPoP key store failed', { cause });
   });
 }
 
@@ -277,13 +283,9 @@ export async function deleteDpopKey(): Promise<void> {
  */
 export async function createDpopProof(input: DpopProofInput): Promise<string> {
   const key = input?.key ?? (await getDpopKey());
-  let htu: string | undefined;
-  try {
-    htu = normalizeHtu(new URL(input.url, globalThis.location?.href).href);
-  } catch {
-    // reported below
-  }
-  if (!htu || typeof input.method !== 'string') throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad DPoP method or url');
+  const url = resolveUrl(input.url);
+  const htu = url && normalizeHtu(url.href);
+  if (!htu || typeof input.method !== 'string') throw fail('INVALID_OPTIONS', 'Bad DPoP method or url');
   const jti = portableBase64url.encode(crypto.getRandomValues(new Uint8Array(16)));
   const claims: Record<string, unknown> = {
     ...input.claims,
@@ -294,10 +296,9 @@ export async function createDpopProof(input: DpopProofInput): Promise<string> {
     // (JSON leaves out a member whose value is undefined: no nonce, no ath.)
     nonce: input.nonce,
   };
-  if (input.accessToken !== undefined)
-    claims.ath = portableBase64url.encode(new Uint8Array(await subtle().digest('SHA-256', utf8(input.accessToken))));
+  if (input.accessToken !== undefined) claims.ath = await sha256(input.accessToken);
   const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;
   // Web Crypto's ECDSA signature is r || s, the JWS form (RFC 7518 §3.4).
-  const signature = await subtle().sign(DPOP_SIGNATURE[key.algorithm], key.privateKey, utf8(signingInput));
+  const signature = await subtleCrypto().sign(DPOP_SIGNATURE[key.algorithm], key.privateKey, utf8(signingInput));
   return `${signingInput}.${portableBase64url.encode(new Uint8Array(signature))}`;
 }

@@ -3,16 +3,15 @@
  * encrypted to a fresh key pair, and resolves with the decrypted string. The token lives only in
  * the caller's memory: nothing is written to storage or cookies.
  */
-import type { TokenSecError, TokenSecErrorCode } from '../src/protocol/errors.js';
+import { TokenSecError, type TokenSecErrorCode } from '../src/protocol/errors.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, joinResponse, type Algorithm } from '../src/protocol/wire.js';
 import { portableBase64url } from '../src/protocol/base64url.js';
-import { utf8 } from '../src/protocol/context.js';
 import { BIND_CLAIM, DPOP_HEADER, DPOP_NONCE_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
 import { isRow, KEY_AGREEMENT } from './algorithms.js';
 import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
 import { csrfTokenOf } from './csrf-token.js';
 import { fail } from './fail.js';
-import { createDpopProof, getDpopKey, madeHere, rotateDpopKey, syncClock, type DpopKey } from './dpop.js';
+import { createDpopProof, getDpopKey, madeHere, resolveUrl, rotateDpopKey, sha256, syncClock, type DpopKey } from './dpop.js';
 
 /**
  * Options of the browser's `TokenSec.handshake()`.
@@ -64,29 +63,29 @@ export interface ClientHandshakeOptions {
  */
 export type HandshakeCallback = (error: TokenSecError | null, payload?: string) => void;
 
-/**
- * The error for a non-2xx answer: the server's stable code from its `TokenSec-Error` header, else
- * from a JSON body's `code`; ERR_TOKENSEC_HTTP_STATUS when it sent neither. `status` is the status.
- */
-function httpError(response: Response, body: string): TokenSecError {
-  let code: unknown = response.headers.get('tokensec-error');
-  try {
-    code ??= JSON.parse(body).code;
-  } catch {
-    // not JSON
-  }
-  return fail(isErrorCode(code) ? code : 'ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
-}
-
 const isErrorCode = (code: unknown): code is TokenSecErrorCode => typeof code === 'string' && /^ERR_TOKENSEC_\w+$/.test(code);
 
-/** The URL `uri` names, a relative one resolved against the page's; undefined when it names none. */
-function resolveUrl(uri: string): URL | undefined {
+/**
+ * The error for a non-2xx answer: the server's stable code from its `TokenSec-Error` header, else
+ * from a JSON body's `code` (a CSRF middleware's EBADCSRFTOKEN becomes ERR_TOKENSEC_CSRF_REFUSED);
+ * ERR_TOKENSEC_HTTP_STATUS when it named none of ours. `status` is the status; the message is the
+ * body's `message` (errorHandler() writes the fix there), else `HTTP <status>`.
+ */
+function httpError(response: Response, body: string): TokenSecError {
+  let code: unknown, message: unknown;
   try {
-    return new URL(uri, globalThis.location?.href);
+    ({ code, message } = JSON.parse(body));
   } catch {
-    return undefined;
+    // not JSON, or JSON null
   }
+  code = response.headers.get('tokensec-error') ?? code;
+  if (code === 'EBADCSRFTOKEN') code = 'ERR_TOKENSEC_CSRF_REFUSED';
+  const { status } = response;
+  return new TokenSecError(
+    isErrorCode(code) ? code : 'ERR_TOKENSEC_HTTP_STATUS',
+    typeof message === 'string' ? message : 'HTTP ' + status,
+    status,
+  );
 }
 
 async function run(options: ClientHandshakeOptions, abort: AbortController): Promise<string> {
@@ -96,12 +95,12 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   const url = resolveUrl(uri);
   // (header: 'x-csrf-token' is refused by the server at startup, so it is not checked here too.)
   if (!url || !HEADER_NAME.test(header) || (algorithm && !isRow(KEY_AGREEMENT, algorithm))) {
-    throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad uri, header or algorithm');
+    throw fail('INVALID_OPTIONS', 'Bad uri, header or algorithm');
   }
   const csrfToken = csrfTokenOf(options);
   const secret = options.secret || csrfToken;
   if (!secret) {
-    throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
+    throw fail('NO_SECRET', 'No csrfToken, secret or tokensec cookie');
   }
   const dpop = options.dpop !== false;
   const keys = await createKeys(subtle, algorithm);
@@ -117,7 +116,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
   const exchange = async () => {
     let key: DpopKey | undefined = dpop ? await getDpopKey() : undefined;
     let nonce: string | undefined;
-    const retried: string[] = [];
+    const retried = new Set<string>();
     for (;;) {
       const target = { header, method, path: url.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
       const value = await requestHeader(subtle, keys, secret, target);
@@ -126,7 +125,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       if (key) {
         // The proof commits to this handshake header, and so to the ephemeral key in it.
         const claims: Record<string, string | boolean> = {
-          [HANDSHAKE_CLAIM]: portableBase64url.encode(new Uint8Array(await subtle.digest('SHA-256', utf8(value)))),
+          [HANDSHAKE_CLAIM]: await sha256(value),
         };
         // A key made in this run may be bound to a session that has none yet.
         if (madeHere.has(key.thumbprint)) claims[BIND_CLAIM] = true;
@@ -137,7 +136,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         // fetch's own default credentials mode is 'same-origin'.
         response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
       } catch (cause) {
-        throw abort.signal.reason ?? fail('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
+        throw abort.signal.reason ?? fail('NETWORK', 'Network error or CORS (the server must allow this origin)', { cause });
       }
       syncClock(response);
       // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
@@ -145,14 +144,14 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       const body = await response.text().catch(() => '');
       if (response.ok) {
         const sealed = response.headers.get(header);
-        if (sealed === null) throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (Access-Control-Expose-Headers)');
+        if (sealed === null) throw fail('NO_RESPONSE_HEADER', 'No response header (Access-Control-Expose-Headers)');
         return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
       }
       const error = httpError(response, body);
       const { code } = error;
       const offered = response.headers.get(DPOP_NONCE_HEADER);
-      if (!key || retried.includes(code)) throw error;
-      retried.push(code);
+      if (!key || retried.has(code)) throw error;
+      retried.add(code);
       if (code === 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED' || code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') {
         const stored = await getDpopKey();
         if (stored.thumbprint !== key.thumbprint) key = stored;
@@ -178,12 +177,11 @@ function guarded(options: ClientHandshakeOptions): Promise<string> {
   // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
   const { timeout = 10_000, signal } = options ?? {};
   if (!(options instanceof Object) || typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
-    return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad options, timeout or signal'));
+    return Promise.reject(fail('INVALID_OPTIONS', 'Bad options, timeout or signal'));
   const abort = new AbortController();
   // (Whichever comes first: abort() on an aborted signal does nothing, the first reason stays.)
-  const stop = (error: TokenSecError) => abort.abort(error);
-  const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
-  const timer = setTimeout(() => stop(fail('ERR_TOKENSEC_TIMEOUT', 'Timed out')), timeout);
+  const onAbort = () => abort.abort(fail('ABORTED', 'Aborted'));
+  const timer = setTimeout(() => abort.abort(fail('TIMEOUT', 'Timed out')), timeout);
   if (signal?.aborted) onAbort();
   signal?.addEventListener('abort', onAbort);
   const cancelled = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(abort.signal.reason)));

@@ -38,7 +38,7 @@ export type { AtomicStore } from './server/store.js';
 export type { RequestLike } from './server/express-request.js';
 export type { MemoryStoreOptions } from './server/memory-store.js';
 export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
-export type { ErrorHandlerOptions, ErrorMiddleware } from './server/error-handler.js';
+export type { ErrorHandlerOptions, ErrorLogger, ErrorMiddleware } from './server/error-handler.js';
 export type { Middleware, MaybePromise } from './server/options.js';
 export type { WithExpressRequest } from './server/express-request.js';
 export type { BoundedSessionStoreOptions } from './server/session-store.js';

@@ -20,7 +20,7 @@ import { watchPage } from './watch-page.js';
 export function session(options: SessionOptions = {}): TokenSecSession {
   const settings = sessionOptions(options);
   // Silently running unsealed would keep the token where the caller asked it not to be.
-  if (options.sealed) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'sealed needs tokensec-sealed.js');
+  if (options.sealed) throw fail('INVALID_OPTIONS', 'sealed needs tokensec-sealed.js');
   const engine = new TokenSession(settings);
   watchPage((hidden) => engine.setHidden(hidden));
   // The session object is the engine's EventTarget with bound methods: the engine and its state stay out of reach.

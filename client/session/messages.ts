@@ -20,7 +20,7 @@ export interface FetchCall extends Omit<RequestInit, 'headers' | 'body' | 'signa
 /** What the worker tells the page about a response: fetch's own values, which a Response built in the page cannot hold. */
 export type ResponseMeta = Pick<Response, 'url' | 'redirected' | 'type' | 'status' | 'ok' | 'statusText'>;
 
-/** The worker's answer to a fetch: the response's parts, or an error's code and status (or name and message). */
+/** The worker's answer to a fetch: the response's parts, or an error's code and status (a TokenSecError's) and name and message. */
 export type Reply = Partial<ErrorDetail> & {
   meta?: ResponseMeta;
   headers?: [string, string][];

@@ -24,5 +24,5 @@ export function sessionOptions(options: SessionOptions) {
   } catch {
     // reported below
   }
-  throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad session options');
+  throw fail('INVALID_OPTIONS', 'Bad session options');
 }

@@ -3,6 +3,7 @@
  * dedicated Worker from the sealed bundle's own script and talks to it. Requests go in, responses
  * and events come out; the token never does. The worker's side is sealed-worker.ts.
  */
+import { TokenSecError } from '../../src/protocol/errors.js';
 import { csrfTokenOf } from '../csrf-token.js';
 import { fail } from '../fail.js';
 import type { FetchCall, PageToWorker, Reply, WorkerToPage } from './messages.js';
@@ -78,7 +79,7 @@ function sealedSession(settings: SessionSettings, url: string | URL): SealedSess
         });
         post(['fetch', id, call], [body]);
       }));
-    if (reply.code) throw fail(reply.code, 'Sealed fetch failed', reply.status);
+    if (reply.code) throw new TokenSecError(reply.code, reply.message!, reply.status);
     // fetch's own errors (network, redirect: 'error') come back as what fetch throws.
     if (reply.name) throw reply.name === 'TypeError' ? new TypeError(reply.message) : new DOMException(reply.message, reply.name);
     const meta = reply.meta!;
@@ -106,6 +107,6 @@ function sealedSession(settings: SessionSettings, url: string | URL): SealedSess
 export function session(options: SessionOptions = {}): SealedSession {
   const settings = sessionOptions(options);
   const url = options.sealed || scriptUrl;
-  if (!url) throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'sealed: the URL of tokensec-sealed.js');
+  if (!url) throw fail('INVALID_OPTIONS', 'sealed: the URL of tokensec-sealed.js');
   return sealedSession(settings, url);
 }

@@ -42,9 +42,9 @@ async function serveFetch(session: TokenSession, id: number, { url, csrfToken: t
     const answer = { meta, headers: [...response.headers], body: await response.arrayBuffer() };
     reply(['fetch', id, answer], [answer.body]);
   } catch (error) {
-    // A TokenSecError's code and status; fetch's own errors (TypeError, AbortError) by name.
+    // A TokenSecError's code, status and message; fetch's own errors (TypeError, AbortError) by name and message.
     const { code, status, name, message } = error as Reply;
-    reply(['fetch', id, code ? { code, status } : { name, message }]);
+    reply(['fetch', id, { code, status, name, message }]);
   }
   delete aborts[id];
 }

@@ -109,14 +109,14 @@ export class TokenSession {
   /** The cached token, or a new one from the one shared handshake. */
   getToken({ signal, cacheMode }: GetTokenOptions = {}): Promise<string> {
     // An aborted caller starts nothing.
-    if (signal?.aborted) return Promise.reject(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
+    if (signal?.aborted) return Promise.reject(fail('ABORTED', 'Aborted'));
     const cached = () => (cacheMode === 'off' ? undefined : this.#fresh());
     const current = cached();
     if (current !== undefined) return Promise.resolve(current);
     this.#pending ??= this.#share(cached);
     return Promise.race([
       this.#pending,
-      new Promise<never>((_, reject) => signal?.addEventListener('abort', () => reject(fail('ERR_TOKENSEC_ABORTED', 'Aborted')))),
+      new Promise<never>((_, reject) => signal?.addEventListener('abort', () => reject(fail('ABORTED', 'Aborted')))),
     ]);
   }
 
@@ -209,8 +209,7 @@ export class TokenSession {
       locks ? (locks.request(this.#name, { signal: wait.signal }, granted) as unknown as Promise<string>) : granted()
     )
       .catch((error: unknown) => {
-        const e =
-          error instanceof TokenSecError ? error : fail(session.aborted ? 'ERR_TOKENSEC_ABORTED' : 'ERR_TOKENSEC_TIMEOUT', 'No lock');
+        const e = error instanceof TokenSecError ? error : fail(session.aborted ? 'ABORTED' : 'TIMEOUT', 'No lock');
         if (!session.aborted) {
           this.#emit('error', e);
           if (e.status === 401 || e.status === 403) this.#setState('refused', e);

@@ -56,6 +56,7 @@ export type TokenSecErrorCode =
   | 'ERR_TOKENSEC_UNSUPPORTED_BROWSER'
   | 'ERR_TOKENSEC_NETWORK'
   | 'ERR_TOKENSEC_HTTP_STATUS'
+  | 'ERR_TOKENSEC_CSRF_REFUSED'
   | 'ERR_TOKENSEC_NO_RESPONSE_HEADER'
   | 'ERR_TOKENSEC_MALFORMED_RESPONSE'
   | 'ERR_TOKENSEC_DECRYPTION_FAILED'
@@ -89,6 +90,10 @@ export class TokenSecError extends Error {
   constructor(code: TokenSecErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TokenSecError';
-    Object.assign(this, status ? { code, status, statusCode: status, expose: status < 500 } : { code });
+    this.code = code;
+    if (status) {
+      this.status = this.statusCode = status;
+      this.expose = status < 500;
+    }
   }
 }

@@ -1,8 +1,11 @@
 /** Real browsers (Chromium, Firefox, WebKit) load the client by script tag from an app protected by csurf. */
+import type { Express } from 'express';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../support/chromium.js';
 import { engines, launch, type EngineBrowser } from '../support/engines.js';
+import tokenSec from '../../src/index.js';
+import { CSRF_REFUSED_MESSAGE, PUBLIC_MESSAGES } from '../../src/server/error-handler.js';
 import { TOKEN, csrfApp, listen } from '../support/helpers.js';
 
 const page = (options: string) => `<!doctype html>
@@ -22,8 +25,9 @@ describe.each(engines)('%s', (engine) => {
   });
   afterAll(() => browser?.close());
 
-  async function run(options: string, handshakeOptions = {}) {
-    const { app, errors } = csrfApp(handshakeOptions, page(options));
+  async function run(options: string, handshakeOptions = {}, errorHandler = false) {
+    const withErrorHandler = (a: Express) => a.use(tokenSec.errorHandler({ log: false }));
+    const { app, errors } = csrfApp(handshakeOptions, page(options), errorHandler ? withErrorHandler : undefined);
     const server = await listen(app);
     const context = await browser.newContext();
     try {
@@ -50,10 +54,37 @@ describe.each(engines)('%s', (engine) => {
     expect(result).toEqual({ payload: TOKEN, algorithm: null });
   });
 
-  it('a CSRF token that csurf refuses gives ERR_TOKENSEC_HTTP_STATUS 403', async () => {
+  it('a CSRF token that csurf refuses gives ERR_TOKENSEC_CSRF_REFUSED 403, with the message the server wrote', async () => {
     const { result, errors } = await run(`{ uri: '/token', csrfToken: 'forged' }`);
-    expect(result).toMatchObject({ name: 'TokenSecError', code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(result).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_CSRF_REFUSED', status: 403, message: 'invalid csrf token' });
     expect(errors.map((e) => e.code)).toEqual(['EBADCSRFTOKEN']);
+  });
+
+  it("behind errorHandler(): a refused CSRF token says what to do, and a 5xx carries the server's one-line fix", async () => {
+    const { result } = await run(`{ uri: '/token', csrfToken: 'forged' }`, {}, true);
+    expect(result).toEqual({ name: 'TokenSecError', code: 'ERR_TOKENSEC_CSRF_REFUSED', status: 403, message: CSRF_REFUSED_MESSAGE });
+    const failed = await run(`{ uri: '/token' }`, { payload: () => Promise.reject(new Error('PLANTED detail')) }, true);
+    expect(failed.result).toEqual({
+      name: 'TokenSecError',
+      code: 'ERR_TOKENSEC_PAYLOAD_FAILED',
+      status: 500,
+      message: PUBLIC_MESSAGES.ERR_TOKENSEC_PAYLOAD_FAILED,
+    });
+  });
+
+  it('a handshake to an origin that does not allow this one (no CORS) rejects with ERR_TOKENSEC_NETWORK naming CORS', async () => {
+    const other = await listen(csrfApp().app); // answers, but sends no Access-Control-Allow-Origin
+    try {
+      const { result } = await run(`{ uri: '${other.origin.replace('127.0.0.1', 'localhost')}/token', secret: 's-0123456789abcdef' }`);
+      expect(result).toEqual({
+        name: 'TokenSecError',
+        code: 'ERR_TOKENSEC_NETWORK',
+        status: undefined,
+        message: 'Network error or CORS (the server must allow this origin)',
+      });
+    } finally {
+      await other.close();
+    }
   });
 });
 

@@ -80,7 +80,7 @@ describe.each(libraries)('%s', (_name, make) => {
     // Another visitor's token with this visitor's cookies.
     const other = await visit(server.origin);
     const crossed = await handshake({ uri, csrfToken: other.csrfToken, headers: { cookie: page.cookie } }).catch((e: unknown) => e);
-    expect(crossed).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(crossed).toMatchObject({ code: 'ERR_TOKENSEC_CSRF_REFUSED', status: 403 });
   });
 });
 

@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import express from 'express';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 // @ts-expect-error: the demo is plain JavaScript, importing tokensec by package name
 import { CSP } from '../../examples/demo/server.mjs';
 import tokenSec from '../../src/index.js';
@@ -130,6 +130,11 @@ describe('README pages, run against the Server block in Chromium', () => {
     await pageServer?.close();
     await server?.stop();
     await browser?.close();
+  });
+
+  it('the Server block prints its URL when it starts', async () => {
+    const url = `Listening on ${apiOrigin}/ (browsers address it as ${apiOrigin})`;
+    await vi.waitFor(() => expect(server.output()).toContain(url), { timeout: 10_000 });
   });
 
   it('API on another origin: a page on another origin gets a token from the Server block and calls its API', async () => {

@@ -8,6 +8,7 @@ const REASONS = {
   ERR_TOKENSEC_DPOP_KEY_MISMATCH: 'This session is bound to another key: log in again.',
   ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED: 'This session needs a new key: log in again.',
   ERR_TOKENSEC_PAYLOAD_TOO_LARGE: 'The token is too large for the proxy in front of the server.',
+  ERR_TOKENSEC_CSRF_REFUSED: 'The CSRF token was refused: reload the page.',
   ERR_TOKENSEC_SECRET_MISMATCH: 'The CSRF token was refused: reload the page.',
   ERR_TOKENSEC_NO_SECRET: 'No CSRF token yet: reload the page.',
   ERR_TOKENSEC_NETWORK: 'The server could not be reached.',

@@ -104,12 +104,15 @@ describe("the client's error carries the server's reason", () => {
     a.post('/both', (_req, res) =>
       res.status(503).set('TokenSec-Error', 'ERR_TOKENSEC_STORE_UNAVAILABLE').json({ code: 'ERR_TOKENSEC_TIMEOUT' }),
     );
-    a.post('/foreign', (_req, res) => res.status(403).set('TokenSec-Error', 'EBADCSRFTOKEN').json({ code: 'EBADCSRFTOKEN' }));
+    a.post('/foreign', (_req, res) => res.status(403).set('TokenSec-Error', 'EFOREIGN').json({ code: 'EFOREIGN' }));
+    a.post('/csrf', (_req, res) => res.status(403).set('TokenSec-Error', 'EBADCSRFTOKEN').json({ code: 'EBADCSRFTOKEN' }));
     const server = await listen(a);
     servers.push(server);
     expect(await outcome({ uri: `${server.origin}/both` })).toMatchObject({ code: 'ERR_TOKENSEC_STORE_UNAVAILABLE', status: 503 });
     // Only TokenSec's own codes are taken: anything else is the fallback.
     expect(await outcome({ uri: `${server.origin}/foreign` })).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    // …but for the CSRF middlewares' own code, which has one of ours.
+    expect(await outcome({ uri: `${server.origin}/csrf` })).toMatchObject({ code: 'ERR_TOKENSEC_CSRF_REFUSED', status: 403 });
   });
 
   it('403 KEY_MISMATCH with no other key stored: one request, no retry', async () => {

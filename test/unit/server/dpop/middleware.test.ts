@@ -137,7 +137,10 @@ describe('TokenSec-Error carries the code', () => {
     servers.push(server);
     const ours = await fetch(`${server.origin}/ours`);
     expect([ours.status, ours.headers.get('tokensec-error')]).toEqual([503, 'ERR_TOKENSEC_STORE_UNAVAILABLE']);
-    expect(await ours.json()).toEqual({ code: 'ERR_TOKENSEC_STORE_UNAVAILABLE', message: 'Internal error' });
+    expect(await ours.json()).toEqual({
+      code: 'ERR_TOKENSEC_STORE_UNAVAILABLE',
+      message: 'A TokenSec store did not answer in time: try again later.',
+    });
     const csrf = await fetch(`${server.origin}/csrf`);
     expect([csrf.status, csrf.headers.get('tokensec-error')]).toEqual([403, null]);
   });

@@ -37,11 +37,11 @@ describe('round trip: the client code against a listening app with csurf', () =>
     expect(payload).toBe(TOKEN);
   });
 
-  it('csurf refuses a handshake without a valid CSRF token: the client reports the status', async () => {
+  it('csurf refuses a handshake without a valid CSRF token: the client reports ERR_TOKENSEC_CSRF_REFUSED', async () => {
     const { cookie } = await visit(server.origin);
     const error = await clientHandshake({ uri: `${server.origin}/token`, csrfToken: 'forged', headers: { cookie } }).catch((e) => e);
     expect(error).toBeInstanceOf(TokenSecError);
-    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_HTTP_STATUS', status: 403 });
+    expect(error).toMatchObject({ code: 'ERR_TOKENSEC_CSRF_REFUSED', status: 403 });
     expect(errors.at(-1)?.code).toBe('EBADCSRFTOKEN');
   });
 
