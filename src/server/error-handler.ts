@@ -109,10 +109,13 @@ const describeRequest = (req: IncomingMessage & { originalUrl?: string }) =>
  * csrf-sync's `req.csrfToken()` reading a session that no session middleware made.
  */
 function initializeHint(err: unknown, req: IncomingMessage & { session?: unknown }): string | undefined {
-  if (!(err instanceof Error) || !/\btokenSecInitialize\b/.test(err.stack ?? '')) return undefined;
-  return req.session === undefined
-    ? "It was thrown inside tokenSec.initialize(), by the CSRF middleware's req.csrfToken(), on a request with no session (req.session is undefined): mount a session middleware (express-session) before the CSRF middleware and initialize()."
-    : "It was thrown inside tokenSec.initialize(), by the CSRF middleware's req.csrfToken().";
+  if (!(err instanceof Error)) return undefined;
+  // A CSRF middleware (csrf-sync reads req.session) that ran with no session middleware before it.
+  if (req.session === undefined && err instanceof TypeError)
+    return 'This request has no session (req.session is undefined): mount a session middleware (express-session) before the CSRF middleware and initialize().';
+  if (/\btokenSecInitialize\b/.test(err.stack ?? ''))
+    return "It was thrown inside tokenSec.initialize(), by the CSRF middleware's req.csrfToken().";
+  return undefined;
 }
 
 const defaultLogger = (): ErrorLogger | false =>
