@@ -9,7 +9,7 @@ import type { DpopRequestInfo, DpopRequestLike, RequestLike, TokenClaims, WithEx
 import type { DpopAlgorithm } from '../../protocol/dpop.js';
 import { checkOptions, describe, optionError, type MaybePromise, type Middleware } from '../options.js';
 import { withErrorHeader } from '../error-handler.js';
-import type { NonceOptions } from './nonce.js';
+import { withNonce, type NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
 import { checkDpopProof, dpopError, readProofHeader, recordProof, withChallenge } from './verify.js';
 import { resolveUrl, resolveVerifyOptions } from './options.js';
@@ -52,7 +52,12 @@ export interface DpopOptions<Req extends RequestLike = DefaultDpopRequest> {
   replayStore?: AtomicStore | ReplayStore;
   /** Milliseconds a store call may take before the request gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
   storeTimeout?: number;
-  /** Require server nonces (RFC 9449 §8): `true`, or nonce options. Default off. */
+  /**
+   * Server nonces (RFC 9449 §8), on by default: every answer carries `DPoP-Nonce`, and a proof
+   * without a current one gets 401 `use_dpop_nonce` (the client retries once with it). Nonce
+   * options to set the window or the key (default: TOKENSEC_NONCE_KEY, required in production);
+   * `false` turns them off, and a proof signed ahead of time then lasts as long as the token.
+   */
   nonce?: boolean | NonceOptions;
   /** `(event) => void`, called once per request with its outcome; never a token, proof or key. */
   onEvent?: (event: DpopEvent) => void;
@@ -174,7 +179,8 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       (error: unknown) => {
         const { outcome, status, code } = outcomeOf(error);
         report({ outcome: outcome === 'answered' ? 'failed' : outcome, status, code });
-        next(withErrorHeader(withChallenge(error, verify)));
+        // Every answer carries the current nonce, refusals too: the client keeps the latest.
+        next(withErrorHeader(withNonce(withChallenge(error, verify), verify.nonce)));
       },
     );
   };

@@ -30,6 +30,7 @@ import {
   splitHandshakeProof,
 } from '../dpop/handshake-proof.js';
 import type { VerifiedProof } from '../dpop/verify.js';
+import { withNonce } from '../dpop/nonce.js';
 import { utf8 } from '../../protocol/context.js';
 import { dbscHandshakeCheck } from '../dbsc/handshake-hook.js';
 import { withErrorHeader } from '../error-handler.js';
@@ -336,7 +337,7 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
       throw secretRefused('binding-mismatch');
     }
     yield recordHandshakeProof(proof, options.dpop);
-    yield checkSessionKey(req, proof, options.dpop);
+    yield bindSession(req, proof, options.dpop);
     let sealed: string | undefined;
     if (options.payload.kind === 'value' && options.payload.value !== '') {
       sealed = (yield runSealValue(request, options.pool ? secret : secretBytes, target, options.payload.value, options.pool)) as string;
@@ -355,11 +356,33 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
       else sealed = encryptPayload(key, payload);
     }
     const body = respond(res, sealed, method, options);
-    if (proof && options.dpop.verify.nonce) res.setHeader('DPoP-Nonce', options.dpop.verify.nonce.current());
+    // Every answer carries the current nonce (refusals too, below): the client keeps the latest.
+    if (options.dpop.verify.nonce) res.setHeader('DPoP-Nonce', options.dpop.verify.nonce.current());
     return body;
   } finally {
     deadline?.dispose();
     secretBytes?.fill(0);
+  }
+}
+
+/**
+ * checkSessionKey, with a full binding store told apart from a full replay store: its own code,
+ * so that operators (onEvent) see which store to size.
+ */
+function bindSession<Req>(req: Req, proof: VerifiedProof | undefined, dpop: ResolvedHandshakeOptions<Req, ServerResponse>['dpop']) {
+  const full = (error: unknown): never => {
+    if (!(error instanceof TokenSecError) || error.code !== 'ERR_TOKENSEC_STORE_FULL') throw error;
+    throw new TokenSecError(
+      'ERR_TOKENSEC_BINDING_STORE_FULL',
+      'TokenSec binding store is full: no new session can be bound. Size it (memoryStore({ max })) or use a shared Redis store.',
+      503,
+      { cause: error },
+    );
+  };
+  try {
+    return checkSessionKey(req, proof, dpop)?.catch(full);
+  } catch (error) {
+    return full(error);
   }
 }
 
@@ -441,7 +464,7 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
       },
       (error: unknown) => {
         report(outcomeOf(error));
-        next(withErrorHeader(error));
+        next(withErrorHeader(withNonce(error, resolved.dpop.verify.nonce)));
       },
     );
   }
