@@ -9,7 +9,7 @@ import type { DpopRequestInfo, DpopRequestLike, RequestLike, TokenClaims, WithEx
 import type { DpopAlgorithm } from '../../protocol/dpop.js';
 import { checkOptions, describe, optionError, type MaybePromise, type Middleware } from '../options.js';
 import { withErrorHeader } from '../error-handler.js';
-import { withNonce, type NonceOptions } from './nonce.js';
+import type { NonceOptions } from './nonce.js';
 import type { ReplayStore } from './replay-store.js';
 import { checkDpopProof, dpopError, readProofHeader, recordProof, withChallenge } from './verify.js';
 import { resolveUrl, resolveVerifyOptions } from './options.js';
@@ -122,6 +122,8 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
   const urlOf = resolveUrl<Req>('dpop', given);
 
   async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
+    // Every answer carries the current nonce, refusals too (whichever error handler sends them): the client keeps the latest.
+    if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
     const authorization = req.headers.authorization ?? '';
     // The scheme is case-insensitive (RFC 9110 §11.1); the token is token68 (RFC 9449 §7.1).
     const match = /^DPoP +([\w\-.~+/]+=*)$/i.exec(authorization);
@@ -159,7 +161,6 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       recordedOn.set(req, proof.claims.jti);
     }
     req.tokenSec = { token, claims, jkt: proof.jkt };
-    if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
   }
 
   // Any framework's request and response will do; verifyToken sees them as the app's types.
@@ -179,8 +180,7 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       (error: unknown) => {
         const { outcome, status, code } = outcomeOf(error);
         report({ outcome: outcome === 'answered' ? 'failed' : outcome, status, code });
-        // Every answer carries the current nonce, refusals too: the client keeps the latest.
-        next(withErrorHeader(withNonce(withChallenge(error, verify), verify.nonce)));
+        next(withErrorHeader(withChallenge(error, verify)));
       },
     );
   };

@@ -10,7 +10,6 @@
  * difference between the clocks of the processes that hand out and check nonces.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { TokenSecError } from '../../protocol/errors.js';
 import { assertClock, checkInteger, checkOptions, describe, optionError } from '../options.js';
 
 export interface NonceSource {
@@ -139,10 +138,4 @@ export function resolveNonce(fn: string, value: unknown, prefix: string): NonceS
     throw optionError(fn, `option "${prefix.slice(0, -1)}" must be true, false or nonce options, got ${describe(value)}.`);
   }
   return nonceSource(value === true || value === undefined ? {} : (value as NonceOptions), fn, prefix);
-}
-
-/** Puts the current nonce on an error's answer, so that every answer carries one (the client keeps the latest). */
-export function withNonce(error: unknown, nonce: NonceSource | undefined): unknown {
-  if (nonce && error instanceof TokenSecError) error.headers = { ...error.headers, 'DPoP-Nonce': nonce.current() };
-  return error;
 }

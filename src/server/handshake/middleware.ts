@@ -30,7 +30,6 @@ import {
   splitHandshakeProof,
 } from '../dpop/handshake-proof.js';
 import type { VerifiedProof } from '../dpop/verify.js';
-import { withNonce } from '../dpop/nonce.js';
 import { utf8 } from '../../protocol/context.js';
 import { dbscHandshakeCheck } from '../dbsc/handshake-hook.js';
 import { withErrorHeader } from '../error-handler.js';
@@ -356,8 +355,6 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
       else sealed = encryptPayload(key, payload);
     }
     const body = respond(res, sealed, method, options);
-    // Every answer carries the current nonce (refusals too, below): the client keeps the latest.
-    if (options.dpop.verify.nonce) res.setHeader('DPoP-Nonce', options.dpop.verify.nonce.current());
     return body;
   } finally {
     deadline?.dispose();
@@ -444,6 +441,9 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
       return;
     }
     const started = performance.now();
+    // Every answer carries the current nonce, refusals too (whichever error handler sends them): the client keeps the latest.
+    const nonce = resolved.dpop.verify.nonce;
+    if (nonce) res.setHeader('DPoP-Nonce', nonce.current());
     const seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'> = {};
     const report = (outcome: Pick<HandshakeEvent, 'outcome' | 'status' | 'code'>) => {
       // Built only when someone listens: most apps do not, and it is per request.
@@ -464,7 +464,7 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
       },
       (error: unknown) => {
         report(outcomeOf(error));
-        next(withErrorHeader(withNonce(error, resolved.dpop.verify.nonce)));
+        next(withErrorHeader(error));
       },
     );
   }
