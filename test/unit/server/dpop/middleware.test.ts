@@ -151,6 +151,8 @@ describe('no origin and no url in production: one warning', () => {
     process.on('warning', listener);
     const before = process.env.NODE_ENV;
     process.env.NODE_ENV = 'production';
+    // Production requires a nonce key (nonce.test.ts); this test is about the origin warning.
+    process.env.TOKENSEC_NONCE_KEY = 'a nonce key of at least 32 bytes for the test';
     try {
       tokenSec.dpop({ verifyToken, origin: 'https://app.example' });
       tokenSec.handshake({ payload: 'x', dpop: { url: () => 'https://app.example/token' } });
@@ -166,6 +168,7 @@ describe('no origin and no url in production: one warning', () => {
       );
     } finally {
       process.env.NODE_ENV = before;
+      delete process.env.TOKENSEC_NONCE_KEY;
       process.off('warning', listener);
     }
   });

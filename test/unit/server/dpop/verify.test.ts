@@ -43,7 +43,11 @@ describe('accepts proofs made by code nobody here wrote', () => {
   ] as const)('%s proofs from the dpop package, with ath and nonce; jkt equals its thumbprint', async (packageAlg, alg) => {
     const keyPair = await dpopPackage.generateKeyPair(packageAlg);
     const proof = await dpopPackage.generateProof(keyPair, `${URL_}?page=2`, 'GET', 'n-1', 'the-access-token');
-    const nonce = { current: () => 'n-1', isValid: (n: unknown) => n === 'n-1', problem: (n: unknown) => (n === 'n-1' ? undefined : ('missing' as const)) };
+    const nonce = {
+      current: () => 'n-1',
+      isValid: (n: unknown) => n === 'n-1',
+      problem: (n: unknown) => (n === 'n-1' ? undefined : ('missing' as const)),
+    };
     const verified = await checkAndRecordProof(proof, { method: 'GET', url: URL_, accessToken: 'the-access-token' }, options({ nonce }));
     expect(verified.jkt).toBe(await dpopPackage.calculateThumbprint(keyPair.publicKey));
     expect(verified.alg).toBe(alg);
