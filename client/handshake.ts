@@ -113,8 +113,10 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
    * - 403 KEY_MISMATCH: the key another tab stored meanwhile, if there is one;
    * - 401 NONCE_REQUIRED or NONCE_STALE: the answer's `DPoP-Nonce` in the proof (every proof
    *   carries the latest nonce of its origin, kept by syncClock);
-   * - 401 INVALID_PROOF: the proof's `iat` by the server's clock, learnt from the answer's `Date`.
-   * Anything else (Host refused, a store full or down) is no better on a second try here.
+   * - 401 INVALID_PROOF (or REPLAYED_PROOF): a fresh proof, its `iat` by the server's clock, learnt
+   *   from the answer's `Date`.
+   * Anything else is no better on a second try at once: Host refused (400 BAD_HOST) never is; a
+   * store restarted, full or down (503) may be later, which TokenSec.session() retries with back-off.
    */
   const exchange = async () => {
     let key: DpopKey | undefined = dpop ? await getDpopKey() : undefined;
@@ -158,7 +160,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         if (stored.thumbprint !== key.thumbprint) key = stored;
         else if (code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') throw error;
         else key = await rotateDpopKey(key); // a new key of the same algorithm
-      } else if (!/NONCE|D_PROOF|RESTART/.test(code)) throw error;
+      } else if (!/NONCE|D_PROOF/.test(code)) throw error;
     }
   };
 
