@@ -155,10 +155,11 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       const { code } = error;
       if (!key || retried.includes(code)) throw error;
       retried.push(code);
-      if (code === 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED' || code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') {
+      // (Matched by parts, for the size budget: 409 NEW_KEY_REQUIRED, 403 KEY_MISMATCH.)
+      if (/KEY_[RM]/.test(code)) {
         const stored = await getDpopKey();
         if (stored.thumbprint !== key.thumbprint) key = stored;
-        else if (code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') throw error;
+        else if (/H$/.test(code)) throw error; // KEY_MISMATCH
         else key = await rotateDpopKey(key); // a new key of the same algorithm
       } else if (!/NONCE|D_PROOF/.test(code)) throw error;
     }
