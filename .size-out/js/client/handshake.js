@@ -1,0 +1,152 @@
+import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, joinResponse } from '../src/protocol/wire.js';
+import { portableBase64url } from '../src/protocol/base64url.js';
+import { utf8 } from '../src/protocol/context.js';
+import { BIND_CLAIM, DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
+import { isRow, KEY_AGREEMENT } from './algorithms.js';
+import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
+import { csrfTokenOf } from './csrf-token.js';
+import { fail } from './fail.js';
+import { createDpopProof, getDpopKey, madeHere, rotateDpopKey, syncClock } from './dpop.js';
+/**
+ * The error for a non-2xx answer: the server's stable code from its `TokenSec-Error` header, else
+ * from a JSON body's `code`; ERR_TOKENSEC_HTTP_STATUS when it sent neither. `status` is the status.
+ */
+function httpError(response, body) {
+    let code = response.headers.get('tokensec-error');
+    try {
+        code ??= JSON.parse(body).code;
+    }
+    catch {
+        // not JSON
+    }
+    return fail(isErrorCode(code) ? code : 'ERR_TOKENSEC_HTTP_STATUS', 'HTTP ' + response.status, response.status);
+}
+const isErrorCode = (code) => typeof code === 'string' && /^ERR_TOKENSEC_\w+$/.test(code);
+/** The URL `uri` names, a relative one resolved against the page's; undefined when it names none. */
+function resolveUrl(uri) {
+    try {
+        return new URL(uri, globalThis.location?.href);
+    }
+    catch {
+        return undefined;
+    }
+}
+async function run(options, abort) {
+    const subtle = subtleCrypto();
+    const { uri = '/', header = DEFAULT_HEADER, algorithm } = options;
+    const method = (options.method ?? 'POST').toUpperCase();
+    const url = resolveUrl(uri);
+    // (header: 'x-csrf-token' is refused by the server at startup, so it is not checked here too.)
+    if (!url || !HEADER_NAME.test(header) || (algorithm && !isRow(KEY_AGREEMENT, algorithm))) {
+        throw fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad uri, header or algorithm');
+    }
+    const csrfToken = csrfTokenOf(options);
+    const secret = options.secret || csrfToken;
+    if (!secret) {
+        throw fail('ERR_TOKENSEC_NO_SECRET', 'No csrfToken, secret or tokensec cookie');
+    }
+    const dpop = options.dpop !== false;
+    const keys = await createKeys(subtle, algorithm);
+    /**
+     * Sends the handshake until it is answered, retrying once each refusal a new attempt can cure:
+     * - 409 NEW_KEY_REQUIRED (the session has no key yet, and this one was not made in this run):
+     *   the key another tab stored meanwhile, else a new key, made here and so sent with `tsb`;
+     * - 403 KEY_MISMATCH: the key another tab stored meanwhile, if there is one;
+     * - 401 NONCE_REQUIRED or NONCE_STALE: the answer's `DPoP-Nonce` in the proof (every proof
+     *   carries the latest nonce of its origin, kept by syncClock);
+     * - 401 INVALID_PROOF (or REPLAYED_PROOF): a fresh proof, its `iat` by the server's clock, learnt
+     *   from the answer's `Date`.
+     * Anything else is no better on a second try at once: Host refused (400 BAD_HOST) never is; a
+     * store restarted, full or down (503) may be later, which TokenSec.session() retries with back-off.
+     */
+    const exchange = async () => {
+        let key = dpop ? await getDpopKey() : undefined;
+        const retried = [];
+        for (;;) {
+            const target = { header, method, path: url.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
+            const value = await requestHeader(subtle, keys, secret, target);
+            const headers = { ...options.headers, [header]: value };
+            if (csrfToken)
+                headers[CSRF_HEADER] = csrfToken;
+            if (key) {
+                // The proof commits to this handshake header, and so to the ephemeral key in it.
+                const claims = {
+                    [HANDSHAKE_CLAIM]: portableBase64url.encode(new Uint8Array(await subtle.digest('SHA-256', utf8(value)))),
+                };
+                // A key made in this run may be bound to a session that has none yet.
+                if (madeHere.has(key.thumbprint))
+                    claims[BIND_CLAIM] = true;
+                headers[DPOP_HEADER] = await createDpopProof({ method, url, key, claims });
+            }
+            let response;
+            try {
+                // fetch's own default credentials mode is 'same-origin'.
+                response = await fetch(url, { method, headers, credentials: options.credentials, cache: 'no-store', signal: abort.signal });
+            }
+            catch (cause) {
+                throw abort.signal.reason ?? fail('ERR_TOKENSEC_NETWORK', 'Request failed', undefined, { cause });
+            }
+            syncClock(response, url.origin);
+            // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
+            // when collected, which browsers log as an aborted request).
+            const body = await response.text().catch(() => '');
+            if (response.ok) {
+                const sealed = response.headers.get(header);
+                if (sealed === null)
+                    throw fail('ERR_TOKENSEC_NO_RESPONSE_HEADER', 'No response header (Access-Control-Expose-Headers)');
+                return openResponse(subtle, keys, secret, target, joinResponse(sealed, body));
+            }
+            const error = httpError(response, body);
+            const { code } = error;
+            if (!key || retried.includes(code))
+                throw error;
+            retried.push(code);
+            // (Matched by parts, for the size budget: 409 NEW_KEY_REQUIRED, 403 KEY_MISMATCH.)
+            if (/KEY_[RM]/.test(code)) {
+                const stored = await getDpopKey();
+                if (stored.thumbprint !== key.thumbprint)
+                    key = stored;
+                else if (/H$/.test(code))
+                    throw error; // KEY_MISMATCH
+                else
+                    key = await rotateDpopKey(key); // a new key of the same algorithm
+            }
+            else if (!/NONCE|D_PROOF/.test(code))
+                throw error;
+        }
+    };
+    // Tabs choose and bind keys one at a time: a tab that finds the session unbound makes its new
+    // key only once any other tab's binding has finished, and a tab waiting here then finds the key
+    // that tab bound. Without Web Locks (older browsers) only the retries above bring tabs to one key.
+    const locks = globalThis.navigator?.locks;
+    return dpop && locks ? locks.request('tokensec-dpop-key', { signal: abort.signal }, exchange) : exchange();
+}
+/**
+ * Runs `run` under the timeout and the caller's signal: whichever fires first rejects the
+ * handshake with its code, and the request in flight is cancelled.
+ */
+function guarded(options) {
+    // `options` may come from plain JavaScript: anything but an object is a caller's mistake.
+    const { timeout = 10_000, signal } = options ?? {};
+    if (!(options instanceof Object) || typeof timeout !== 'number' || !(timeout > 0) || (signal && !(signal instanceof AbortSignal)))
+        return Promise.reject(fail('ERR_TOKENSEC_INVALID_OPTIONS', 'Bad options, timeout or signal'));
+    const abort = new AbortController();
+    // (Whichever comes first: abort() on an aborted signal does nothing, the first reason stays.)
+    const stop = (error) => abort.abort(error);
+    const onAbort = () => stop(fail('ERR_TOKENSEC_ABORTED', 'Aborted'));
+    const timer = setTimeout(() => stop(fail('ERR_TOKENSEC_TIMEOUT', 'Timed out')), timeout);
+    if (signal?.aborted)
+        onAbort();
+    signal?.addEventListener('abort', onAbort);
+    const cancelled = new Promise((_, reject) => abort.signal.addEventListener('abort', () => reject(abort.signal.reason)));
+    return Promise.race([run(options, abort), cancelled]).finally(() => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+    });
+}
+export function handshake(options = {}, callback) {
+    const result = guarded(options);
+    if (!callback)
+        return result;
+    result.then((payload) => callback(null, payload), (error) => callback(error));
+}
