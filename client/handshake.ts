@@ -159,7 +159,8 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       if (/KEY_[RM]/.test(code)) {
         const stored = await getDpopKey();
         if (stored.thumbprint !== key.thumbprint) key = stored;
-        else if (/H$/.test(code)) throw error; // KEY_MISMATCH
+        else if (/H$/.test(code))
+          throw error; // KEY_MISMATCH
         else key = await rotateDpopKey(key); // a new key of the same algorithm
       } else if (!/NONCE|D_PROOF/.test(code)) throw error;
     }
