@@ -1,1 +1,0 @@
-rm -rf .size-out && node node_modules/typescript/bin/tsc -p client/tsconfig.json --outDir .size-out/js --noEmit false --declaration false --declarationMap false --sourceMap false && npx rollup -c .size.rollup.mjs --silent && node -e "console.log(require('zlib').gzipSync(require('fs').readFileSync('.size-out/tokensec.min.js')).length)"
