@@ -11,7 +11,7 @@
  */
 import { portableBase64url } from '../src/protocol/base64url.js';
 import { utf8 } from '../src/protocol/context.js';
-import { DPOP_TYP, encodeJson, normalizeHtu, type PublicJwk } from '../src/protocol/dpop.js';
+import { DPOP_NONCE_HEADER, DPOP_TYP, encodeJson, normalizeHtu, type PublicJwk } from '../src/protocol/dpop.js';
 import { TokenSecError } from '../src/protocol/errors.js';
 import { DPOP_SIGNATURE, isRow, type ClientDpopAlgorithm } from './algorithms.js';
 import { subtleCrypto } from './crypto.js';
@@ -83,7 +83,7 @@ export interface DpopProofInput {
   url: string | URL;
   /** The access token sent with the request: the proof then carries its hash (`ath`). */
   accessToken?: string;
-  /** A nonce the server sent in `DPoP-Nonce`. */
+  /** A nonce the server sent in `DPoP-Nonce`. Default: the latest one the URL's origin sent to this client. */
   nonce?: string;
   /** Extra claims (the handshake adds `tsh`, and `tsb` for a key made in this run). */
   claims?: Record<string, string | boolean>;
@@ -104,14 +104,19 @@ let pending: Promise<unknown> | undefined;
 export const madeHere = new Set<string>();
 /** Milliseconds to add to the browser's clock to get the server's (`syncClock`). */
 let clockOffset = 0;
+/** The latest DPoP-Nonce each origin sent (RFC 9449 §8): proofs to that origin carry it. */
+const nonces: Record<string, string> = {};
 
 /**
  * Learns the server's clock from the `Date` header of one of its answers; proofs' `iat` then
- * follows it, so a browser clock that is minutes off does not get proofs refused.
+ * follows it, so a browser clock that is minutes off does not get proofs refused. Keeps the
+ * answer's `DPoP-Nonce` for `origin`, the origin that answered.
  */
-export function syncClock(response: Response): void {
+export function syncClock(response: Response, origin: string): void {
   const date = Date.parse(response.headers.get('date')!);
+  const nonce = response.headers.get(DPOP_NONCE_HEADER);
   if (date) clockOffset = date - Date.now();
+  if (nonce) nonces[origin] = nonce;
 }
 
 /** SHA-256 of a string's UTF-8, base64url: a thumbprint, `ath`, `tsh`. */
@@ -294,7 +299,7 @@ export async function createDpopProof(input: DpopProofInput): Promise<string> {
     htu,
     iat: Math.floor((Date.now() + clockOffset) / 1000),
     // (JSON leaves out a member whose value is undefined: no nonce, no ath.)
-    nonce: input.nonce,
+    nonce: input.nonce ?? nonces[url!.origin],
   };
   if (input.accessToken !== undefined) claims.ath = await sha256(input.accessToken);
   const signingInput = `${encodeJson({ typ: DPOP_TYP, alg: key.algorithm, jwk: key.jwk })}.${encodeJson(claims)}`;

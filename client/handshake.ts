@@ -6,7 +6,7 @@
 import { TokenSecError, type TokenSecErrorCode } from '../src/protocol/errors.js';
 import { CSRF_HEADER, DEFAULT_HEADER, HEADER_NAME, joinResponse, type Algorithm } from '../src/protocol/wire.js';
 import { portableBase64url } from '../src/protocol/base64url.js';
-import { BIND_CLAIM, DPOP_HEADER, DPOP_NONCE_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
+import { BIND_CLAIM, DPOP_HEADER, HANDSHAKE_CLAIM } from '../src/protocol/dpop.js';
 import { isRow, KEY_AGREEMENT } from './algorithms.js';
 import { createKeys, openResponse, requestHeader, subtleCrypto } from './crypto.js';
 import { csrfTokenOf } from './csrf-token.js';
@@ -110,12 +110,15 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
    * - 409 NEW_KEY_REQUIRED (the session has no key yet, and this one was not made in this run):
    *   the key another tab stored meanwhile, else a new key, made here and so sent with `tsb`;
    * - 403 KEY_MISMATCH: the key another tab stored meanwhile, if there is one;
-   * - an answer with a `DPoP-Nonce` (401 use_dpop_nonce): that nonce in the proof;
-   * - 401 INVALID_PROOF: the proof's `iat` by the server's clock, learnt from the answer's `Date`.
+   * - 401 NONCE_REQUIRED or NONCE_STALE: the answer's `DPoP-Nonce` in the proof (every proof
+   *   carries the latest nonce of its origin, kept by syncClock);
+   * - 401 INVALID_PROOF (or REPLAYED_PROOF): a fresh proof, its `iat` by the server's clock, learnt
+   *   from the answer's `Date`.
+   * Anything else is no better on a second try at once: Host refused (400 BAD_HOST) never is; a
+   * store restarted, full or down (503) may be later, which TokenSec.session() retries with back-off.
    */
   const exchange = async () => {
     let key: DpopKey | undefined = dpop ? await getDpopKey() : undefined;
-    let nonce: string | undefined;
     const retried = new Set<string>();
     for (;;) {
       const target = { header, method, path: url.pathname, jkt: key && portableBase64url.decode(key.thumbprint) };
@@ -129,7 +132,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
         };
         // A key made in this run may be bound to a session that has none yet.
         if (madeHere.has(key.thumbprint)) claims[BIND_CLAIM] = true;
-        headers[DPOP_HEADER] = await createDpopProof({ method, url, key, nonce, claims });
+        headers[DPOP_HEADER] = await createDpopProof({ method, url, key, claims });
       }
       let response: Response;
       try {
@@ -138,7 +141,7 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       } catch (cause) {
         throw abort.signal.reason ?? fail('NETWORK', 'Network error or CORS (the server must allow this origin)', { cause });
       }
-      syncClock(response);
+      syncClock(response, url.origin);
       // Read the body to its end (a large answer's ciphertext is there; one left unread is cancelled
       // when collected, which browsers log as an aborted request).
       const body = await response.text().catch(() => '');
@@ -149,16 +152,16 @@ async function run(options: ClientHandshakeOptions, abort: AbortController): Pro
       }
       const error = httpError(response, body);
       const { code } = error;
-      const offered = response.headers.get(DPOP_NONCE_HEADER);
       if (!key || retried.has(code)) throw error;
       retried.add(code);
-      if (code === 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED' || code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') {
+      // (Matched by parts, for the size budget: 409 NEW_KEY_REQUIRED, 403 KEY_MISMATCH.)
+      if (/KEY_[RM]/.test(code)) {
         const stored = await getDpopKey();
         if (stored.thumbprint !== key.thumbprint) key = stored;
-        else if (code === 'ERR_TOKENSEC_DPOP_KEY_MISMATCH') throw error;
+        else if (/H$/.test(code))
+          throw error; // KEY_MISMATCH
         else key = await rotateDpopKey(key); // a new key of the same algorithm
-      } else if (offered) nonce = offered;
-      else if (code !== 'ERR_TOKENSEC_DPOP_INVALID_PROOF') throw error;
+      } else if (!/NONCE|D_PROOF/.test(code)) throw error;
     }
   };
 

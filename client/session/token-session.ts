@@ -4,7 +4,6 @@
  * callers, retries what is worth retrying, and signs API calls on allowed origins. Its state is
  * private (#fields); the page and the worker reach it through its public methods only.
  */
-import { DPOP_NONCE_HEADER } from '../../src/protocol/dpop.js';
 import { TokenSecError } from '../../src/protocol/errors.js';
 import { csrfTokenOf } from '../csrf-token.js';
 import { createDpopProof, syncClock } from '../dpop.js';
@@ -56,8 +55,6 @@ export class TokenSession {
    */
   readonly #name: string;
   readonly #channel: BroadcastChannel | undefined;
-  /** The latest DPoP-Nonce each origin sent (RFC 9449 §8). */
-  readonly #nonces: Record<string, string> = {};
   #token: string | undefined;
   #expiresAt = 0;
   /** Expiry minus leeway, but at least half the token's remaining life away: a leeway longer than
@@ -261,7 +258,7 @@ export class TokenSession {
     if (this.#settings.dpop === false) headers.set('authorization', `Bearer ${accessToken}`);
     else {
       headers.set('authorization', `DPoP ${accessToken}`);
-      headers.set('dpop', await createDpopProof({ method: request.method, url: request.url, accessToken, nonce: this.#nonces[origin] }));
+      headers.set('dpop', await createDpopProof({ method: request.method, url: request.url, accessToken }));
     }
     // (A Request made with init resets referrer and referrerPolicy: passed on as given.)
     const { referrer, referrerPolicy } = request;
@@ -274,9 +271,8 @@ export class TokenSession {
     // Only an answer from the origin the proof was made for (not one a redirect led to) may
     // set that origin's nonce or ask for a retry.
     if (!response.url || new URL(response.url).origin !== origin) return response;
-    syncClock(response);
-    const nonce = response.headers.get(DPOP_NONCE_HEADER);
-    if (nonce) this.#nonces[origin] = nonce;
+    // (The proofs to that origin carry its latest DPoP-Nonce: createDpopProof.)
+    syncClock(response, origin);
     const challenge = response.status === 401 && response.headers.get('www-authenticate');
     if (retry || !challenge) return response;
     // A challenge other than a nonce means the token was refused: drop it (unless a newer one came).

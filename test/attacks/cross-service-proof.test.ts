@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDpopProof, getDpopKey } from '../../client/dpop.js';
 import tokenSec from '../../src/index.js';
 import { listen } from '../support/helpers.js';
+import { currentNonce } from '../support/proofs.js';
 
 const issuerKey = new TextEncoder().encode('one issuer, 32-byte HMAC key ...');
 const verifyToken = async (token: string) => (await jwtVerify(token, issuerKey, { issuer: 'https://issuer.example' })).payload;
@@ -62,7 +63,10 @@ beforeAll(async () => {
     .setIssuer('https://issuer.example')
     .setExpirationTime('5m')
     .sign(issuerKey);
-  headers = { authorization: `DPoP ${token}`, dpop: await createDpopProof({ method: 'GET', url: `${a}/api/me`, key, accessToken: token }) };
+  headers = {
+    authorization: `DPoP ${token}`,
+    dpop: await createDpopProof({ method: 'GET', url: `${a}/api/me`, key, accessToken: token, nonce: currentNonce() }),
+  };
   // The page's own call at A: accepted once, then A's replay store refuses it.
   expect(await get(a, new URL(a).host, headers)).toEqual({ status: 200, code: undefined });
   expect(await get(a, new URL(a).host, headers)).toEqual({ status: 401, code: 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF' });

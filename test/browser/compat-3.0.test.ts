@@ -4,7 +4,8 @@
  * (docs/PROTOCOL.md, "Compatibility with 3.0 clients"): a session bound at login, no session to
  * bind, ES256 and EdDSA keys, migration mode, the body form, session.fetch on DPoP-protected API
  * routes, and a wrong secret refused as before. The 3.0 and the 3.1 clients' API-call proofs also
- * verify with jose.
+ * verify with jose. Server nonces (on by default since 4.0) are off here, as on a 3.x server: what a
+ * cached client meets with them on is compat-3.1.test.ts's.
  */
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -60,24 +61,34 @@ beforeAll(async () => {
     set: (req: Request, jkt: string) => void bindings.set(req.sessionID, jkt),
   };
   const payload = (_req: Request, _res: unknown, { jkt }: { jkt?: string | undefined }) => issue(jkt);
-  app.post('/token-bound', tokenSec.handshake<Request>({ payload, terminate: true, dpop: { sessionKey } }));
+  app.post('/token-bound', tokenSec.handshake<Request>({ payload, terminate: true, dpop: { sessionKey, nonce: false } }));
   app.post(
     '/token',
-    tokenSec.handshake<Request>({ payload, terminate: true, dpop: { sessionKey: false, algorithms: ['ES256', 'EdDSA'] } }),
+    tokenSec.handshake<Request>({ payload, terminate: true, dpop: { sessionKey: false, algorithms: ['ES256', 'EdDSA'], nonce: false } }),
   );
-  app.post('/token-migrate', tokenSec.handshake<Request>({ payload, terminate: true, dpop: { required: false, sessionKey: false } }));
+  app.post(
+    '/token-migrate',
+    tokenSec.handshake<Request>({ payload, terminate: true, dpop: { required: false, sessionKey: false, nonce: false } }),
+  );
   app.post(
     '/token-large',
-    tokenSec.handshake<Request>({ payload: (_req, _res, { jkt }) => issue(jkt, 4000), terminate: true, dpop: { sessionKey: false } }),
+    tokenSec.handshake<Request>({
+      payload: (_req, _res, { jkt }) => issue(jkt, 4000),
+      terminate: true,
+      dpop: { sessionKey: false, nonce: false },
+    }),
   );
-  app.post('/token-secret', tokenSec.handshake<Request>({ secret: 'a secret the page does not know', payload, terminate: true }));
+  app.post(
+    '/token-secret',
+    tokenSec.handshake<Request>({ secret: 'a secret the page does not know', payload, terminate: true, dpop: { nonce: false } }),
+  );
   app.all(
     '/api/me',
     (req, _res, next) => {
       apiProofs.push(String(req.headers.dpop));
       next();
     },
-    tokenSec.dpop({ verifyToken, algorithms: ['ES256', 'EdDSA'] }),
+    tokenSec.dpop({ verifyToken, algorithms: ['ES256', 'EdDSA'], nonce: false }),
     (req, res) => res.json({ sub: (req as { tokenSec?: { claims: { sub?: unknown } } }).tokenSec?.claims.sub }),
   );
   const onError: ErrorRequestHandler = (err, _req, res, _next) => {

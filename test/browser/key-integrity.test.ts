@@ -67,12 +67,14 @@ beforeAll(async () => {
     const sub = (req.session as unknown as { user: string }).user;
     return new SignJWT({ sub, cnf: { jkt } }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(signingKey);
   };
-  app.post('/token', requireUser, tokenSec.handshake({ payload, terminate: true, dpop: { maxAge: 60 } }));
+  // Nonces off on /token and the API: these tests count the key refusals and retries; the nonce
+  // round trip is /token-nonce's (and test/unit/client/retries.test.ts's).
+  app.post('/token', requireUser, tokenSec.handshake({ payload, terminate: true, dpop: { maxAge: 60, nonce: false } }));
   app.post('/token-nonce', requireUser, tokenSec.handshake({ payload, terminate: true, dpop: { maxAge: 60, nonce: true } }));
-  app.post('/token-large', requireUser, tokenSec.handshake({ payload: () => 'x'.repeat(7000), terminate: true }));
+  app.post('/token-large', requireUser, tokenSec.handshake({ payload: () => 'x'.repeat(7000), terminate: true, dpop: { nonce: false } }));
   app.get(
     '/api/me',
-    tokenSec.dpop({ maxAge: 60, verifyToken: async (token) => (await jwtVerify(token, signingKey)).payload }),
+    tokenSec.dpop({ maxAge: 60, nonce: false, verifyToken: async (token) => (await jwtVerify(token, signingKey)).payload }),
     (req, res) => {
       res.json({ sub: (req as unknown as { tokenSec: { claims: { sub: string } } }).tokenSec.claims.sub });
     },

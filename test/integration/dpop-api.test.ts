@@ -14,6 +14,8 @@ import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import tokenSec, { TokenSecError } from '../../src/index.js';
 import { listen } from '../support/helpers.js';
+import { currentNonce } from '../support/proofs.js';
+import { nonceSource } from '../../src/server/dpop/nonce.js';
 import { markStoreInUse, startRedis, type RedisServer } from '../support/redis.js';
 
 const signingKey = new TextEncoder().encode('a 32-byte HMAC key for the test!');
@@ -47,22 +49,23 @@ async function dpopKey() {
 const call = (token: string, proof?: string, path = '/api/me') =>
   fetch(`${server.origin}${path}`, { headers: { authorization: `DPoP ${token}`, ...(proof ? { dpop: proof } : {}) } });
 
+const SHARED_NONCE_KEY = 'the nonce key both processes share, 32+ bytes';
+
 describe('accepted', () => {
-  it('a DPoP-bound token with a proof from oauth4webapi', async () => {
+  it('a DPoP-bound token with a proof from oauth4webapi (after its use_dpop_nonce retry)', async () => {
     const keyPair = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as CryptoKeyPair;
     const jkt = await calculateJwkThumbprint(await exportJWK(keyPair.publicKey));
     const handle = oauth.DPoP({}, keyPair);
-    const response = await oauth.protectedResourceRequest(
-      await mint(jkt),
-      'GET',
-      new URL(`${server.origin}/api/me`),
-      undefined,
-      undefined,
-      {
+    const token = await mint(jkt);
+    const request = () =>
+      oauth.protectedResourceRequest(token, 'GET', new URL(`${server.origin}/api/me`), undefined, undefined, {
         DPoP: handle,
         [oauth.allowInsecureRequests]: true,
-      },
-    );
+      });
+    const response = await request().catch((error: unknown) => {
+      if (!oauth.isDPoPNonceError(error)) throw error;
+      return request();
+    });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ sub: 'alice' });
   });
@@ -71,7 +74,7 @@ describe('accepted', () => {
     const { keyPair, jkt } = await dpopKey();
     const token = await mint(jkt);
     const url = `${server.origin}/api/me`;
-    expect((await call(token, await dpopPackage.generateProof(keyPair, url, 'GET', undefined, token))).status).toBe(200);
+    expect((await call(token, await dpopPackage.generateProof(keyPair, url, 'GET', currentNonce(), token))).status).toBe(200);
     const first = await call(
       token,
       await dpopPackage.generateProof(keyPair, `${server.origin}/api/nonce`, 'GET', undefined, token),
@@ -104,7 +107,10 @@ describe('refused with 401 and WWW-Authenticate', () => {
     const victim = await dpopKey();
     const thief = await dpopKey();
     const token = await mint(victim.jkt);
-    const response = await call(token, await dpopPackage.generateProof(thief.keyPair, `${server.origin}/api/me`, 'GET', undefined, token));
+    const response = await call(
+      token,
+      await dpopPackage.generateProof(thief.keyPair, `${server.origin}/api/me`, 'GET', currentNonce(), token),
+    );
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toMatch(/^DPoP error="invalid_token"/);
   });
@@ -118,7 +124,7 @@ describe('refused with 401 and WWW-Authenticate', () => {
   it('a replayed proof, and a proof without one', async () => {
     const { keyPair, jkt } = await dpopKey();
     const token = await mint(jkt);
-    const proof = await dpopPackage.generateProof(keyPair, `${server.origin}/api/me`, 'GET', undefined, token);
+    const proof = await dpopPackage.generateProof(keyPair, `${server.origin}/api/me`, 'GET', currentNonce(), token);
     expect((await call(token, proof)).status).toBe(200);
     const replay = await call(token, proof);
     expect(replay.status).toBe(401);
@@ -131,7 +137,7 @@ describe('refused with 401 and WWW-Authenticate', () => {
   it('a token whose verification fails, and one without cnf.jkt', async () => {
     const { keyPair, jkt } = await dpopKey();
     for (const token of [`${await mint(jkt)}x`, await mint(undefined)]) {
-      const response = await call(token, await dpopPackage.generateProof(keyPair, `${server.origin}/api/me`, 'GET', undefined, token));
+      const response = await call(token, await dpopPackage.generateProof(keyPair, `${server.origin}/api/me`, 'GET', currentNonce(), token));
       expect(response.status).toBe(401);
       expect(response.headers.get('www-authenticate')).toMatch(/^DPoP error="invalid_token"/);
     }
@@ -150,14 +156,14 @@ describe('refused with 401 and WWW-Authenticate', () => {
       const boundElsewhere = await mint(other.jkt);
       for (const token of [forged, boundElsewhere]) {
         const response = await fetch(url, {
-          headers: { authorization: `DPoP ${token}`, dpop: await dpopPackage.generateProof(keyPair, url, 'GET', undefined, token) },
+          headers: { authorization: `DPoP ${token}`, dpop: await dpopPackage.generateProof(keyPair, url, 'GET', currentNonce(), token) },
         });
         expect(response.status).toBe(401);
       }
       expect(keys).toEqual([]);
       const token = await mint(jkt);
       const ok = await fetch(url, {
-        headers: { authorization: `DPoP ${token}`, dpop: await dpopPackage.generateProof(keyPair, url, 'GET', undefined, token) },
+        headers: { authorization: `DPoP ${token}`, dpop: await dpopPackage.generateProof(keyPair, url, 'GET', currentNonce(), token) },
       });
       expect(ok.status).toBe(200);
       expect(keys).toHaveLength(1);
@@ -170,7 +176,7 @@ describe('refused with 401 and WWW-Authenticate', () => {
   it('two DPoP headers', async () => {
     const { keyPair, jkt } = await dpopKey();
     const token = await mint(jkt);
-    const proof = await dpopPackage.generateProof(keyPair, `${server.origin}/api/me`, 'GET', undefined, token);
+    const proof = await dpopPackage.generateProof(keyPair, `${server.origin}/api/me`, 'GET', currentNonce(), token);
     // A raw request: fetch would join the two fields into one.
     const net = await import('node:net');
     const { port } = new URL(server.origin);
@@ -219,7 +225,8 @@ describe('a Redis replay store shared by two server processes', () => {
 
   async function apiProcess(): Promise<string> {
     const child = spawn(process.execPath, [new URL('./fixtures/dpop-api-server.mjs', import.meta.url).pathname], {
-      env: { ...process.env, REDIS_URL: redis.url },
+      // Both processes make nonces with one key, as production requires.
+      env: { ...process.env, REDIS_URL: redis.url, TOKENSEC_NONCE_KEY: SHARED_NONCE_KEY },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -245,7 +252,13 @@ describe('a Redis replay store shared by two server processes', () => {
     const [first, second] = await Promise.all([apiProcess(), apiProcess()]);
     const { keyPair, jkt } = await dpopKey();
     const token = Buffer.from(JSON.stringify({ cnf: { jkt } })).toString('base64url');
-    const proof = await dpopPackage.generateProof(keyPair, 'https://api.example/api/me', 'GET', undefined, token);
+    const proof = await dpopPackage.generateProof(
+      keyPair,
+      'https://api.example/api/me',
+      'GET',
+      nonceSource({ key: SHARED_NONCE_KEY }).current(),
+      token,
+    );
     const send = (origin: string) => fetch(`${origin}/api/me`, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
     const accepted = await send(first);
     expect(accepted.status).toBe(200);
@@ -253,7 +266,13 @@ describe('a Redis replay store shared by two server processes', () => {
     expect(refused.status).toBe(401);
     expect(await refused.json()).toEqual({ code: 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF' });
     // A fresh proof works on the second process: it was the replay, not the process, that was refused.
-    const fresh = await dpopPackage.generateProof(keyPair, 'https://api.example/api/me', 'GET', undefined, token);
+    const fresh = await dpopPackage.generateProof(
+      keyPair,
+      'https://api.example/api/me',
+      'GET',
+      nonceSource({ key: SHARED_NONCE_KEY }).current(),
+      token,
+    );
     expect((await fetch(`${second}/api/me`, { headers: { authorization: `DPoP ${token}`, dpop: fresh } })).status).toBe(200);
   });
 });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDpopProof, getDpopKey } from '../../client/dpop.js';
 import tokenSec, { type HandshakeMiddleware } from '../../src/index.js';
 import { listen, signedHandshake, defined } from '../support/helpers.js';
+import { currentNonce } from '../support/proofs.js';
 import { startNginx, type NginxProxy } from '../support/nginx.js';
 
 const NAME = 'app.tokensec.test';
@@ -83,7 +84,7 @@ describe('nginx with proxy_set_header Host $host on a non-443 port', () => {
     expect(first.status).toBe(200);
     const key = await getDpopKey();
     const token = `token-for-${key.thumbprint}`;
-    const proof = await createDpopProof({ method: 'GET', url: `${nginx.origin}/api/me`, key, accessToken: token });
+    const proof = await createDpopProof({ method: 'GET', url: `${nginx.origin}/api/me`, key, accessToken: token, nonce: currentNonce() });
     const api = await throughNginx('GET', '/api/me', { authorization: `DPoP ${token}`, dpop: proof });
     expect([api.status, JSON.parse(api.body)]).toEqual([200, { jkt: key.thumbprint }]);
   });

@@ -12,6 +12,7 @@ import { createClient } from 'redis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import tokenSec, { type AtomicStore, type DpopEvent } from '../../src/index.js';
 import { listen } from '../support/helpers.js';
+import { currentNonce } from '../support/proofs.js';
 import { markStoreInUse, startRedis, type RedisServer } from '../support/redis.js';
 
 interface Setup {
@@ -120,7 +121,7 @@ describe.each(setups)('$name', (setup) => {
     const jkt = await dpopPackage.calculateThumbprint(keyPair.publicKey);
     const token = Buffer.from(JSON.stringify({ cnf: { jkt } })).toString('base64url');
     const url = `${server.origin}/api/me`;
-    const proof = () => dpopPackage.generateProof(keyPair, url, 'GET', undefined, token);
+    const proof = () => dpopPackage.generateProof(keyPair, url, 'GET', currentNonce(), token);
     // A hang fails the test (the fetch gives up after 10 s) instead of stalling it.
     const send = async (dpop: string) => {
       const response = await fetch(url, { headers: { authorization: `DPoP ${token}`, dpop }, signal: AbortSignal.timeout(10_000) });

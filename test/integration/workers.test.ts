@@ -104,12 +104,17 @@ describe('batching', () => {
 });
 
 describe('an Express app with handshake({ workers: 2 }) and handshake({ workers: 1 })', () => {
+  afterAll(() => {
+    delete process.env.TOKENSEC_NONCE_KEY;
+  });
   let before: number;
   let middleware: ReturnType<typeof tokenSec.handshake>;
   let fixed: ReturnType<typeof tokenSec.handshake>;
   let server: Awaited<ReturnType<typeof listen>>;
 
   it('starts three threads', async () => {
+    // The app is dist's, the test's proofs src's: one nonce key for both, as for two processes.
+    process.env.TOKENSEC_NONCE_KEY = 'a nonce key the app and the test share, 32+ bytes';
     before = threads();
     // A payload function: the key agreement runs on a worker, the seal here.
     middleware = tokenSec.handshake({ payload: (_req, _res, { jkt }) => `${TOKEN}.${jkt}`, secret: SECRET, terminate: true, workers: 2 });

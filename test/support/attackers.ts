@@ -200,6 +200,8 @@ export async function rewritingProxy(
           tsh,
           // Its own key, so it claims it was made for binding: `tsb` stops a planted key, not this.
           tsb: true,
+          // The server's nonce, copied from the browser's proof (on the wire, as is every answer's DPoP-Nonce).
+          nonce: typeof browserProof === 'string' ? JSON.parse(unb64u(browserProof.split('.')[1] ?? '').toString()).nonce : undefined,
         });
       }
     }

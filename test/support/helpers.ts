@@ -106,8 +106,8 @@ export function csrfApp(
 
 /**
  * A complete handshake request as the browser client makes it, DPoP proof included (unless
- * `dpop: false`), for tests that send it by hand: the handshake header, the proof, and what the
- * response is bound to.
+ * `dpop: false`) with the current default nonce (unless `nonce` is given), for tests that send it
+ * by hand: the handshake header, the proof, and what the response is bound to.
  */
 export async function signedHandshake(
   url: string,
@@ -126,7 +126,10 @@ export async function signedHandshake(
   // `tsb` as the client sends it: for a key made in this run (in Node the client's key lives in memory).
   const tsb = options.tsb ?? madeHere.has(key.thumbprint);
   const claims = (tsb ? { tsh, tsb } : { tsh }) as Record<string, string>; // the client types extra claims as strings
-  const proof = await createDpopProof({ method, url, key, claims, nonce: options.nonce });
+  // The current default nonce, as a client that has had an answer carries it, unless the test names one.
+  const { currentNonce } = await import('./proofs.js');
+  const nonce = 'nonce' in options ? options.nonce : currentNonce();
+  const proof = await createDpopProof({ method, url, key, claims, nonce });
   headers.dpop = proof;
   return { keys, target, value, proof, jkt: key.thumbprint, headers };
 }

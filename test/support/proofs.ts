@@ -9,6 +9,7 @@ import {
   type DpopVerifyOptions,
   type VerifiedProof,
 } from '../../src/server/dpop/verify.js';
+import { nonceSource } from '../../src/server/dpop/nonce.js';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 
 export interface ProofKey {
@@ -32,9 +33,20 @@ export interface ProofInput {
   [claim: string]: unknown;
 }
 
-/** A proof signed by jose; `header` overrides or adds header members (typ, jwk, crit...). */
+/**
+ * The nonce a middleware with the default nonce options hands out now, in this process (they share
+ * one random key outside production): what a client carries after any answer of the server.
+ */
+export const currentNonce = (): string => nonceSource().current();
+
+/**
+ * A proof signed by jose; `header` overrides or adds header members (typ, jwk, crit...). It
+ * carries the current default nonce, as a client that has had an answer does, unless `claims`
+ * names one (`nonce: undefined` for none).
+ */
 export async function joseProof(key: ProofKey, claims: ProofInput, header: Record<string, unknown> = {}): Promise<string> {
   const { iat = Math.floor(Date.now() / 1000), jti = crypto.randomUUID(), ...rest } = claims;
+  if (!('nonce' in claims)) rest.nonce = currentNonce();
   return new SignJWT({ ...rest, jti, iat })
     .setProtectedHeader({ typ: 'dpop+jwt', alg: key.alg, jwk: key.jwk, ...header })
     .sign(key.privateKey);

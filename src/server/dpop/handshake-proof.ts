@@ -48,9 +48,10 @@ export interface HandshakeDpopOptions<Req = RequestLike> {
   /** Where proof ids are remembered. Default: the process's one memoryStore(); redisStore() across processes. */
   replayStore?: AtomicStore | ReplayStore;
   /**
-   * Require server nonces (RFC 9449 §8) on the handshake's proof: `true`, or the nonce options of
-   * `dpop()`. A proof without the current nonce gets 401 `use_dpop_nonce` with a `DPoP-Nonce`
-   * header (the client retries once with it). Default off.
+   * Server nonces (RFC 9449 §8) on the handshake's proof, on by default with the nonce options of
+   * `dpop()` (the same default key, so one nonce serves both): every answer carries `DPoP-Nonce`,
+   * and a proof without a current one gets 401 `use_dpop_nonce` (the client retries once with
+   * it). `false` turns them off.
    */
   nonce?: boolean | NonceOptions;
   /**

@@ -52,7 +52,12 @@ export interface DpopOptions<Req extends RequestLike = DefaultDpopRequest> {
   replayStore?: AtomicStore | ReplayStore;
   /** Milliseconds a store call may take before the request gets 503 ERR_TOKENSEC_STORE_UNAVAILABLE. Default 1000. */
   storeTimeout?: number;
-  /** Require server nonces (RFC 9449 §8): `true`, or nonce options. Default off. */
+  /**
+   * Server nonces (RFC 9449 §8), on by default: every answer carries `DPoP-Nonce`, and a proof
+   * without a current one gets 401 `use_dpop_nonce` (the client retries once with it). Nonce
+   * options to set the window or the key (default: TOKENSEC_NONCE_KEY, required in production);
+   * `false` turns them off, and a proof signed ahead of time then lasts as long as the token.
+   */
   nonce?: boolean | NonceOptions;
   /** `(event) => void`, called once per request with its outcome; never a token, proof or key. */
   onEvent?: (event: DpopEvent) => void;
@@ -117,6 +122,8 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
   const urlOf = resolveUrl<Req>('dpop', given);
 
   async function check(req: Req, res: Res, seen: Pick<DpopEvent, 'algorithm' | 'jkt'>): Promise<void> {
+    // Every answer carries the current nonce, refusals too (whichever error handler sends them): the client keeps the latest.
+    if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
     // Before anything is read: no URL is built from a Host that is not host[:port].
     urlOf.checkHost?.(req);
     const authorization = readAuthorizationHeader(req) ?? '';
@@ -161,7 +168,6 @@ export function dpop<Req extends DpopRequestLike = DefaultDpopRequest, Res exten
       recordedOn.set(req, proof.claims.jti);
     }
     req.tokenSec = { token, claims, jkt: proof.jkt };
-    if (verify.nonce) res.setHeader('DPoP-Nonce', verify.nonce.current());
   }
 
   // Any framework's request and response will do; verifyToken sees them as the app's types.

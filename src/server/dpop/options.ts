@@ -10,7 +10,7 @@ import { isValidHost } from '../../protocol/htu.js';
 import type { RequestLike } from '../express-request.js';
 import { assertClock, checkInteger, describe, optionError } from '../options.js';
 import { badHost, namedOrigin, readRequestTarget, targetUrl, type RequestTargetParts } from '../request-target.js';
-import { nonceSource, type NonceOptions } from './nonce.js';
+import { resolveNonce } from './nonce.js';
 import { asAtomicStore, defaultStore } from './replay-store.js';
 import { checkStore, checkStoreTimeout } from '../store.js';
 import type { DpopVerifyOptions } from './verify.js';
@@ -108,10 +108,6 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
       `a store with addIfAbsent(key, value, ttlSeconds) and delete(key), e.g. memoryStore() or redisStore({ client }) (a 3.0 store with an add method is accepted too), got ${describe(given.replayStore)}`,
       asAtomicStore,
     ) ?? defaultStore();
-  const nonce = given.nonce;
-  if (nonce !== undefined && typeof nonce !== 'boolean' && (typeof nonce !== 'object' || nonce === null)) {
-    throw optionError(fn, `option "${prefix}nonce" must be true, false or nonce options, got ${describe(nonce)}.`);
-  }
   assertClock(fn, `${prefix}now`, given.now);
   return {
     algorithms: acceptedAlgorithms(algorithms as DpopAlgorithm[]),
@@ -119,7 +115,7 @@ export function resolveVerifyOptions(fn: string, given: Partial<Record<string, u
     clockSkew: checkInteger(fn, `${prefix}clockSkew`, given.clockSkew, 5, 0, 600, 'seconds'),
     replayStore,
     storeTimeout: checkStoreTimeout(fn, `${prefix}storeTimeout`, given.storeTimeout),
-    nonce: nonce ? nonceSource(nonce === true ? {} : (nonce as NonceOptions), fn, `${prefix}nonce.`) : undefined,
+    nonce: resolveNonce(fn, given.nonce, `${prefix}nonce.`),
     now: given.now,
   };
 }

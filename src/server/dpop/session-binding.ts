@@ -99,9 +99,23 @@ export function sessionBinding<Req>(store: AtomicStore, timeout: number): Bindin
       return callStore(() => store.addIfAbsent(sessionStateKey(BINDING, id), jkt, sessionTtl(req)), timeout).then((earlier) => {
         session.tokenSecJkt = earlier ?? jkt;
         return earlier;
-      });
+      }, bindingStoreFull);
     },
   };
+}
+
+/**
+ * A full binding store told apart from a full replay store: its own code, so that operators
+ * (onEvent) see which store to size.
+ */
+function bindingStoreFull(error: unknown): never {
+  if (!(error instanceof TokenSecError) || error.code !== 'ERR_TOKENSEC_STORE_FULL') throw error;
+  throw new TokenSecError(
+    'ERR_TOKENSEC_BINDING_STORE_FULL',
+    'TokenSec binding store is full: no new session can be bound. Size it (memoryStore({ max })) or use a shared Redis store.',
+    503,
+    { cause: error },
+  );
 }
 
 /** The app's hooks; without `bind`, get() then set() (not atomic). Each call has the store time limit. */

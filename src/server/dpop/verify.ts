@@ -91,6 +91,7 @@ export function dpopError(
     | 'ERR_TOKENSEC_DPOP_INVALID_PROOF'
     | 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF'
     | 'ERR_TOKENSEC_DPOP_NONCE_REQUIRED'
+    | 'ERR_TOKENSEC_DPOP_NONCE_STALE'
     | 'ERR_TOKENSEC_DPOP_INVALID_TOKEN',
   message: string,
   name: DpopErrorName,
@@ -356,7 +357,15 @@ export function checkProofClaims(
   if (expected.handshake !== undefined && claims[HANDSHAKE_CLAIM] !== sha256Base64url(expected.handshake)) {
     throw invalid(`${HANDSHAKE_CLAIM} is not the hash of this handshake header`);
   }
-  if (options.nonce && !options.nonce.isValid(claims.nonce)) {
+  const nonceProblem = options.nonce?.problem(claims.nonce);
+  if (nonceProblem === 'stale') {
+    throw dpopError(
+      'ERR_TOKENSEC_DPOP_NONCE_STALE',
+      'DPoP proof with a server nonce whose time has passed: use the DPoP-Nonce header of this answer.',
+      'use_dpop_nonce',
+    );
+  }
+  if (nonceProblem) {
     throw dpopError(
       'ERR_TOKENSEC_DPOP_NONCE_REQUIRED',
       'DPoP proof without a current server nonce: use the DPoP-Nonce header.',

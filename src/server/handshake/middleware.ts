@@ -357,7 +357,6 @@ function* handshakeSteps<Req extends HandshakeRequestLike, Res extends ServerRes
       else sealed = encryptPayload(key, payload);
     }
     const body = respond(res, sealed, method, options);
-    if (proof && options.dpop.verify.nonce) res.setHeader('DPoP-Nonce', options.dpop.verify.nonce.current());
     return body;
   } finally {
     deadline?.dispose();
@@ -423,6 +422,9 @@ export function handshake<Req extends HandshakeRequestLike = DefaultHandshakeReq
       return;
     }
     const started = performance.now();
+    // Every answer carries the current nonce, refusals too (whichever error handler sends them): the client keeps the latest.
+    const nonce = resolved.dpop.verify.nonce;
+    if (nonce) res.setHeader('DPoP-Nonce', nonce.current());
     const seen: Pick<HandshakeEvent, 'algorithm' | 'jkt'> = {};
     const report = (outcome: Pick<HandshakeEvent, 'outcome' | 'status' | 'code'>) => {
       // Built only when someone listens: most apps do not, and it is per request.

@@ -5,10 +5,11 @@
  */
 import express from 'express';
 import session from 'express-session';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { handshake, TokenSecError, type ClientHandshakeOptions } from '../../../client/index.js';
 import { getDpopKey, madeHere } from '../../../client/dpop.js';
-import tokenSec, { type ServerHandshakeOptions } from '../../../src/index.js';
+import tokenSec, { memoryStore, type ServerHandshakeOptions } from '../../../src/index.js';
+import { fakeClock } from '../../support/clock.js';
 import { TOKEN, listen } from '../../support/helpers.js';
 
 const SECRET = 'client-retries-secret-0123';
@@ -26,6 +27,11 @@ async function app(dpop: ServerHandshakeOptions['dpop'] = {}, handshakeOptions: 
   const requests: { proof: Record<string, unknown> | undefined }[] = [];
   const errors: string[] = [];
   a.use(express.json());
+  // The Date header by the (possibly faked) clock: Node's own is cached by real time.
+  a.use((_req, res, next) => {
+    res.setHeader('Date', new Date().toUTCString());
+    next();
+  });
   a.use(session({ secret: 'session secret for tests', resave: false, saveUninitialized: false }));
   a.post('/login', (req, res) => {
     const s = req.session as unknown as { user: string; tokenSecJkt?: string };
@@ -116,7 +122,8 @@ describe("the client's error carries the server's reason", () => {
   });
 
   it('403 KEY_MISMATCH with no other key stored: one request, no retry', async () => {
-    const bound = await app();
+    // Nonces off: this test counts the key retries' requests (the nonce round trip: "handshake retries" below).
+    const bound = await app({ nonce: false });
     const cookie = await bound.login('A'.repeat(43));
     await outcome({ uri: bound.url, headers: { cookie } });
     expect(bound.requests).toHaveLength(1);
@@ -124,16 +131,58 @@ describe("the client's error carries the server's reason", () => {
 });
 
 describe('handshake retries', () => {
-  it('a server nonce (dpop.nonce): one 401 use_dpop_nonce, then the proof carries the nonce and is answered', async () => {
-    const server = await app({ nonce: true });
+  it('server nonces (the default): one 401 use_dpop_nonce at first contact, then the proof carries the nonce and is answered', async () => {
+    const server = await app();
     const cookie = await server.login();
     expect(await outcome({ uri: server.url, headers: { cookie } })).toEqual({ payload: TOKEN });
     expect(server.errors).toEqual(['ERR_TOKENSEC_DPOP_NONCE_REQUIRED']);
     expect(server.requests.map((r) => typeof r.proof?.nonce)).toEqual(['undefined', 'string']);
   });
 
-  it('a session with no key bound and a key from an earlier run: 409, then a new key made here, sent with tsb, is bound', async () => {
+  it('steady state: the next handshake carries the nonce of the last answer, one request and no challenge', async () => {
     const server = await app();
+    const cookie = await server.login();
+    await outcome({ uri: server.url, headers: { cookie } });
+    const before = server.requests.length;
+    expect(await outcome({ uri: server.url, headers: { cookie } })).toEqual({ payload: TOKEN });
+    expect(await outcome({ uri: server.url, headers: { cookie } })).toEqual({ payload: TOKEN });
+    expect(server.requests.length - before).toBe(2);
+    expect(server.errors).toEqual(['ERR_TOKENSEC_DPOP_NONCE_REQUIRED']);
+  });
+
+  it('a nonce whose windows have passed: 401 NONCE_STALE, one retry with the nonce of that answer', async () => {
+    const server = await app();
+    const cookie = await server.login();
+    await outcome({ uri: server.url, headers: { cookie } });
+    const clock = fakeClock(Date.now() + 120_000);
+    try {
+      expect(await outcome({ uri: server.url, headers: { cookie } })).toEqual({ payload: TOKEN });
+    } finally {
+      clock.set(Date.now() - 120_000);
+      vi.useRealTimers();
+    }
+    expect(server.errors).toEqual(['ERR_TOKENSEC_DPOP_NONCE_REQUIRED', 'ERR_TOKENSEC_DPOP_NONCE_STALE']);
+    const [stale, fresh] = server.requests.slice(-2).map((r) => r.proof?.nonce);
+    expect(stale).not.toBe(fresh);
+  });
+
+  it('a refusal a new proof cannot cure (a full binding store, 503): one request, no retry', async () => {
+    const server = await app({ bindingStore: memoryStore({ max: 1 }) });
+    const first = await server.login();
+    await outcome({ uri: server.url, headers: { cookie: first } });
+    const second = await server.login();
+    const before = server.requests.length;
+    expect(await outcome({ uri: server.url, headers: { cookie: second } })).toEqual({
+      name: 'TokenSecError',
+      code: 'ERR_TOKENSEC_BINDING_STORE_FULL',
+      status: 503,
+    });
+    expect(server.requests.length - before).toBe(1);
+  });
+
+  it('a session with no key bound and a key from an earlier run: 409, then a new key made here, sent with tsb, is bound', async () => {
+    // Nonces off: this test counts the key retries' requests (the nonce round trip is tested above).
+    const server = await app({ nonce: false });
     const cookie = await server.login();
     const earlier = (await getDpopKey()).thumbprint;
     madeHere.clear(); // as after a reload: the stored key was not made in this run
@@ -151,7 +200,8 @@ describe('handshake retries', () => {
 
   it('login-time binding: rotateDpopKey() makes the key in this run; the session bound at login to it answers at once', async () => {
     const { rotateDpopKey } = await import('../../../client/dpop.js');
-    const server = await app();
+    // Nonces off: "answers at once" counts requests (the nonce round trip is tested above).
+    const server = await app({ nonce: false });
     const cookie = await server.login((await rotateDpopKey()).thumbprint);
     expect(await outcome({ uri: server.url, headers: { cookie } })).toEqual({ payload: TOKEN });
     expect(server.errors).toEqual([]);

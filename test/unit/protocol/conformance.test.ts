@@ -17,7 +17,7 @@ import tokenSec, { type DpopOptions, type ServerHandshakeOptions } from '../../.
 import { formatResponse } from '../../../src/protocol/wire.js';
 import { handshakeApp as buildHandshakeApp } from '../../support/handshake.js';
 import { TOKEN, defined, listen, signedHandshake } from '../../support/helpers.js';
-import { joseProof, proofKey, sha256, signedProof } from '../../support/proofs.js';
+import { currentNonce, joseProof, proofKey, sha256, signedProof } from '../../support/proofs.js';
 
 const SECRET = 'protocol-3.1-secret-0123';
 const servers: Awaited<ReturnType<typeof listen>>[] = [];
@@ -323,7 +323,14 @@ describe('API calls', () => {
       const challenge = defined((await call(url, undefined)).headers.get('www-authenticate'), 'challenge');
       expect(/^DPoP algs="(.*)"$/.exec(challenge)?.[1]?.split(' ').sort()).toEqual(['ES256', 'Ed25519', 'EdDSA']);
       for (const alg of ['EdDSA', 'Ed25519']) {
-        const claims = { jti: crypto.randomUUID(), htm: 'GET', htu: url, iat: Math.floor(Date.now() / 1000), ath: await sha256(token) };
+        const claims = {
+          jti: crypto.randomUUID(),
+          htm: 'GET',
+          htu: url,
+          iat: Math.floor(Date.now() / 1000),
+          ath: await sha256(token),
+          nonce: currentNonce(),
+        };
         const proof = await signedProof(key, { typ: 'dpop+jwt', alg, jwk: key.jwk }, claims);
         expect((await call(url, `DPoP ${token}`, proof)).status, `${listed} lists, ${alg} sent`).toBe(200);
       }

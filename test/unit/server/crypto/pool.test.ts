@@ -12,10 +12,13 @@ describe('with workers, the proof signature is verified on a worker: the same an
   const SECRET = 'pool-proof-secret-0123456789';
   const make = (workers?: number) =>
     builtTokenSec.handshake({ payload: (_req, _res, { jkt }) => `${TOKEN}.${jkt}`, secret: SECRET, terminate: true, workers });
+  // The middlewares are dist's, the test's proofs src's: one nonce key for both, as for two processes.
+  process.env.TOKENSEC_NONCE_KEY = 'a nonce key the app and the test share, 32+ bytes';
   const pooled = make(1);
   const inline = make();
   const servers: Awaited<ReturnType<typeof listen>>[] = [];
   afterAll(async () => {
+    delete process.env.TOKENSEC_NONCE_KEY;
     await pooled.close();
     await Promise.all(servers.map((s) => s.close()));
   });

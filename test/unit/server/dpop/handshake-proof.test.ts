@@ -12,7 +12,7 @@ import { getDpopKey, rotateDpopKey } from '../../../../client/dpop.js';
 import tokenSec, { type ServerHandshakeOptions } from '../../../../src/index.js';
 import { handshakeApp } from '../../../support/handshake.js';
 import { TOKEN, defined, listen, signedHandshake } from '../../../support/helpers.js';
-import { joseProof, proofKey } from '../../../support/proofs.js';
+import { currentNonce, joseProof, proofKey } from '../../../support/proofs.js';
 
 const SECRET = 'dpop-handshake-secret-0123';
 const servers: Awaited<ReturnType<typeof listen>>[] = [];
@@ -248,7 +248,7 @@ describe('key integrity: an unbound session binds only a key made for it (claim 
     const { createHash } = await import('node:crypto');
     const base = await signedHandshake(url, SECRET, { tsb: false });
     const tsh = createHash('sha256').update(base.value).digest('base64url');
-    const stringTsb = await createDpopProof({ method: 'POST', url, claims: { tsh, tsb: 'true' } });
+    const stringTsb = await createDpopProof({ method: 'POST', url, claims: { tsh, tsb: 'true' }, nonce: currentNonce() });
     expect(await codeOf(await post(url, { ...base.headers, dpop: stringTsb }))).toEqual({
       status: 409,
       code: 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED',

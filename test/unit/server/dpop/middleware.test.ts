@@ -150,10 +150,13 @@ describe('no origin and no url in production: refused at creation', () => {
   const production = <T>(run: () => T): T => {
     const before = process.env.NODE_ENV;
     process.env.NODE_ENV = 'production';
+    // Production requires a nonce key (nonce.test.ts); this test is about the origin.
+    process.env.TOKENSEC_NONCE_KEY = 'a nonce key of at least 32 bytes for the test';
     try {
       return run();
     } finally {
       process.env.NODE_ENV = before;
+      delete process.env.TOKENSEC_NONCE_KEY;
     }
   };
 

@@ -11,6 +11,7 @@ import session from 'express-session';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { createDpopProof, getDpopKey, rotateDpopKey } from '../../../../client/dpop.js';
+import { currentNonce } from '../../../support/proofs.js';
 import tokenSec, { type HandshakeDpopOptions } from '../../../../src/index.js';
 import type { AtomicStore } from '../../../../src/server/store.js';
 import { barrier, testMemoryStore } from '../../../support/atomic-stores.js';
@@ -122,7 +123,13 @@ describe('key integrity: only a key the client made fresh binds an unbound sessi
     const cookie = await login(origin);
     const bound = await signedHandshake(url, SECRET, { tsb: false });
     const tsh = createHash('sha256').update(bound.value).digest('base64url');
-    const proof = await createDpopProof({ method: 'POST', url, key: await getDpopKey(), claims: { tsh, tsb: 'true' } });
+    const proof = await createDpopProof({
+      method: 'POST',
+      url,
+      key: await getDpopKey(),
+      claims: { tsh, tsb: 'true' },
+      nonce: currentNonce(),
+    });
     expect(await answer(await post(url, { 'x-tokensec-handshake': bound.value, dpop: proof, cookie }))).toEqual(
       refused(409, 'ERR_TOKENSEC_DPOP_NEW_KEY_REQUIRED'),
     );

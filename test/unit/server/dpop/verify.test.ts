@@ -43,7 +43,11 @@ describe('accepts proofs made by code nobody here wrote', () => {
   ] as const)('%s proofs from the dpop package, with ath and nonce; jkt equals its thumbprint', async (packageAlg, alg) => {
     const keyPair = await dpopPackage.generateKeyPair(packageAlg);
     const proof = await dpopPackage.generateProof(keyPair, `${URL_}?page=2`, 'GET', 'n-1', 'the-access-token');
-    const nonce = { current: () => 'n-1', isValid: (n: unknown) => n === 'n-1' };
+    const nonce = {
+      current: () => 'n-1',
+      isValid: (n: unknown) => n === 'n-1',
+      problem: (n: unknown) => (n === 'n-1' ? undefined : ('missing' as const)),
+    };
     const verified = await checkAndRecordProof(proof, { method: 'GET', url: URL_, accessToken: 'the-access-token' }, options({ nonce }));
     expect(verified.jkt).toBe(await dpopPackage.calculateThumbprint(keyPair.publicKey));
     expect(verified.alg).toBe(alg);
@@ -158,7 +162,7 @@ describe('refuses, with the right code', () => {
     );
   });
 
-  it('a nonce that is missing or stale → ERR_TOKENSEC_DPOP_NONCE_REQUIRED; the current and previous window pass', async () => {
+  it('a nonce that is missing or not this key’s → NONCE_REQUIRED; one whose windows passed → NONCE_STALE; the current and previous window pass', async () => {
     const clock = fakeClock(1_000_000_000);
     const nonce = nonceSource({ window: 60 });
     const key = await proofKey();
@@ -170,7 +174,12 @@ describe('refuses, with the right code', () => {
     clock.advance(60_000);
     expect(await codeOf(checkAndRecordProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('accepted');
     clock.advance(60_000);
-    expect(await codeOf(checkAndRecordProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe(
+    expect(await codeOf(checkAndRecordProof(await make(issued), { method: 'GET', url: URL_ }, opts))).toBe('ERR_TOKENSEC_DPOP_NONCE_STALE');
+    const stranger = nonceSource({ window: 60, key: 'another key of at least thirty-two bytes' }).current();
+    expect(await codeOf(checkAndRecordProof(await make(stranger), { method: 'GET', url: URL_ }, opts))).toBe(
+      'ERR_TOKENSEC_DPOP_NONCE_REQUIRED',
+    );
+    expect(await codeOf(checkAndRecordProof(await make('n0nce'), { method: 'GET', url: URL_ }, opts))).toBe(
       'ERR_TOKENSEC_DPOP_NONCE_REQUIRED',
     );
   });
