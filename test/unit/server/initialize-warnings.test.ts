@@ -47,4 +47,22 @@ describe('initialize() warns once, naming the fix', () => {
     expect(warnings.map((w) => w.code)).toEqual(['TOKENSEC_NO_SESSION']);
     expect(warnings[0]?.message).toMatch(/Mount express-session before the CSRF middleware and tokenSec\.initialize\(\)/);
   });
+
+  it('req.csrfToken() throws for another reason: TOKENSEC_CSRF_TOKEN_FAILED with its name and code, never its message; the page is served', async () => {
+    const a = express();
+    a.use((req, _res, next) => {
+      (req as unknown as { session: object }).session = {};
+      (req as unknown as { csrfToken: () => string }).csrfToken = () => {
+        throw Object.assign(new Error('a message that may hold a secret'), { code: 'ECSRFBROKEN' });
+      };
+      next();
+    });
+    a.use(tokenSec.initialize({ cookie: true }));
+    a.get('/', (_req, res) => res.send('<!doctype html><title>page</title>'));
+    await request(a).get('/').expect(200);
+    await nextTick();
+    expect(warnings.map((w) => w.code)).toEqual(['TOKENSEC_CSRF_TOKEN_FAILED']);
+    expect(warnings[0]?.message).toContain('(Error ECSRFBROKEN)');
+    expect(warnings[0]?.message).not.toContain('secret');
+  });
 });

@@ -213,6 +213,25 @@ describe('initialize() asks for a token only where the page needs one', () => {
     }
   });
 
+  it('a logout that destroys the session: answered, no CSRF cookie (there is no session to take a token from)', async () => {
+    const a = readmeApp();
+    a.post('/logout-destroy', (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.json({ ok: true }))));
+    const server = await listen(a);
+    try {
+      const page = await fetch(`${server.origin}/`);
+      const cookies = page.headers.getSetCookie().map((c) => c.split(';', 1)[0]!);
+      const token = decodeURIComponent(cookies.find((c) => c.startsWith('tokensec='))!.slice(9));
+      const out = await fetch(`${server.origin}/logout-destroy`, {
+        method: 'POST',
+        headers: { cookie: cookies.join('; '), 'x-csrf-token': token },
+      });
+      expect(out.status).toBe(200);
+      expect(setCookies(out)).toEqual([]);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a route that writes its headers early (res.writeHead) still gets the cookie, with the token saved in the session', async () => {
     const a = express();
     a.use(session({ secret: 'initialize test session secret', resave: false, saveUninitialized: false }));
