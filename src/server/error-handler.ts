@@ -77,6 +77,9 @@ export const PUBLIC_MESSAGES: Partial<Record<TokenSecErrorCode, string>> = {
   ERR_TOKENSEC_TIMEOUT: "The server's secret or payload function did not answer in time: try again later.",
   ERR_TOKENSEC_STORE_UNAVAILABLE: 'A TokenSec store did not answer in time: try again later.',
   ERR_TOKENSEC_STORE_FULL: "The server's replay store is full: try again later.",
+  ERR_TOKENSEC_BINDING_STORE_FULL: "The server's binding store is full: no new session can be bound now; try again later.",
+  ERR_TOKENSEC_STORE_RESTARTED: "The server's replay store lost its data: send a fresh proof after Retry-After.",
+  ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE: 'The session store did not answer in time: try again later.',
 };
 const INTERNAL_ERROR = "Internal error: the server's log says why.";
 

@@ -16,6 +16,7 @@ import net from 'node:net';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDpopProof, getDpopKey } from '../../client/dpop.js';
+import { PUBLIC_MESSAGES } from '../../src/server/error-handler.js';
 import { defined, signedHandshake } from '../support/helpers.js';
 import { freePort } from '../support/net.js';
 import { startNginx, type NginxProxy } from '../support/nginx.js';
@@ -181,7 +182,8 @@ function expectFailedFast(answers: Answer[]): void {
   for (const answer of answers) {
     expect(answer.status, answer.body).toBe(503);
     expect(UNAVAILABLE).toContain(answer.code);
-    expect(JSON.parse(answer.body)).toEqual({ code: answer.code, message: 'Internal error' });
+    // The code and its one-line fix (errorHandler's PUBLIC_MESSAGES), never the error's own message.
+    expect(JSON.parse(answer.body)).toEqual({ code: answer.code, message: PUBLIC_MESSAGES[answer.code as keyof typeof PUBLIC_MESSAGES] });
     expect(answer.ms).toBeLessThan(BOUND_MS);
   }
 }

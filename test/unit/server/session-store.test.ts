@@ -114,7 +114,7 @@ describe('boundedSessionStore()', () => {
       expect([refused.status, refused.headers.get('tokensec-error'), await refused.json()]).toEqual([
         503,
         'ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE',
-        { code: 'ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE', message: 'Internal error' },
+        { code: 'ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE', message: 'The session store did not answer in time: try again later.' },
       ]);
       down = false;
       expect((await fetch(`${server.origin}/`, { headers: { cookie } })).status).toBe(200);
