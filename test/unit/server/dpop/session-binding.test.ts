@@ -284,14 +284,14 @@ describe('a binding lives exactly as long as its session', () => {
     expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie: other }))).toEqual(ok);
   });
 
-  it('more live bound sessions than the store holds: the next first handshake gets 503 STORE_FULL until a session ends', async () => {
+  it('more live bound sessions than the store holds: the next first handshake gets 503 BINDING_STORE_FULL until a session ends', async () => {
     const bindingStore = tokenSec.memoryStore({ max: 3 });
     const { origin, url } = await app({ dpop: { bindingStore }, logout: 'regenerate' });
     const users = [await login(origin), await login(origin), await login(origin)];
     for (const cookie of users) expect((await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie })).status).toBe(200);
     const fourth = await login(origin);
     expect(await answer(await post(url, { ...(await signedHandshake(url, SECRET)).headers, cookie: fourth }))).toEqual(
-      refused(503, 'ERR_TOKENSEC_STORE_FULL'),
+      refused(503, 'ERR_TOKENSEC_BINDING_STORE_FULL'),
     );
     // The bound sessions go on working; one logs out, and the waiting user's handshake binds.
     expect((await post(url, { ...(await signedHandshake(url, SECRET, { tsb: false })).headers, cookie: users[0]! })).status).toBe(200);
