@@ -1,9 +1,10 @@
 /**
  * `redisStore()`: the AtomicStore shared by every process of an app, in Redis (7 or later):
  * `SET key value NX EX ttl GET` sets the key unless it is there and answers the value it found,
- * in one atomic command. Takes a node-redis (v4 and later) or an ioredis client.
+ * in one atomic command. Takes a node-redis (v4 and later) or an ioredis client, on one Redis or
+ * on a Redis Cluster (each command names one key, so it runs in that key's slot).
  */
-import { checkOptions, optionError } from './options.js';
+import { checkOptions, describe, optionError } from './options.js';
 import type { AtomicStore } from './store.js';
 
 /**
@@ -20,7 +21,22 @@ export interface NodeRedisLikeClient {
 }
 
 /**
- * The part of an ioredis client the Redis store uses.
+ * The part of a node-redis (v4 and later) cluster client the Redis store uses: its `sendCommand`
+ * takes the key that routes the command to its slot's master, and a read-only flag.
+ *
+ * @example
+ * ```ts
+ * import { createCluster } from 'redis';
+ * const client: NodeRedisClusterLikeClient = createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:7000' }] });
+ * ```
+ */
+export interface NodeRedisClusterLikeClient {
+  sendCommand(firstKey: string | undefined, isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
+  nodeClient(node: never): unknown;
+}
+
+/**
+ * The part of an ioredis client (`Redis` or `Cluster`) the Redis store uses.
  *
  * @example
  * ```ts
@@ -44,8 +60,12 @@ export interface IoRedisLikeClient {
  * ```
  */
 export interface RedisStoreOptions {
-  /** A node-redis (`redis`, v4 and later) or ioredis client; both are optional peer dependencies. */
-  client: NodeRedisLikeClient | IoRedisLikeClient;
+  /**
+   * A node-redis (`redis`, v4 and later) client, pool or cluster, or an ioredis client or cluster;
+   * both packages are optional peer dependencies. Connected or not yet: the store sends nothing
+   * until its first call.
+   */
+  client: NodeRedisLikeClient | NodeRedisClusterLikeClient | IoRedisLikeClient;
   /** Prefix of every key. Default `tokensec:` (proof ids are then `tokensec:jti:<jkt>:<jti>`). */
   prefix?: string;
 }
@@ -73,30 +93,86 @@ export interface RedisStoreOptions {
  */
 export function redisStore(options: RedisStoreOptions): AtomicStore {
   const given = checkOptions('redisStore', options, ['client', 'prefix']);
-  const client = given.client as Partial<NodeRedisLikeClient & IoRedisLikeClient> | undefined;
   const prefix = given.prefix ?? 'tokensec:';
   if (typeof prefix !== 'string') throw optionError('redisStore', 'option "prefix" must be a string, e.g. "myapp:tokensec:".');
-  let command: (args: string[]) => Promise<unknown>;
-  if (client && typeof client.call === 'function') {
-    // ioredis (it also has a sendCommand, which takes its own Command objects).
-    const call = client.call.bind(client);
-    command = ([name = '', ...args]) => call(name, ...args);
-  } else if (client && typeof client.sendCommand === 'function') {
-    command = client.sendCommand.bind(client);
-  } else {
-    throw optionError(
-      'redisStore',
-      'option "client" must be a node-redis client (createClient() from "redis" v4 or later) or an ioredis client (new Redis() from "ioredis").',
-    );
-  }
+  const command = redisCommand(given.client);
   return {
     async addIfAbsent(key, value, ttlSeconds) {
-      const found = await command(['SET', prefix + key, value, 'NX', 'EX', String(Math.max(1, Math.ceil(ttlSeconds))), 'GET']);
+      const stored = prefix + key;
+      const found = await command(stored, ['SET', stored, value, 'NX', 'EX', String(Math.max(1, Math.ceil(ttlSeconds))), 'GET']);
       if (found === null || found === undefined) return undefined;
       return typeof found === 'string' ? found : String(found);
     },
     async delete(key) {
-      await command(['DEL', prefix + key]);
+      await command(prefix + key, ['DEL', prefix + key]);
     },
   };
+}
+
+/**
+ * Sends one command to Redis and resolves its answer. Every key the command names is in the slot
+ * of `key`: a cluster client routes the command by it (TokenSec's commands name one key each; a
+ * command that needs two gives them one hash tag, `{...}`, so they share a slot).
+ */
+export type RedisCommand = (key: string, args: string[]) => Promise<unknown>;
+
+const ACCEPTED_CLIENTS =
+  'a node-redis client, pool or cluster (createClient(), createClientPool() or createCluster() from "redis" v4 or later) ' +
+  'or an ioredis client or cluster (new Redis() or new Cluster() from "ioredis")';
+
+/**
+ * How commands reach `client`, decided once when the store is made, from the client's shape (before
+ * or after it connects):
+ * - ioredis `Redis` and `Cluster`: `call(name, ...args)`; a cluster finds the key itself.
+ * - node-redis cluster (`createCluster()`): `sendCommand(firstKey, isReadonly, args)`, routed by `key`.
+ * - node-redis client and pool (`createClient()`, `createClientPool()`): `sendCommand(args)`.
+ * Anything else is refused here with what is accepted, never at the first request: a client whose
+ * commands resolve to nothing (node-redis's callback-style `legacy()` client) would make every
+ * proof look new.
+ */
+export function redisCommand(client: unknown): RedisCommand {
+  const shape = (typeof client === 'object' && client !== null ? client : {}) as Record<string, unknown>;
+  const has = (name: string) => typeof shape[name] === 'function';
+  if (has('call')) {
+    const call = (shape.call as (command: string, ...args: string[]) => Promise<unknown>).bind(client);
+    return (_key, [name = '', ...args]) => promised(call(name, ...args));
+  }
+  if (has('sendCommand') && has('nodeClient')) {
+    const send = (shape.sendCommand as (firstKey: string, isReadonly: boolean, args: string[]) => Promise<unknown>).bind(client);
+    return (key, args) => promised(send(key, false, args));
+  }
+  if (has('sendCommand') && has('getMasterNode')) {
+    throw optionError(
+      'redisStore',
+      `option "client" is a node-redis Sentinel client (createSentinel()), which TokenSec does not test yet; pass ${ACCEPTED_CLIENTS}.`,
+    );
+  }
+  if (has('sendCommand') && has('connect') && 'isOpen' in shape) {
+    const send = (shape.sendCommand as (args: string[]) => Promise<unknown>).bind(client);
+    return (_key, args) => promised(send(args));
+  }
+  throw optionError('redisStore', `option "client" must be ${ACCEPTED_CLIENTS}; got ${describeClient(client)}.`);
+}
+
+/** A client's answer, which must be a promise (a callback-style client answers nothing). */
+function promised(answer: unknown): Promise<unknown> {
+  if (typeof (answer as { then?: unknown } | null | undefined)?.then !== 'function') {
+    return Promise.reject(new TypeError('The Redis client did not answer with a promise.'));
+  }
+  return answer as Promise<unknown>;
+}
+
+/** What a refused client looks like, in words that point at the usual mistake. */
+function describeClient(client: unknown): string {
+  if (typeof (client as { then?: unknown } | null | undefined)?.then === 'function') {
+    return 'a promise (await client.connect() before passing the client, or pass the client and connect it later)';
+  }
+  if (typeof client !== 'object' || client === null) return describe(client);
+  if (
+    typeof (client as { sendCommand?: unknown }).sendCommand === 'function' &&
+    typeof (client as { connect?: unknown }).connect !== 'function'
+  ) {
+    return "an object with sendCommand but without connect (node-redis's legacy() client or a multi(): pass the client itself)";
+  }
+  return 'an object with neither call() (ioredis) nor sendCommand() and connect() (node-redis)';
 }
