@@ -1,0 +1,175 @@
+/**
+ * A real Redis Cluster of three masters (Debian's redis-server and redis-cli) on free loopback
+ * ports, started by the test that needs it and stopped after it; never mocked, never skipped:
+ * without the binaries the test fails saying what to install. No persistence except what a test
+ * asks for (`stop('save')` writes the master's data to disk first, so it comes back with it).
+ * `cluster-require-full-coverage no`: while one master is down, the others keep serving their
+ * slots (a cluster without replicas cannot fail over).
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from './net.js';
+import { REDIS_SERVER } from './redis.js';
+
+export const REDIS_CLI = process.env.REDIS_CLI_PATH ?? '/usr/bin/redis-cli';
+
+export interface ClusterNode {
+  port: number;
+  url: string;
+  /** Whether its redis-server is running. */
+  readonly running: boolean;
+  /** Stops it: `save` writes its data to disk first (SHUTDOWN SAVE), `nosave` loses it (SHUTDOWN NOSAVE). */
+  stop(data: 'save' | 'nosave'): Promise<void>;
+  /** Starts it again on its port, with its cluster config (same node id and slots) and whatever data it saved. */
+  start(): Promise<void>;
+}
+
+export interface RedisCluster {
+  nodes: ClusterNode[];
+  /** One command to a running node, through redis-cli; its reply as text. */
+  command(node: ClusterNode, ...args: string[]): Promise<string>;
+  /** The node that serves `key`'s slot (asked of a running node). */
+  nodeOf(key: string): Promise<ClusterNode>;
+  /** Waits (bounded) until every running node says `cluster_state:ok` and sees `down` as failed or, when running, as up. */
+  settled(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const run = promisify(execFile);
+
+async function answers(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.end('PING\r\n'));
+    socket.once('data', (data) => resolve(data.toString().startsWith('+PONG')));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Polls `check` every 100 ms until it is true, for at most `ms` (then throws `what`). */
+export async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${ms} ms waiting for ${what}.`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Starts `masters` redis-servers in cluster mode, joins them with `redis-cli --cluster create`, and waits for `cluster_state:ok`. */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  for (const [path, name] of [
+    [REDIS_SERVER, 'redis-server'],
+    [REDIS_CLI, 'redis-tools'],
+  ] as const) {
+    if (!existsSync(path)) throw new Error(`${path} not found. Install it (Debian/Ubuntu: apt-get install -y ${name}).`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'tokensec-redis-cluster-'));
+  const nodes: (ClusterNode & { kill(): void })[] = [];
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort();
+    const busPort = await freePort(); // not port + 10000, which may be taken or out of range
+    const args = [
+      '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
+      '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
+      '--cluster-require-full-coverage', 'no', '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
+      '--save', '', '--appendonly', 'no', '--protected-mode', 'yes',
+    ]; // prettier-ignore
+    let child: ChildProcess | undefined;
+    let output = '';
+    const start = async () => {
+      output = '';
+      child = spawn(REDIS_SERVER, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout?.on('data', (chunk) => (output += chunk));
+      child.stderr?.on('data', (chunk) => (output += chunk));
+      const started = child;
+      await until(
+        async () => {
+          if (started.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
+          return answers(port);
+        },
+        10_000,
+        `redis-server on port ${port} (${output})`,
+      );
+    };
+    const node = {
+      port,
+      url: `redis://127.0.0.1:${port}`,
+      get running() {
+        return child !== undefined && child.exitCode === null && child.signalCode === null;
+      },
+      start,
+      async stop(data: 'save' | 'nosave') {
+        const stopping = child;
+        if (!stopping || stopping.exitCode !== null) return;
+        const exited = new Promise((resolve) => stopping.once('exit', resolve));
+        await run(REDIS_CLI, ['-p', String(port), 'SHUTDOWN', data.toUpperCase()]).catch(() => undefined); // the connection closes as it exits
+        await exited;
+      },
+      kill: () => child?.kill('SIGKILL'),
+    };
+    await start();
+    nodes.push(node);
+  }
+  const cluster: RedisCluster = {
+    nodes,
+    async command(node, ...args) {
+      const { stdout } = await run(REDIS_CLI, ['-p', String(node.port), ...args]);
+      return stdout.trim();
+    },
+    async nodeOf(key) {
+      const asked = nodes.find((node) => node.running);
+      if (!asked) throw new Error('no node is running');
+      const slot = Number(await cluster.command(asked, 'CLUSTER', 'KEYSLOT', key));
+      // CLUSTER NODES: id, ip:port@bus, flags, master, ping, pong, epoch, link, then slot ranges ("0-5460").
+      for (const line of (await cluster.command(asked, 'CLUSTER', 'NODES')).split('\n')) {
+        const fields = line.split(' ');
+        const serves = fields.slice(8).some((range) => {
+          const [from = NaN, to = from] = range.split('-').map(Number);
+          return slot >= from && slot <= to;
+        });
+        const node = nodes.find((candidate) => fields[1]?.startsWith(`127.0.0.1:${candidate.port}@`));
+        if (serves && node) return node;
+      }
+      throw new Error(`no node serves slot ${slot}`);
+    },
+    async settled() {
+      await until(
+        async () => {
+          for (const node of nodes.filter((candidate) => candidate.running)) {
+            const info = await cluster.command(node, 'CLUSTER', 'INFO').catch(() => '');
+            if (!info.includes('cluster_state:ok')) return false;
+            const view = await cluster.command(node, 'CLUSTER', 'NODES').catch(() => '');
+            for (const other of nodes) {
+              const line = view.split('\n').find((row) => row.includes(`127.0.0.1:${other.port}@`));
+              if (!line) return false;
+              const failed = (line.split(' ')[2] ?? '').split(',').includes('fail');
+              const connected = line.split(' ')[7] === 'connected';
+              if (other.running ? failed || !connected : !failed) return false;
+            }
+          }
+          return true;
+        },
+        30_000,
+        'the cluster to agree on which masters are up',
+      );
+    },
+    async stop() {
+      await Promise.all(
+        nodes.map(async (node) => {
+          if (!node.running) return;
+          node.kill();
+          await until(async () => !node.running, 10_000, `redis-server on ${node.port} to exit`);
+        }),
+      );
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  await run(REDIS_CLI, [
+    '--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '0', '--cluster-yes',
+  ]); // prettier-ignore
+  await cluster.settled();
+  return cluster;
+}
