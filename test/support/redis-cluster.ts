@@ -32,8 +32,8 @@ export interface RedisCluster {
   nodes: ClusterNode[];
   /** One command to a running node, through redis-cli; its reply as text. */
   command(node: ClusterNode, ...args: string[]): Promise<string>;
-  /** The node that serves `key`'s slot (asked of a running node). */
-  nodeOf(key: string): Promise<ClusterNode>;
+  /** The master that serves `key`'s slot (as the cluster assigned them when it was created). */
+  nodeOf(key: string): ClusterNode;
   /** Waits (bounded) until every running node says `cluster_state:ok` and sees `down` as failed or, when running, as up. */
   settled(): Promise<void>;
   stop(): Promise<void>;
@@ -68,6 +68,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'tokensec-redis-cluster-'));
   const nodes: (ClusterNode & { kill(): void })[] = [];
+  const owners: { from: number; to: number; node: ClusterNode }[] = [];
   for (let i = 0; i < masters; i++) {
     const port = await freePort();
     const busPort = await freePort(); // not port + 10000, which may be taken or out of range
@@ -119,21 +120,11 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
       const { stdout } = await run(REDIS_CLI, ['-p', String(node.port), ...args]);
       return stdout.trim();
     },
-    async nodeOf(key) {
-      const asked = nodes.find((node) => node.running);
-      if (!asked) throw new Error('no node is running');
-      const slot = Number(await cluster.command(asked, 'CLUSTER', 'KEYSLOT', key));
-      // CLUSTER NODES: id, ip:port@bus, flags, master, ping, pong, epoch, link, then slot ranges ("0-5460").
-      for (const line of (await cluster.command(asked, 'CLUSTER', 'NODES')).split('\n')) {
-        const fields = line.split(' ');
-        const serves = fields.slice(8).some((range) => {
-          const [from = NaN, to = from] = range.split('-').map(Number);
-          return slot >= from && slot <= to;
-        });
-        const node = nodes.find((candidate) => fields[1]?.startsWith(`127.0.0.1:${candidate.port}@`));
-        if (serves && node) return node;
-      }
-      throw new Error(`no node serves slot ${slot}`);
+    nodeOf(key) {
+      const slot = slotOf(key);
+      const node = owners.find(({ from, to }) => slot >= from && slot <= to)?.node;
+      if (!node) throw new Error(`no node serves slot ${slot}`);
+      return node;
     },
     async settled() {
       await until(
@@ -171,5 +162,34 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     '--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '0', '--cluster-yes',
   ]); // prettier-ignore
   await cluster.settled();
+  // CLUSTER NODES: id, ip:port@bus, flags, master, ping, pong, epoch, link, then slot ranges ("0-5460").
+  for (const line of (await cluster.command(nodes[0]!, 'CLUSTER', 'NODES')).split('\n')) {
+    const fields = line.split(' ');
+    const node = nodes.find((candidate) => fields[1]?.startsWith(`127.0.0.1:${candidate.port}@`));
+    for (const range of fields.slice(8)) {
+      const [from = NaN, to = from] = range.split('-').map(Number);
+      if (node) owners.push({ from, to, node });
+    }
+  }
   return cluster;
+}
+
+/**
+ * The cluster slot of `key` (Redis Cluster specification, "Key distribution model"): CRC16
+ * (XMODEM: polynomial 0x1021, initial value 0) of the key, or of its hash tag (the text between
+ * the first `{` and the next `}`, when not empty), modulo 16384.
+ */
+export function slotOf(key: string): number {
+  let bytes = Buffer.from(key);
+  const open = bytes.indexOf('{');
+  if (open !== -1) {
+    const close = bytes.indexOf('}', open + 1);
+    if (close > open + 1) bytes = bytes.subarray(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of bytes) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
 }
