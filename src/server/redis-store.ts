@@ -98,16 +98,20 @@ export function redisStore(options: RedisStoreOptions): AtomicStore {
   const command = redisCommand(given.client);
   return {
     async addIfAbsent(key, value, ttlSeconds) {
-      const stored = prefix + key;
+      const stored = storedKey(prefix, key);
       const found = await command(stored, ['SET', stored, value, 'NX', 'EX', String(Math.max(1, Math.ceil(ttlSeconds))), 'GET']);
       if (found === null || found === undefined) return undefined;
       return typeof found === 'string' ? found : String(found);
     },
     async delete(key) {
-      await command(prefix + key, ['DEL', prefix + key]);
+      const stored = storedKey(prefix, key);
+      await command(stored, ['DEL', stored]);
     },
   };
 }
+
+/** The Redis key under which the store keeps `key`; its slot is where the command goes on a cluster. */
+export const storedKey = (prefix: string, key: string): string => prefix + key;
 
 /**
  * Sends one command to Redis and resolves its answer. Every key the command names is in the slot

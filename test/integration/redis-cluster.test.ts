@@ -15,6 +15,8 @@ import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeys, openResponse, requestHeader } from '../../client/crypto.js';
 import { createDpopProof, rotateDpopKey, type DpopKey } from '../../client/dpop.js';
+import { replayKey } from '../../src/server/dpop/replay-store.js';
+import { storedKey } from '../../src/server/redis-store.js';
 import { defined } from '../support/helpers.js';
 import { startNginx, type NginxProxy } from '../support/nginx.js';
 import { startRedisCluster, until, type ClusterNode, type RedisCluster } from '../support/redis-cluster.js';
@@ -185,7 +187,8 @@ class Browser {
 }
 
 /** The master that holds a proof's id. */
-const masterOfProof = (browser: Browser, proof: string) => cluster.nodeOf(`tokensec:jti:${browser.key.thumbprint}:${jtiOf(proof)}`);
+const masterOfProof = (browser: Browser, proof: string) =>
+  cluster.nodeOf(storedKey('tokensec:', replayKey(browser.key.thumbprint, jtiOf(proof))));
 
 /** Fresh API proofs of `browser`: at least `count` whose ids live on each master. */
 async function apiProofs(browser: Browser, count: number): Promise<Map<ClusterNode, string[]>> {

@@ -16,6 +16,8 @@ import { createClient, createCluster } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import tokenSec, { type AtomicStore, type DpopEvent } from '../../src/index.js';
 import { listen } from '../support/helpers.js';
+import { replayKey } from '../../src/server/dpop/replay-store.js';
+import { storedKey } from '../../src/server/redis-store.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { slotOf, startRedisCluster, until, type ClusterNode, type RedisCluster } from '../support/redis-cluster.js';
 
@@ -159,6 +161,9 @@ describe.each(setups)('$name', (setup) => {
   }, 60_000);
 });
 
+/** The Redis key the store (default prefix) keeps `key` under. */
+const inRedis = (key: string) => storedKey('tokensec:', key);
+
 interface ClusterSetup {
   name: string;
   /** The client, not connected yet, and how to connect it. */
@@ -218,11 +223,11 @@ describe('on a three-master Redis Cluster', () => {
       cleanups.push(close);
       // Two keys for each master.
       const keys: string[] = [];
-      for (let i = 0; cluster.nodes.some((node) => keys.filter((key) => cluster.nodeOf(`tokensec:${key}`) === node).length < 2); i++) {
+      for (let i = 0; cluster.nodes.some((node) => keys.filter((key) => cluster.nodeOf(inRedis(key)) === node).length < 2); i++) {
         const key = `bind:${setup.name}:${i}`;
-        if (keys.filter((other) => cluster.nodeOf(`tokensec:${other}`) === cluster.nodeOf(`tokensec:${key}`)).length < 2) keys.push(key);
+        if (keys.filter((other) => cluster.nodeOf(inRedis(other)) === cluster.nodeOf(inRedis(key))).length < 2) keys.push(key);
       }
-      const sorted = byNode(keys, (key) => `tokensec:${key}`);
+      const sorted = byNode(keys, (key) => inRedis(key));
       // The test's slot arithmetic agrees with Redis's, hash tags included.
       for (const key of ['tokensec:{s1}:bind', 'a{}b', 'a{b', '{}', 'x{y}z{w}'])
         expect([key, slotOf(key)]).toEqual([key, Number(await cluster.command(cluster.nodes[0]!, 'CLUSTER', 'KEYSLOT', key))]);
@@ -230,14 +235,14 @@ describe('on a three-master Redis Cluster', () => {
         for (const key of onNode) {
           expect(await store.addIfAbsent(key, 'jkt-a', 60)).toBeUndefined();
           expect(await store.addIfAbsent(key, 'jkt-b', 60)).toBe('jkt-a');
-          expect(slotOf(`tokensec:${key}`)).toBe(Number(await cluster.command(node, 'CLUSTER', 'KEYSLOT', `tokensec:${key}`)));
+          expect(slotOf(inRedis(key))).toBe(Number(await cluster.command(node, 'CLUSTER', 'KEYSLOT', inRedis(key))));
           // Asked of that master directly (redis-cli without -c does not follow a MOVED): it holds the key.
-          expect(await cluster.command(node, 'GET', `tokensec:${key}`)).toBe('jkt-a');
-          const ttl = Number(await cluster.command(node, 'TTL', `tokensec:${key}`));
+          expect(await cluster.command(node, 'GET', inRedis(key))).toBe('jkt-a');
+          const ttl = Number(await cluster.command(node, 'TTL', inRedis(key)));
           expect(ttl).toBeGreaterThan(55);
           expect(ttl).toBeLessThanOrEqual(60);
           await store.delete(key);
-          expect(await cluster.command(node, 'EXISTS', `tokensec:${key}`)).toBe('0');
+          expect(await cluster.command(node, 'EXISTS', inRedis(key))).toBe('0');
           expect(await store.addIfAbsent(key, 'jkt-c', 60)).toBeUndefined();
         }
       }
@@ -272,7 +277,7 @@ describe('on a three-master Redis Cluster', () => {
         const sorted = new Map<ClusterNode, string[]>(cluster.nodes.map((node) => [node, []]));
         while ([...sorted.values()].some((onNode) => onNode.length < count)) {
           const proof = await dpopPackage.generateProof(keyPair, url, 'GET', undefined, token);
-          sorted.get(cluster.nodeOf(`tokensec:jti:${jkt}:${jti(proof)}`))!.push(proof);
+          sorted.get(cluster.nodeOf(inRedis(replayKey(jkt, jti(proof)))))!.push(proof);
         }
         return sorted;
       };

@@ -7,6 +7,7 @@ import { Cluster, Redis } from 'ioredis';
 import { createClient, createClientPool, createCluster, createSentinel } from 'redis';
 import { describe, expect, it } from 'vitest';
 import tokenSec from '../../../src/index.js';
+import { callStore } from '../../../src/server/store.js';
 
 // Nothing listens on port 1: none of these clients is connected, and none tries to (lazy).
 const url = 'redis://127.0.0.1:1';
@@ -56,5 +57,14 @@ describe('redisStore() refuses a client it cannot use when it is made, saying wh
     expect(() => tokenSec.redisStore({ client: sentinel as never })).toThrow(
       /node-redis Sentinel client \(createSentinel\(\)\), which TokenSec does not test yet; pass a node-redis client/,
     );
+  });
+
+  it('a client whose command answers something other than a promise: that call fails (503 through callStore), never "absent"', async () => {
+    const store = tokenSec.redisStore({ client: { call: () => undefined } as never });
+    await expect(store.addIfAbsent('k', 'v', 10)).rejects.toThrow('The Redis client did not answer with a promise.');
+    await expect(callStore(() => store.addIfAbsent('k', 'v', 10), 1000)).rejects.toMatchObject({
+      code: 'ERR_TOKENSEC_STORE_UNAVAILABLE',
+      status: 503,
+    });
   });
 });
