@@ -84,7 +84,9 @@ console.log('\nA. What users run: token endpoint and API call, each beside its p
 console.log('   (express-session + csrf-sync + jose ES256 JWT bound to cnf.jkt; a fresh proof per request; server nonces off)');
 await usersRun({ quick, results });
 
-console.log('\nB. Redis stores (replay ids; sessions with connect-redis), on one Redis and on a three-master Redis Cluster: what they add per request, at one and at two server processes');
+console.log(
+  '\nB. Redis stores (replay ids; sessions with connect-redis), on one Redis and on a three-master Redis Cluster: what they add per request, at one and at two server processes',
+);
 await redisRun({ quick, results });
 
 // ---------------------------------------------------------------------------------------------
