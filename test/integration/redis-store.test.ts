@@ -12,7 +12,7 @@
 import * as dpopPackage from 'dpop';
 import express from 'express';
 import { Cluster, Redis } from 'ioredis';
-import { createClient, createCluster } from 'redis';
+import { createClient, createClientPool, createCluster } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import tokenSec, { type AtomicStore, type DpopEvent } from '../../src/index.js';
 import { listen } from '../support/helpers.js';
@@ -40,6 +40,15 @@ const setups: Setup[] = [
     name: 'node-redis with disableOfflineQueue',
     async connect(url, errors) {
       const client = createClient({ url, disableOfflineQueue: true });
+      client.on('error', (error: Error) => errors.push(error));
+      await client.connect();
+      return { client, close: async () => void (await client.close()) };
+    },
+  },
+  {
+    name: 'node-redis createClientPool() with disableOfflineQueue',
+    async connect(url, errors) {
+      const client = createClientPool({ url, disableOfflineQueue: true });
       client.on('error', (error: Error) => errors.push(error));
       await client.connect();
       return { client, close: async () => void (await client.close()) };
