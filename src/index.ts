@@ -35,7 +35,13 @@ export type { DpopEvent, HandshakeEvent } from './server/events.js';
 export type { AtomicStore } from './server/store.js';
 export type { RequestLike } from './server/express-request.js';
 export type { MemoryStoreOptions } from './server/memory-store.js';
-export type { IoRedisLikeClient, NodeRedisClusterLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
+export type {
+  IoRedisLikeClient,
+  NodeRedisClusterLikeClient,
+  NodeRedisLikeClient,
+  NodeRedisSentinelLikeClient,
+  RedisStoreOptions,
+} from './server/redis-store.js';
 export type { ErrorHandlerOptions } from './server/error-handler.js';
 export { TokenSecError, type TokenSecErrorCode } from './protocol/errors.js';
 export { DEFAULT_HEADER, CSRF_HEADER, VERSION } from './protocol/wire.js';

@@ -36,6 +36,21 @@ export interface NodeRedisClusterLikeClient {
 }
 
 /**
+ * The part of a node-redis (v5) Sentinel client the Redis store uses: its `sendCommand` takes a
+ * read-only flag (false: TokenSec writes, so the command goes to the master).
+ *
+ * @example
+ * ```ts
+ * import { createSentinel } from 'redis';
+ * const client: NodeRedisSentinelLikeClient = createSentinel({ name: 'mymaster', sentinelRootNodes: [{ host: '127.0.0.1', port: 26379 }] });
+ * ```
+ */
+export interface NodeRedisSentinelLikeClient {
+  sendCommand(isReadonly: boolean | undefined, args: string[]): Promise<unknown>;
+  getMasterNode(): unknown;
+}
+
+/**
  * The part of an ioredis client (`Redis` or `Cluster`) the Redis store uses.
  *
  * @example
@@ -61,11 +76,11 @@ export interface IoRedisLikeClient {
  */
 export interface RedisStoreOptions {
   /**
-   * A node-redis (`redis`, v4 and later) client, pool or cluster, or an ioredis client or cluster;
+   * A node-redis (`redis`, v4 and later) client, pool, cluster or Sentinel client, or an ioredis client or cluster;
    * both packages are optional peer dependencies. Connected or not yet: the store sends nothing
    * until its first call.
    */
-  client: NodeRedisLikeClient | NodeRedisClusterLikeClient | IoRedisLikeClient;
+  client: NodeRedisLikeClient | NodeRedisClusterLikeClient | NodeRedisSentinelLikeClient | IoRedisLikeClient;
   /** Prefix of every key. Default `tokensec:` (proof ids are then `tokensec:jti:<jkt>:<jti>`). */
   prefix?: string;
 }
@@ -121,7 +136,7 @@ export const storedKey = (prefix: string, key: string): string => prefix + key;
 export type RedisCommand = (key: string, args: string[]) => Promise<unknown>;
 
 const ACCEPTED_CLIENTS =
-  'a node-redis client, pool or cluster (createClient(), createClientPool() or createCluster() from "redis" v4 or later) ' +
+  'a node-redis client, pool, cluster or sentinel (createClient(), createClientPool(), createCluster() or createSentinel() from "redis" v4 or later) ' +
   'or an ioredis client or cluster (new Redis() or new Cluster() from "ioredis")';
 
 /**
@@ -129,6 +144,7 @@ const ACCEPTED_CLIENTS =
  * or after it connects):
  * - ioredis `Redis` and `Cluster`: `call(name, ...args)`; a cluster finds the key itself.
  * - node-redis cluster (`createCluster()`): `sendCommand(firstKey, isReadonly, args)`, routed by `key`.
+ * - node-redis Sentinel (`createSentinel()`): `sendCommand(isReadonly, args)`, to the master.
  * - node-redis client and pool (`createClient()`, `createClientPool()`): `sendCommand(args)`.
  * Anything else is refused here with what is accepted, never at the first request: a client whose
  * commands resolve to nothing (node-redis's callback-style `legacy()` client) would make every
@@ -146,10 +162,9 @@ export function redisCommand(client: unknown): RedisCommand {
     return (key, args) => promised(send(key, false, args));
   }
   if (has('sendCommand') && has('getMasterNode')) {
-    throw optionError(
-      'redisStore',
-      `option "client" is a node-redis Sentinel client (createSentinel()), which TokenSec does not test yet; pass ${ACCEPTED_CLIENTS}.`,
-    );
+    // node-redis Sentinel (createSentinel()): writes go to the master it follows.
+    const send = (shape.sendCommand as (isReadonly: boolean, args: string[]) => Promise<unknown>).bind(client);
+    return (_key, args) => promised(send(false, args));
   }
   if (has('sendCommand') && has('connect') && 'isOpen' in shape) {
     const send = (shape.sendCommand as (args: string[]) => Promise<unknown>).bind(client);

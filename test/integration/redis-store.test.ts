@@ -12,14 +12,14 @@
 import * as dpopPackage from 'dpop';
 import express from 'express';
 import { Cluster, Redis } from 'ioredis';
-import { createClient, createClientPool, createCluster } from 'redis';
+import { createClient, createClientPool, createCluster, createSentinel } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import tokenSec, { type AtomicStore, type DpopEvent } from '../../src/index.js';
 import { listen } from '../support/helpers.js';
 import { replayKey } from '../../src/server/dpop/replay-store.js';
 import { storedKey } from '../../src/server/redis-store.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
-import { slotOf, startRedisCluster, until, type ClusterNode, type RedisCluster } from '../support/redis-cluster.js';
+import { slotOf, startRedisCluster, startSentinel, until, type ClusterNode, type RedisCluster } from '../support/redis-cluster.js';
 
 interface Setup {
   name: string;
@@ -336,5 +336,32 @@ describe('on a three-master Redis Cluster', () => {
       // It came back with its data (SHUTDOWN SAVE): every proof accepted before the outage is still a replay.
       for (const onNode of accepted.values()) for (const proof of onNode) expect(await send(proof)).toEqual(REPLAYED);
     }, 60_000);
+  });
+});
+
+describe('node-redis createSentinel() (the master a Sentinel follows)', () => {
+  it('add-if-absent, TTL and delete go to the master', async () => {
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    const sentinel = await startSentinel(redis.port);
+    cleanups.push(() => sentinel.stop());
+    const errors: Error[] = [];
+    const client = createSentinel({ name: 'mymaster', sentinelRootNodes: [{ host: '127.0.0.1', port: sentinel.port }] });
+    client.on('error', (error: Error) => errors.push(error));
+    const store = tokenSec.redisStore({ client });
+    await client.connect();
+    cleanups.push(async () => void (await client.close()));
+    expect(await store.addIfAbsent('bind:s1', 'jkt-a', 60)).toBeUndefined();
+    expect(await store.addIfAbsent('bind:s1', 'jkt-b', 60)).toBe('jkt-a');
+    // On the master itself, with its TTL.
+    const direct = await createClient({ url: redis.url }).connect();
+    cleanups.push(async () => void (await direct.close()));
+    expect(await direct.get(inRedis('bind:s1'))).toBe('jkt-a');
+    const ttl = await direct.ttl(inRedis('bind:s1'));
+    expect(ttl).toBeGreaterThan(55);
+    expect(ttl).toBeLessThanOrEqual(60);
+    await store.delete('bind:s1');
+    expect(await direct.exists(inRedis('bind:s1'))).toBe(0);
+    expect(errors).toEqual([]);
   });
 });

@@ -4,10 +4,10 @@
  * without the binaries the test fails saying what to install. No persistence except what a test
  * asks for (`stop('save')` writes the master's data to disk first, so it comes back with it).
  * `cluster-require-full-coverage no`: while one master is down, the others keep serving their
- * slots (a cluster without replicas cannot fail over).
+ * slots (a cluster without replicas cannot fail over). Also a Redis Sentinel for one master.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,4 +192,38 @@ export function slotOf(key: string): number {
     for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
   }
   return crc % 16384;
+}
+
+/**
+ * A Redis Sentinel (redis-server --sentinel) on a free loopback port, following the master on
+ * `masterPort` under the name `mymaster`, started by the test that needs it and stopped after it.
+ */
+export async function startSentinel(masterPort: number): Promise<{ port: number; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tokensec-redis-sentinel-'));
+  const port = await freePort();
+  const config = join(dir, 'sentinel.conf'); // Sentinel rewrites its own configuration file
+  writeFileSync(config, `port ${port}\nbind 127.0.0.1\ndir ${dir}\nsentinel monitor mymaster 127.0.0.1 ${masterPort} 1\n`);
+  const child = spawn(REDIS_SERVER, [config, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  await until(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`redis-server --sentinel exited: ${output}`);
+      return answers(port);
+    },
+    10_000,
+    `Sentinel on port ${port} (${output})`,
+  );
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -151,7 +151,7 @@ describe('store options are checked when the store is made', () => {
 
   it.each([
     [{}, /option "client" must be a node-redis client/],
-    [{ client: {} }, /option "client" must be a node-redis client, pool or cluster .* or an ioredis client or cluster/],
+    [{ client: {} }, /option "client" must be a node-redis client, pool, cluster or sentinel .* or an ioredis client or cluster/],
     [{ client: createClient(), prefix: 5 }, /option "prefix" must be a string/],
     [{ client: createClient(), prefx: 'a' }, /unknown option "prefx"\. Did you mean "prefix"\?/],
   ])('redisStore(%o)', (options, message) => {
