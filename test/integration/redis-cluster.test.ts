@@ -5,7 +5,9 @@
  * an ioredis Cluster at C), one nonce key, nginx taking them in turn. The whole flow runs through
  * nginx and a replayed proof sent to two processes at once is accepted once. Then one master is
  * stopped mid-run: requests whose keys live in its slots answer 503 with a code within the store
- * time limit, the others keep working, and once it is back nothing is accepted twice.
+ * time limit, the others keep working, and once it is back nothing is accepted twice. Last, one
+ * master restarts empty: the restart guard's markers of its own shards are gone with its keys, so
+ * replays of proofs whose ids it held are refused (503 ERR_TOKENSEC_STORE_RESTARTED), never accepted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -205,6 +207,7 @@ const OK = { status: 200, code: undefined };
 const DOWN = { status: 503, code: 'ERR_TOKENSEC_STORE_UNAVAILABLE' };
 const REPLAYED = { status: 401, code: 'ERR_TOKENSEC_DPOP_REPLAYED_PROOF' };
 const SESSION_DOWN = { status: 503, code: 'ERR_TOKENSEC_SESSION_STORE_UNAVAILABLE' };
+const RESTARTED = { status: 503, code: 'ERR_TOKENSEC_STORE_RESTARTED' };
 const outcome = ({ status, code }: Answer) => ({ status, code });
 
 describe('three app processes behind nginx on a three-master Redis Cluster', () => {
@@ -330,4 +333,68 @@ describe('three app processes behind nginx on a three-master Redis Cluster', () 
     expect(counts.ok).toBeGreaterThanOrEqual(14);
     expect(counts.replayRefused).toBeGreaterThanOrEqual(8);
   }, 90_000);
+
+  it('one master restarted empty (SHUTDOWN NOSAVE): replays of proofs accepted before whose ids lived there get 503 ERR_TOKENSEC_STORE_RESTARTED, never 200; the other masters answer "replayed"; fresh proofs pass again', async () => {
+    const victim = defined(cluster.nodes[0], 'node');
+    const user = new Browser();
+    await user.start('nginx');
+    const accepted = await apiProofs(user, 3);
+    for (const proofs of accepted.values()) for (const proof of proofs) expect(outcome(await user.api('nginx', proof))).toEqual(OK);
+
+    await victim.stop('nosave');
+    await victim.start(); // same node id and slots (its nodes.conf), no data: its keys and its shards' markers are gone
+    await cluster.settled();
+    const counts = { restarted: 0, replayRefused: 0, freshRefused: 0, downWhileReconnecting: 0 };
+    // Every process reaches it again (bounded). A fresh proof on it is refused too while it is dated
+    // within clockSkew of its shard's notice: the store cannot tell it from one sent before.
+    for (const at of PROCESSES) {
+      await until(
+        async () => {
+          const proof = defined((await apiProofs(user, 1)).get(victim)?.[0], 'proof');
+          const answer = outcome(await user.api(at, proof));
+          expect([DOWN, RESTARTED, OK]).toContainEqual(answer);
+          if (answer.code === DOWN.code) counts.downWhileReconnecting++;
+          if (answer.code === RESTARTED.code) counts.freshRefused++;
+          return answer.code !== DOWN.code;
+        },
+        20_000,
+        `process ${at} to reach the restarted master`,
+      );
+    }
+    // Each proof accepted before, replayed at A, B and C in turn.
+    for (const [node, proofs] of accepted) {
+      for (const proof of proofs) {
+        const answers: Answer[] = [];
+        for (const at of PROCESSES) answers.push(await user.api(at, proof));
+        if (node === victim) {
+          // Its id is gone: the first process refuses it as from before the restart (and that add
+          // wrote the id back), so the next ones find it: "replayed".
+          expect(answers.map(outcome)).toEqual([RESTARTED, REPLAYED, REPLAYED]);
+          expect(Number(answers[0]?.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+          counts.restarted++;
+          counts.replayRefused += 2;
+        } else {
+          expect(answers.map(outcome)).toEqual([REPLAYED, REPLAYED, REPLAYED]);
+          counts.replayRefused += 3;
+        }
+      }
+    }
+    // Fresh proofs pass again on every master once each of the victim's shards noticed, clockSkew (5 s) later (bounded).
+    await until(
+      async () => {
+        const answers = [];
+        for (const proofs of (await apiProofs(user, 2)).values())
+          for (const proof of proofs) answers.push(outcome(await user.api('nginx', proof)));
+        for (const answer of answers) expect([OK, RESTARTED]).toContainEqual(answer);
+        counts.freshRefused += answers.filter((answer) => answer.code === RESTARTED.code).length;
+        return answers.every((answer) => answer.status === 200);
+      },
+      30_000,
+      'fresh proofs to pass on every master',
+    );
+    console.log(`cluster restart counts: ${JSON.stringify(counts)}`);
+    const onVictim = defined(accepted.get(victim), 'proofs').length;
+    const elsewhere = [...accepted.values()].flat().length - onVictim;
+    expect([counts.restarted, counts.replayRefused]).toEqual([onVictim, onVictim * 2 + elsewhere * 3]);
+  }, 120_000);
 });

@@ -7,6 +7,7 @@ import { Cluster, Redis } from 'ioredis';
 import { createClient, createClientPool, createCluster, createSentinel } from 'redis';
 import { describe, expect, it } from 'vitest';
 import tokenSec from '../../../src/index.js';
+import { isClusterClient, storedKey } from '../../../src/server/redis-store.js';
 import { callStore } from '../../../src/server/store.js';
 
 // Nothing listens on port 1: none of these clients is connected, and none tries to (lazy).
@@ -26,6 +27,24 @@ describe('redisStore() takes each client of node-redis and ioredis, connected or
     const store = tokenSec.redisStore({ client: make() });
     expect(typeof store.addIfAbsent).toBe('function');
     expect(typeof store.delete).toBe('function');
+  });
+});
+
+describe('isClusterClient(): a cluster client spreads keys and restart markers over hash tags, the others keep one marker', () => {
+  it.each([
+    ['a node-redis client', () => createClient({ url }), false],
+    ['a node-redis pool', () => createClientPool({ url }), false],
+    ['a node-redis cluster', () => createCluster({ rootNodes: [{ url }] }), true],
+    ['a node-redis sentinel', () => createSentinel({ name: 'mymaster', sentinelRootNodes: [{ host: '127.0.0.1', port: 1 }] }), false],
+    ['an ioredis client', () => new Redis(url, { lazyConnect: true }), false],
+    ['an ioredis cluster', () => new Cluster([url], { lazyConnect: true }), true],
+  ])('%s: %s', (_name, make, cluster) => {
+    expect(isClusterClient(make())).toBe(cluster);
+  });
+
+  it('the stored key: one Redis keeps its name; a cluster puts a shard tag before the key', () => {
+    expect(storedKey('tokensec:', 'jti:k:{x}1')).toBe('tokensec:jti:k:{x}1');
+    expect(storedKey('tokensec:', 'jti:k:{x}1', true)).toMatch(/^tokensec:\{ts([0-9]|1[0-5])\}jti:k:\{x\}1$/);
   });
 });
 
