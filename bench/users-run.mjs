@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { newRestartMarker, restartMarkerKeys } from '../dist/server/restart-guard.js';
 
 const MAX_AGE = 60; // bench/app-server.mjs's proof window, seconds
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -456,11 +457,28 @@ async function startRedisCluster() {
   };
 }
 
+/**
+ * Marks a fresh Redis (or every shard of a fresh cluster: `redis-cli -c` follows each key to its
+ * master) as a store in use, as test/support does: else the restart guard takes the first use of
+ * each marker for a Redis that lost its data and refuses proofs made before it for clockSkew seconds.
+ */
+async function markInUse(url, sharded) {
+  const cli = process.env.REDIS_CLI_PATH ?? '/usr/bin/redis-cli';
+  const marker = newRestartMarker(Date.now() - 3_600_000);
+  for (const key of restartMarkerKeys('tokensec:', sharded)) {
+    const args = ['-c', '-p', url.split(':').at(-1), 'SET', key, marker];
+    const reply = await new Promise((resolve, reject) => execFile(cli, args, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+    if (reply.trim() !== 'OK') throw new Error(`bench: redis-server did not take the marker ${key}: ${reply}`);
+  }
+}
+
 export async function redisRun({ quick, results }) {
   const PAIRS = quick ? 2 : 5;
   const COUNT = quick ? 200 : 800;
   const redis = await startRedis();
   const cluster = await startRedisCluster();
+  await markInUse(redis.url, false);
+  await markInUse(cluster.nodes.split(',')[0], true);
   const maker = requestMaker();
   const env = { REDIS_URL: redis.url, REDIS_CLUSTER_NODES: cluster.nodes };
   const apps = [await startApp(env), await startApp(env)];
