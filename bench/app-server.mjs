@@ -12,7 +12,8 @@
 // DPoP checks a user would write without TokenSec: oauth4webapi's validateJwtAccessToken with
 // requireDPoP (RFC 9068 tokens, the JWKS from this app's /jwks), and a check with jose's jwtVerify
 // of the proof with its embedded key; neither keeps a replay set, so each is given the floor's. Run as a child process by bench/index.mjs
-// (`node bench/app-server.mjs`); REDIS_URL adds /api-redis (the same API call, replay ids in Redis).
+// (`node bench/app-server.mjs`); REDIS_URL adds /api-redis (the same API call, replay ids in Redis),
+// REDIS_CLUSTER_NODES /api-cluster (the same on a Redis Cluster through node-redis's createCluster).
 import {
   createCipheriv,
   createHash,
@@ -273,6 +274,20 @@ if (process.env.REDIS_URL) {
   app.post('/login-redis', redisSessions, login);
   const redisHandshake = tokenSec.handshake({ ...handshakeOptions, dpop: { ...handshakeOptions.dpop, replayStore } });
   app.post('/token-redis', redisSessions, csrfSynchronisedProtection, initialize, redisHandshake);
+}
+let cluster;
+if (process.env.REDIS_CLUSTER_NODES) {
+  // The same two routes on a Redis Cluster: sessions and replay ids on one node-redis cluster client.
+  const { createCluster } = await import('redis');
+  cluster = createCluster({ rootNodes: process.env.REDIS_CLUSTER_NODES.split(',').map((url) => ({ url })) });
+  await cluster.connect();
+  const replayStore = tokenSec.redisStore({ client: cluster });
+  app.get('/api-cluster', tokenSec.dpop({ ...dpopOptions, replayStore }), respond);
+  const { RedisStore } = await import('connect-redis');
+  const clusterSessions = session({ ...sessionOptions, store: new RedisStore({ client: cluster }) });
+  app.post('/login-cluster', clusterSessions, login);
+  const clusterHandshake = tokenSec.handshake({ ...handshakeOptions, dpop: { ...handshakeOptions.dpop, replayStore } });
+  app.post('/token-cluster', clusterSessions, csrfSynchronisedProtection, initialize, clusterHandshake);
 }
 app.use((err, _req, res, _next) => res.status(err.status ?? 500).json({ code: err.code ?? 'error' }));
 

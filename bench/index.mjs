@@ -1,6 +1,6 @@
 // npm run bench: every figure of docs/PERFORMANCE.md, side by side, in one run. Loads only
-// 127.0.0.1, bounded in requests and time. Needs the build (npm run build), redis-server
-// (REDIS_SERVER_PATH or /usr/bin/redis-server) and, for the browser figures, Chromium
+// 127.0.0.1, bounded in requests and time. Needs the build (npm run build), redis-server and redis-cli
+// (REDIS_SERVER_PATH, REDIS_CLI_PATH or /usr/bin/…) and, for the browser figures, Chromium
 // (CHROMIUM_PATH or /usr/bin/chromium). The first table (bench/users-run.mjs) is TokenSec as apps
 // run it; the numbered sections after it are the breakdown.
 import { fork } from 'node:child_process';
@@ -84,7 +84,9 @@ console.log('\nA. What users run: token endpoint and API call, each beside its p
 console.log('   (express-session + csrf-sync + jose ES256 JWT bound to cnf.jkt; a fresh proof per request; server nonces off)');
 await usersRun({ quick, results });
 
-console.log('\nB. Redis stores (replay ids; sessions with connect-redis): what they add per request, at one and at two server processes');
+console.log(
+  '\nB. Redis stores (replay ids; sessions with connect-redis), on one Redis and on a three-master Redis Cluster: what they add per request, at one and at two server processes',
+);
 await redisRun({ quick, results });
 
 // ---------------------------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 // alternating order, with a fresh valid proof per request made on another thread
 // (bench/requests-worker.mjs), every response checked, and the server's CPU per request counted
 // alone. Then the Redis replay store's cost per request, at one and at two server processes.
-import { fork, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFile, fork, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { newRestartMarker, restartMarkerKeys } from '../dist/server/restart-guard.js';
 
 const MAX_AGE = 60; // bench/app-server.mjs's proof window, seconds
 const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
@@ -390,12 +393,13 @@ async function freePort() {
   return port;
 }
 
-/** A real redis-server on a free loopback port (Debian's package), as test/support/redis.ts starts it. */
-async function startRedis() {
+/** A real redis-server on a free loopback port (Debian's package), as test/support/redis.ts starts it; `clusterArgs` (starting with --port) for a cluster node. */
+async function startRedis(clusterArgs) {
   const path = process.env.REDIS_SERVER_PATH ?? '/usr/bin/redis-server';
   if (!existsSync(path)) throw new Error(`redis-server not found at ${path}: apt-get install -y redis-server, or set REDIS_SERVER_PATH`);
-  const port = await freePort();
-  const child = spawn(path, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const port = clusterArgs ? Number(clusterArgs[1]) : await freePort();
+  const args = [...(clusterArgs ?? ['--port', String(port)]), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const child = spawn(path, args, { stdio: 'ignore' });
   const deadline = Date.now() + 10_000;
   for (;;) {
     const ready = await new Promise((resolve) => {
@@ -415,20 +419,79 @@ async function startRedis() {
   };
 }
 
+/**
+ * A three-master Redis Cluster on free loopback ports (as test/support/redis-cluster.ts starts it):
+ * three redis-servers in cluster mode joined by `redis-cli --cluster create`.
+ */
+async function startRedisCluster() {
+  const cli = process.env.REDIS_CLI_PATH ?? '/usr/bin/redis-cli';
+  if (!existsSync(cli)) throw new Error(`redis-cli not found at ${cli}: apt-get install -y redis-tools, or set REDIS_CLI_PATH`);
+  const dir = mkdtempSync(join(tmpdir(), 'tokensec-bench-cluster-'));
+  const nodes = [];
+  for (let i = 0; i < 3; i++) {
+    const [port, bus] = [await freePort(), await freePort()];
+    nodes.push(
+      await startRedis([
+        '--port', String(port), '--cluster-enabled', 'yes', '--cluster-port', String(bus),
+        '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
+      ]), // prettier-ignore
+    );
+  }
+  const run = (args) => new Promise((resolve, reject) => execFile(cli, args, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+  await run(['--cluster', 'create', ...nodes.map((n) => n.url.slice('redis://'.length)), '--cluster-replicas', '0', '--cluster-yes']);
+  const deadline = Date.now() + 30_000;
+  for (const node of nodes) {
+    while (!(await run(['-p', node.url.split(':').at(-1), 'CLUSTER', 'INFO'])).includes('cluster_state:ok')) {
+      if (Date.now() > deadline) throw new Error('bench: the Redis Cluster did not reach cluster_state:ok');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    nodes: nodes.map((n) => n.url).join(','),
+    /** The three redis-servers' main threads' CPU µs together. */
+    cpu: () => nodes.reduce((n, node) => n + node.cpu(), 0),
+    stop: async () => {
+      await Promise.all(nodes.map((node) => node.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Marks a fresh Redis (or every shard of a fresh cluster: `redis-cli -c` follows each key to its
+ * master) as a store in use, as test/support does: else the restart guard takes the first use of
+ * each marker for a Redis that lost its data and refuses proofs made before it for clockSkew seconds.
+ */
+async function markInUse(url, sharded) {
+  const cli = process.env.REDIS_CLI_PATH ?? '/usr/bin/redis-cli';
+  const marker = newRestartMarker(Date.now() - 3_600_000);
+  for (const key of restartMarkerKeys('tokensec:', sharded)) {
+    const args = ['-c', '-p', url.split(':').at(-1), 'SET', key, marker];
+    const reply = await new Promise((resolve, reject) => execFile(cli, args, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+    if (reply.trim() !== 'OK') throw new Error(`bench: redis-server did not take the marker ${key}: ${reply}`);
+  }
+}
+
 export async function redisRun({ quick, results }) {
   const PAIRS = quick ? 2 : 5;
   const COUNT = quick ? 200 : 800;
   const redis = await startRedis();
+  const cluster = await startRedisCluster();
+  await markInUse(redis.url, false);
+  await markInUse(cluster.nodes.split(',')[0], true);
   const maker = requestMaker();
-  const apps = [await startApp({ REDIS_URL: redis.url }), await startApp({ REDIS_URL: redis.url })];
+  const env = { REDIS_URL: redis.url, REDIS_CLUSTER_NODES: cluster.nodes };
+  const apps = [await startApp(env), await startApp(env)];
   const { jkt } = await maker.make({ kind: 'jkt' });
   // One signing key per process: each process verifies the tokens it minted. Memory sessions
   // live in one process (a login on each); a Redis session serves both processes (one login).
   const tokens = [await apps[0].mint(jkt), await apps[1].mint(jkt)];
   const users = [await apps[0].login(), await apps[1].login()];
   const redisUser = await apps[0].login('/login-redis');
+  const clusterUser = await apps[0].login('/login-cluster');
+  const shared = { '/token-redis': redisUser, '/token-cluster': clusterUser };
   const api = (path) => (_s, i) => ({ kind: 'api', alg: 'ES256', path, token: tokens[i] });
-  const hs = (path) => (_s, i) => ({ kind: 'handshake', alg: 'ES256', path, ...(path === '/token' ? users[i] : redisUser) });
+  const hs = (path) => (_s, i) => ({ kind: 'handshake', alg: 'ES256', path, ...(path === '/token' ? users[i] : shared[path]) });
   const variants = {};
   for (const [label, servers] of [
     ['1 process', [apps[0]]],
@@ -438,9 +501,12 @@ export async function redisRun({ quick, results }) {
     variants[`${label}, API call, Redis replay store`] = [servers, api('/api-redis'), checks.api];
     variants[`${label}, handshake, memory sessions and replay store`] = [servers, hs('/token'), checks.handshake];
     variants[`${label}, handshake, Redis sessions and replay store`] = [servers, hs('/token-redis'), checks.handshake];
+    variants[`${label}, API call, Redis Cluster replay store`] = [servers, api('/api-cluster'), checks.api];
+    variants[`${label}, handshake, Redis Cluster sessions and replay store`] = [servers, hs('/token-cluster'), checks.handshake];
   }
   const names = Object.keys(variants);
-  const measure = (name, count) => run(variants[name][0], maker, variants[name][1], count, variants[name][2], redis.cpu);
+  const measure = (name, count) =>
+    run(variants[name][0], maker, variants[name][1], count, variants[name][2], name.includes('Cluster') ? cluster.cpu : redis.cpu);
   for (const name of names) await measure(name, quick ? 50 : 200);
   const all = Object.fromEntries(names.map((n) => [n, []]));
   for (let pair = 0; pair < PAIRS; pair++) {
@@ -449,8 +515,11 @@ export async function redisRun({ quick, results }) {
   await Promise.all(apps.map((a) => a.stop()));
   await maker.stop();
   await redis.stop();
+  await cluster.stop();
   const m = (name, key) => median(all[name].map((r) => r[key]));
-  const rows = [['variant (ES256 proofs, inline)', 'app CPU µs/req', 'redis-server CPU µs/req', 'req/s', 'p50 ms', 'p99 ms']];
+  const rows = [
+    ['variant (ES256 proofs, inline)', 'app CPU µs/req', 'redis-server CPU µs/req (cluster: 3 masters)', 'req/s', 'p50 ms', 'p99 ms'],
+  ];
   for (const name of names)
     rows.push([name, fmt(m(name, 'cpu')), fmt(m(name, 'extra')), fmt(m(name, 'rps')), fmt(m(name, 'p50'), 2), fmt(m(name, 'p99'), 2)]);
   console.log(`  medians of ${PAIRS} pairs, ${COUNT} requests per variant per pair (split between the processes), 8 connections in all`);
@@ -462,6 +531,12 @@ export async function redisRun({ quick, results }) {
     for (const [what, r, mem] of [
       ['API call (replay store)', 'API call, Redis replay store', 'API call, memory replay store'],
       ['handshake (sessions, replay store)', 'handshake, Redis sessions and replay store', 'handshake, memory sessions and replay store'],
+      ['API call (Redis Cluster replay store)', 'API call, Redis Cluster replay store', 'API call, memory replay store'],
+      [
+        'handshake (Redis Cluster sessions, replay store)',
+        'handshake, Redis Cluster sessions and replay store',
+        'handshake, memory sessions and replay store',
+      ],
     ]) {
       const cpu = added(`${label}, ${r}`, `${label}, ${mem}`, 'cpu');
       const p50 = added(`${label}, ${r}`, `${label}, ${mem}`, 'p50');

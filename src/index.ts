@@ -37,7 +37,13 @@ export type { DpopEvent, HandshakeEvent } from './server/events.js';
 export type { AtomicStore } from './server/store.js';
 export type { RequestLike } from './server/express-request.js';
 export type { MemoryStoreOptions } from './server/memory-store.js';
-export type { IoRedisLikeClient, NodeRedisLikeClient, RedisStoreOptions } from './server/redis-store.js';
+export type {
+  IoRedisLikeClient,
+  NodeRedisClusterLikeClient,
+  NodeRedisLikeClient,
+  NodeRedisSentinelLikeClient,
+  RedisStoreOptions,
+} from './server/redis-store.js';
 export type { ErrorHandlerOptions, ErrorLogger, ErrorMiddleware } from './server/error-handler.js';
 export type { Middleware, MaybePromise } from './server/options.js';
 export type { WithExpressRequest } from './server/express-request.js';

@@ -46,8 +46,17 @@ export function guardedKeys(prefix: string, key: string, sharded = false): { sto
   if (!sharded) return { stored: prefix + key, marker: restartMarkerKey(prefix) };
   let hash = 0x811c9dc5;
   for (let i = 0; i < key.length; i++) hash = Math.imul(hash ^ key.charCodeAt(i), 0x01000193);
-  const tag = `{ts${(hash >>> 0) % RESTART_SHARDS}}`;
+  const tag = shardTag((hash >>> 0) % RESTART_SHARDS);
   return { stored: `${prefix}${tag}${key}`, marker: `${prefix}${tag}restart` };
+}
+
+/** The hash tag of shard `n` (0 to RESTART_SHARDS − 1). */
+const shardTag = (n: number): string => `{ts${n}}`;
+
+/** Every marker key a store under `prefix` may write: one on one Redis, one per shard on a Redis Cluster (`sharded`). */
+export function restartMarkerKeys(prefix: string, sharded = false): string[] {
+  if (!sharded) return [restartMarkerKey(prefix)];
+  return Array.from({ length: RESTART_SHARDS }, (_, n) => `${prefix}${shardTag(n)}restart`);
 }
 
 /** A new marker: 16 random bytes and the time it is written, in milliseconds since the epoch. */

@@ -31,7 +31,9 @@ export interface NginxOptions {
   /** The name the certificate is for, and the page's host. */
   serverName: string;
   /** The app's port on 127.0.0.1. */
-  upstreamPort: number;
+  upstreamPort?: number;
+  /** Several app processes on 127.0.0.1, taken in turn (nginx's round robin), instead of `upstreamPort`. */
+  upstreamPorts?: number[];
   /** Extra directives for the server block, e.g. `proxy_buffer_size 16k;`. */
   extra?: string;
   /** Extra directives for the http block, e.g. `proxy_cache_path …;` (`$dir` is nginx's own temporary directory). */
@@ -47,11 +49,13 @@ function need(path: string, what: string): void {
 export async function startNginx({
   serverName,
   upstreamPort,
+  upstreamPorts = upstreamPort === undefined ? [] : [upstreamPort],
   extra = '',
   http = '',
   hostHeader = '$http_host',
 }: NginxOptions): Promise<NginxProxy> {
   need(NGINX, 'nginx');
+  if (upstreamPorts.length === 0) throw new Error('startNginx: give upstreamPort or upstreamPorts.');
   const dir = mkdtempSync(join(tmpdir(), 'tokensec-nginx-'));
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
@@ -83,6 +87,7 @@ http {
   access_log off;
   ${temp}
   ${http.replaceAll('$dir', dir)}
+  ${upstreamPorts.length > 1 ? `upstream app { ${upstreamPorts.map((upstream) => `server 127.0.0.1:${upstream};`).join(' ')} }` : ''}
   server {
     listen 127.0.0.1:${port} ssl;
     server_name ${serverName};
@@ -90,7 +95,7 @@ http {
     ssl_certificate_key ${key};
     ${extra}
     location / {
-      proxy_pass http://127.0.0.1:${upstreamPort};
+      proxy_pass http://${upstreamPorts.length > 1 ? 'app' : `127.0.0.1:${upstreamPorts[0]}`};
       proxy_http_version 1.1;
       proxy_set_header Host ${hostHeader};
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;

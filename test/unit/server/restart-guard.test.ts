@@ -11,6 +11,7 @@ import {
   noticedAt,
   refuseKeysFromBeforeRestart,
   restartMarkerKey,
+  restartMarkerKeys,
 } from '../../../src/server/restart-guard.js';
 
 /** What Redis Cluster hashes (its hash-tag rule): the text between the first `{` and the next `}`, when not empty; else the whole key. */
@@ -56,14 +57,19 @@ describe('restart guard', () => {
 
   it("keys: one marker per Redis; on a cluster, each key shares its hash tag (so its slot) with its shard's marker", () => {
     expect(guardedKeys('tokensec:', 'jti:k:1')).toEqual({ stored: 'tokensec:jti:k:1', marker: 'tokensec:restart' });
+    expect(restartMarkerKeys('tokensec:')).toEqual(['tokensec:restart']);
     const tags = new Set<string>();
+    const markers = new Set<string>();
     for (let i = 0; i < 500; i++) {
       const { stored, marker } = guardedKeys('tokensec:', `jti:key:{evil}${i}`, true);
       expect(hashed(stored)).toBe(hashed(marker));
       expect(stored.endsWith(`jti:key:{evil}${i}`)).toBe(true);
       tags.add(hashed(stored));
+      markers.add(marker);
     }
     expect(tags.size).toBe(RESTART_SHARDS);
+    // restartMarkerKeys names exactly the markers the keys use (a test marks a cluster in use with it).
+    expect(new Set(restartMarkerKeys('tokensec:', true))).toEqual(markers);
     // A prefix with its own tag puts every key and marker in that one slot.
     const mine = guardedKeys('{myapp}:', 'bind:s1', true);
     expect([hashed(mine.stored), hashed(mine.marker)]).toEqual(['myapp', 'myapp']);

@@ -2,6 +2,7 @@
  * memoryStore(): the AtomicStore contract, expiry in buckets, the full store and the owners'
  * shares; the 3.0 ReplayStore wrapped; store and nonce options checked like every other option.
  */
+import { createClient } from 'redis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fakeClock } from '../../support/clock.js';
 import tokenSec, { memoryStore, memoryReplayStore, type AtomicStore } from '../../../src/index.js';
@@ -187,9 +188,9 @@ describe('store options are checked when the store is made', () => {
 
   it.each([
     [{}, /option "client" must be a node-redis client/],
-    [{ client: {} }, /option "client" must be a node-redis client .* or an ioredis client/],
-    [{ client: { sendCommand: () => Promise.resolve(null) }, prefix: 5 }, /option "prefix" must be a string/],
-    [{ client: { sendCommand: () => Promise.resolve(null) }, prefx: 'a' }, /unknown option "prefx"\. Did you mean "prefix"\?/],
+    [{ client: {} }, /option "client" must be a node-redis client, pool, cluster or sentinel .* or an ioredis client or cluster/],
+    [{ client: createClient(), prefix: 5 }, /option "prefix" must be a string/],
+    [{ client: createClient(), prefx: 'a' }, /unknown option "prefx"\. Did you mean "prefix"\?/],
   ])('redisStore(%o)', (options, message) => {
     expect(() => tokenSec.redisStore(options as never)).toThrow(message);
     expect(() => tokenSec.redisReplayStore(options as never)).toThrow(message);
