@@ -13,7 +13,7 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import tokenSec from '../../src/index.js';
+import tokenSec, { type DpopEvent } from '../../src/index.js';
 import { fakeClock } from '../support/clock.js';
 import { listen } from '../support/helpers.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -60,6 +60,8 @@ describe.each(clients)('$name', ({ connect }) => {
     const token = Buffer.from(JSON.stringify({ cnf: { jkt } })).toString('base64url');
 
     // Two instances of the app (two processes behind a load balancer), each with its own client.
+    // Operators see the restart window in dpop()'s events (onEvent), each with its code.
+    const events: DpopEvent[] = [];
     const instances: string[] = [];
     for (let i = 0; i < 2; i++) {
       const { client, close } = await connect(redis.url);
@@ -73,6 +75,10 @@ describe.each(clients)('$name', ({ connect }) => {
           clockSkew: CLOCK_SKEW,
           origin: 'https://api.example',
           verifyToken: (given) => JSON.parse(Buffer.from(given, 'base64url').toString()),
+          onEvent: (event) => events.push(event),
+          // This test is about the store: server nonces (the default) are off, so that proofs made
+          // by the dpop package need no nonce round trip (nonces: test/attacks/pre-signed-proofs.test.ts).
+          nonce: false,
         }),
         (_req, res) => res.json({ ok: true }),
       );
@@ -126,6 +132,9 @@ describe.each(clients)('$name', ({ connect }) => {
       replays.push(answer);
     }
     expect(replays.map((r) => [r.status, r.code])).toEqual(Array(12).fill([503, 'ERR_TOKENSEC_STORE_RESTARTED']));
+    const restarted = events.filter((e) => e.code === 'ERR_TOKENSEC_STORE_RESTARTED');
+    expect(restarted.length).toBeGreaterThanOrEqual(13); // the first use's notice and the twelve replays
+    for (const event of restarted) expect([event.outcome, event.status, event.jkt]).toEqual(['failed', 503, jkt]);
     // A proof made now, at the notice, cannot be told from one made before it either.
     expect(await send(b, await proof())).toEqual({ status: 503, code: 'ERR_TOKENSEC_STORE_RESTARTED', retryAfter: String(CLOCK_SKEW) });
 

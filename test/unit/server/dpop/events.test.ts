@@ -4,6 +4,7 @@
  * duration; store failures show with their code; no event holds a token, proof, key or secret.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import http from 'node:http';
 import express from 'express';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -46,6 +47,21 @@ async function caller(url: string) {
 }
 
 describe('dpop() events', () => {
+  it('operators see a refused Host: 400 ERR_TOKENSEC_BAD_HOST is an event with its code, before any proof is read', async () => {
+    const { url, events } = await app({ nonce: { key: NONCE_KEY } });
+    const { port } = new URL(url);
+    // fetch cannot send a Host of its own: node:http can.
+    const status = await new Promise<number>((resolve, reject) => {
+      const request = http.get({ host: '127.0.0.1', port, path: '/api/me', headers: { host: `127.0.0.1:${port}#` } }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.on('error', reject);
+    });
+    expect(status).toBe(400);
+    expect(events).toEqual([expect.objectContaining({ outcome: 'refused', status: 400, code: 'ERR_TOKENSEC_BAD_HOST' })]);
+    expect(events[0]?.jkt).toBeUndefined();
+  });
   it('accepted, and each kind of refusal, with status, code, algorithm, jkt, a duration and the request id', async () => {
     const { url, events } = await app({ nonce: { key: NONCE_KEY } });
     const { jkt, proof, send } = await caller(url);
