@@ -233,7 +233,7 @@ function handOut(
   // value of the same name, is set. The Cookie header carries no attributes: changed cookie
   // options reach a browser with its next token.
   if (holdsCookie(req.headers.cookie, settings.name, value)) return;
-  const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket).encrypted === true;
+  const secure = settings.secure ?? req.secure ?? (req.socket as TLSSocket | undefined)?.encrypted === true;
   appendSetCookie(res, `${settings.name}=${value}${settings.fixed}${secure ? '; Secure' : ''}`);
 }
 

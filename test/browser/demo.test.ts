@@ -15,6 +15,18 @@ import { joseProof, proofKey, sha256 } from '../support/proofs.js';
 const state = (page: Page, step: string) => page.getAttribute(`#step-${step}`, 'data-state');
 const detail = (page: Page, step: string) => page.textContent(`#step-${step} .detail`);
 
+/**
+ * Server nonces are on by default (4.0): the page's first proof to the server carries none yet and
+ * is answered 401 use_dpop_nonce, which Chromium logs as a failed resource; each such answer the
+ * server sent (counted here) accounts for one logged 401. Any other error stays an error.
+ */
+let nonceChallenges = 0;
+const UNAUTHORIZED = 'Failed to load resource: the server responded with a status of 401 (Unauthorized)';
+function withoutNonceChallenges(errors: string[]): string[] {
+  let allowed = nonceChallenges;
+  return errors.filter((e) => !(e === UNAUTHORIZED && allowed-- > 0));
+}
+
 describe.each(engines)('demo in %s', (engine) => {
   let browser: EngineBrowser;
   beforeAll(async () => {
@@ -29,7 +41,11 @@ describe.each(engines)('demo in %s', (engine) => {
     const proofs: string[] = [];
     const failedRequests: string[] = [];
     const app = express();
+    nonceChallenges = 0;
     app.use((req, res, next) => {
+      res.once('finish', () => {
+        if (res.statusCode === 401 && /use_dpop_nonce/.test(String(res.getHeader('www-authenticate')))) nonceChallenges++;
+      });
       const auth = req.headers.authorization;
       if (auth?.startsWith('DPoP ')) bearer.push(auth.slice(5));
       const proof = req.headers.dpop;
@@ -210,7 +226,7 @@ describe.each(engines)('demo in %s', (engine) => {
       expect(await page.isVisible('#controls')).toBe(false);
       expect(await page.isVisible('#token-panel')).toBe(false);
       expect(await violations()).toEqual([]); // strict CSP, nothing blocked
-      expect(errors).toEqual([]);
+      expect(withoutNonceChallenges(errors)).toEqual([]);
       expect(failedRequests).toEqual([]);
     } finally {
       await close();
@@ -299,7 +315,7 @@ describe.each(engines)('demo in %s', (engine) => {
       mkdirSync('test-results', { recursive: true });
       // Not in Firefox: Playwright's screenshot there injects an inline style, which the demo's CSP blocks and reports.
       if (engine !== 'Firefox') await page.screenshot({ path: `test-results/demo-390-${engine.toLowerCase()}.png`, fullPage: true });
-      expect(errors).toEqual([]);
+      expect(withoutNonceChallenges(errors)).toEqual([]);
     } finally {
       await close();
     }
@@ -314,7 +330,7 @@ describe.each(engines)('demo in %s', (engine) => {
       await page.waitForSelector('#step-api[data-state="done"]', { timeout: 10_000 });
       expect(await state(page, 'api')).toBe('done');
       expect(new Set(bearer).size).toBeGreaterThanOrEqual(2);
-      expect(errors).toEqual([]);
+      expect(withoutNonceChallenges(errors)).toEqual([]);
       expect(failedRequests).toEqual([]);
     } finally {
       await close();

@@ -139,7 +139,7 @@ function checkForwardedHost(req: RequestLike): void {
  */
 function requestOrigin(req: RequestLike, parts: RequestTargetParts): string {
   if (parts.absoluteOrigin !== undefined) return parts.absoluteOrigin;
-  const protocol = req.protocol ?? ((req.socket as TLSSocket).encrypted ? 'https' : 'http');
+  const protocol = req.protocol ?? ((req.socket as TLSSocket | undefined)?.encrypted ? 'https' : 'http');
   const host = req.get?.('host') ?? req.headers.host ?? '';
   // No Host at all (HTTP/1.0) leaves no URL: a proof is then refused as naming none.
   if (host !== '' && !isValidHost(host)) throw badHost();
