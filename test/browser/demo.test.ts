@@ -392,7 +392,9 @@ describe('demo API', () => {
       expect(replayed.status).toBe(401);
       expect((await replayed.json()).code).toBe('ERR_TOKENSEC_DPOP_REPLAYED_PROOF');
       const thief = await proofKey();
-      const stolenKey = await joseProof(thief, { htm: 'GET', htu: url, ath: await sha256(token) });
+      // The thief holds the server's current nonce (any answer carries it): refused for the key, not the nonce.
+      const nonce = replayed.headers.get('dpop-nonce') ?? undefined;
+      const stolenKey = await joseProof(thief, { htm: 'GET', htu: url, ath: await sha256(token), nonce });
       const otherKey = await withProof(token, stolenKey);
       expect(otherKey.status).toBe(401);
       expect(otherKey.headers.get('www-authenticate')).toMatch(/^DPoP error="invalid_token"/);

@@ -62,7 +62,7 @@ function pageApp(pages: Record<string, Script[]>, connect = "'self'") {
       res.type('html').send(`<!doctype html><title>loading</title>${tags.join('')}${inline}`);
     });
   }
-  app.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
+  app.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true, dpop: { nonce: false } }));
   return app;
 }
 
@@ -203,7 +203,7 @@ describe.each(engines)('loading the client in %s', (engine) => {
         pageApp({ '/cross': ['/tokensec.js', { src: '/fixtures/run-cross.js', data: { api: apiOrigin } }] }, `'self' ${apiOrigin}`),
       );
       apiSetup(api, page.origin);
-      api.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true }));
+      api.post('/token', tokenSec.handshake({ payload: TOKEN, secret: 's-0123456789abcdef', terminate: true, dpop: { nonce: false } }));
       try {
         return await run('/cross', page.origin);
       } finally {

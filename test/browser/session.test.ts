@@ -87,10 +87,12 @@ beforeAll(async () => {
 
   const app = express();
   // API routes authenticate with DPoP-bound tokens, which no browser sends on its own: no CSRF check.
-  app.get('/api/me', tokenSec.dpop({ verifyToken }), (req, res) =>
+  app.get('/api/me', tokenSec.dpop({ verifyToken, nonce: false }), (req, res) =>
     res.json({ ok: true, jkt: (req as typeof req & { tokenSec?: { jkt: string } }).tokenSec?.jkt }),
   );
-  app.post('/api/echo', tokenSec.dpop({ verifyToken }), express.text(), (req, res) => res.type('text').send(`echo:${req.body}`));
+  app.post('/api/echo', tokenSec.dpop({ verifyToken, nonce: false }), express.text(), (req, res) =>
+    res.type('text').send(`echo:${req.body}`),
+  );
   app.get('/api/nonce', tokenSec.dpop({ verifyToken, nonce: true }), (_req, res) => res.json({ ok: true }));
   app.get('/api/seen', (req, res) => {
     const { referer, pragma, authorization, dpop } = req.headers as Record<string, string | undefined>;
@@ -122,7 +124,9 @@ beforeAll(async () => {
       if (status) res.sendStatus(status);
       else setTimeout(next, state.delay);
     },
-    tokenSec.handshake({ payload: (_req, _res, { jkt }) => issueToken(jkt), terminate: true }),
+    // Nonces off: these tests count handshakes and API calls; the nonce round trip is tested below
+    // (/api/nonce) and in test/unit/client/retries.test.ts.
+    tokenSec.handshake({ payload: (_req, _res, { jkt }) => issueToken(jkt), terminate: true, dpop: { nonce: false } }),
   );
   const onError: ErrorRequestHandler = (err, _req, res, _next) => {
     res.set(err.headers ?? {});
